@@ -1,0 +1,28 @@
+# QLoRA vs full fine-tuning: the paper rebuilt from raw outputs.
+# Thin on purpose: settings, validation, includes and the named targets. Rules live in rules/*.smk.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TRAIN_TARGETS,
+
+
+rule train:
+    input:
+        TRAIN_TARGETS,

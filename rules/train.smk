@@ -1,0 +1,37 @@
+# Fine-tuning, one job per variant ({variant} = full | qlora), same data and base model.
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+
+
+rule finetune:
+    output:
+        model=directory(f"{RESULTS}/models/{{variant}}"),
+        log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
+        hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
+        metrics=metrics_for("{variant}", TRAIN_METRICS),
+    input:
+        lib("finetune", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer"),
+        "schemas/metric.schema.json",
+        base_model=rules.base_model.output.model,
+        tokenizer=rules.tokenizer.output.tokenizer,
+        tokenized=rules.tokenize.output.tokenized,
+    params:
+        hp=variant_hp,
+        shared=shared_training(),
+        seed=config["seed"],
+        metrics_dir=lambda wc: f"{RESULTS}/metrics/{wc.variant}",
+        # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
+        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    log:
+        f"{LOGS}/finetune_{{variant}}.log",
+    benchmark:
+        f"{BENCH}/finetune_{{variant}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,27 @@
+"""Rule base_model: the model both variants fine-tune, saved as safetensors."""
+import pandas as pd
+from transformers import AutoTokenizer
+
+from qrepro.base_model import from_hub_or_disk, pretrain, random_weights
+from qrepro.runlog import log_to
+from qrepro.training import device_and_precision
+
+p = snakemake.params  # noqa: F821
+out = snakemake.output  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    tokenizer = AutoTokenizer.from_pretrained(snakemake.input.tokenizer)  # noqa: F821
+    history = []
+    if p.init == "random":
+        model = random_weights(tokenizer, p.architecture, p.seed)
+    elif p.source == "pretrain":
+        cuda, precision = device_and_precision(p.precision)
+        model, history = pretrain(tokenizer, snakemake.input.pretrain_data, p.architecture, p.pretrain,  # noqa: F821
+                                  p.seed, precision, cuda, snakemake.threads, p.work_dir)  # noqa: F821
+    else:
+        location = p.hub_id if p.source == "hub" else p.local_path
+        model = from_hub_or_disk(location, p.revision if p.source == "hub" else None,
+                                 p.architecture, p.load_dtype)
+    model.save_pretrained(out.model, safe_serialization=True)
+    tokenizer.save_pretrained(out.model)
+    pd.DataFrame(history).to_csv(out.log_history, index=False)
+    print(model.config)

@@ -1,0 +1,64 @@
+"""Cross-field configuration checks that a JSON schema cannot express.
+
+Runs while Snakemake parses the workflow, before any job: no torch import here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .hardware import cuda_visible_without_torch
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def problems(config: dict, cuda: bool | None = None) -> list[str]:
+    """Every problem found, each naming the key, the bad value and what is allowed."""
+    cuda = cuda_visible_without_torch() if cuda is None else cuda
+    found = []
+    data, model, training = config["data"], config["model"], config["training"]
+    arch = model["architecture"]
+
+    if arch["hidden_size"] % arch["num_attention_heads"]:
+        found.append(f"model.architecture.num_attention_heads={arch['num_attention_heads']} must divide "
+                     f"hidden_size={arch['hidden_size']}")
+    if arch["num_attention_heads"] % arch["num_key_value_heads"]:
+        found.append(f"model.architecture.num_key_value_heads={arch['num_key_value_heads']} must divide "
+                     f"num_attention_heads={arch['num_attention_heads']}")
+    if data["max_length"] > arch["max_position_embeddings"]:
+        found.append(f"data.max_length={data['max_length']} exceeds the model's maximum positions "
+                     f"(model.architecture.max_position_embeddings={arch['max_position_embeddings']})")
+    if data["source"] == "local":
+        found += _path_problem("data.local_dir", data["local_dir"])
+    if model["source"] == "local":
+        found += _path_problem("model.local_path", model["local_path"])
+    if model["source"] == "hub" and not model["hub_id"]:
+        found.append("model.hub_id must name a model when model.source is hub")
+    if model["source"] == "pretrain" and model["init"] == "pretrained" and data["source"] == "hf":
+        found.append("model.source=pretrain needs a pretraining portion, which data.source=hf does not have; "
+                     "use data.source synthetic or local (with pretrain.txt), or model.source hub/local")
+    if model["source"] != "pretrain" and config["tokenizer"]["source"] == "train":
+        found.append(f"tokenizer.source=train only fits model.source=pretrain; a {model['source']} model "
+                     "needs tokenizer.source=model (its own vocabulary)")
+    if training["precision"] == "fp16" and not cuda:
+        found.append("training.precision=fp16 needs a CUDA device and none is visible; on CPU, accelerate "
+                     "would silently train in fp32. Allowed here: auto, bf16, fp32")
+    if not config["allow_cpu"] and not cuda:
+        found.append("allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible; "
+                     "run on a GPU machine, or override with --config allow_cpu=true")
+    return found
+
+
+def _path_problem(key: str, value) -> list[str]:
+    if not value:
+        return [f"{key} must be set when its source is local"]
+    if not Path(value).exists():
+        return [f"{key}={value!r} does not exist; give an existing directory"]
+    return []
+
+
+def check(config: dict, cuda: bool | None = None) -> None:
+    found = problems(config, cuda)
+    if found:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(found))

@@ -1,0 +1,96 @@
+"""Fine-tuning one variant: full (all weights) or QLoRA (NF4 base + LoRA adapters)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .modeling import load_pretrained
+from .quant import (DTYPES, assert_quantized, bnb_config, disable_cpu_weight_repacking,
+                    require_bitsandbytes)
+
+
+def compute_dtype(quantization: dict, precision: str) -> str:
+    """QLoRA's compute dtype: the training precision unless the config names one."""
+    return precision if quantization["compute_dtype"] == "auto" else quantization["compute_dtype"]
+
+
+def build_full(base_dir: str, weights_dtype: str):
+    return load_pretrained(base_dir, dtype=DTYPES[weights_dtype])
+
+
+def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, cuda: bool,
+                gradient_checkpointing: bool):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    require_bitsandbytes(cuda)
+    dtype = compute_dtype(quantization, precision)
+    model = load_pretrained(base_dir, dtype=DTYPES[dtype],
+                            quantization_config=bnb_config(quantization["quant_type"],
+                                                           quantization["double_quant"], dtype))
+    assert_quantized(model)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    model = get_peft_model(model, LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias=lora["bias"],
+        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM"))
+    if not cuda:
+        disable_cpu_weight_repacking(model)
+    return model
+
+
+def build(variant: str, base_dir: str, hp: dict, precision: str, cuda: bool):
+    if variant == "full":
+        return build_full(base_dir, hp["weights_dtype"])
+    if variant == "qlora":
+        return build_qlora(base_dir, hp["quantization"], hp["lora"], precision, cuda,
+                           hp.get("gradient_checkpointing", False))
+    raise ValueError(f"unknown variant {variant!r}: expected full or qlora")
+
+
+def resolved_hyperparameters(variant: str, args, model, precision: str, hp: dict) -> dict:
+    """What actually ran (Tables 3 and 4), read back from the TrainingArguments and the model."""
+    resolved = {
+        "variant": variant,
+        "num_train_epochs": args.num_train_epochs,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "per_device_eval_batch_size": args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_steps": args.max_steps,
+        "learning_rate": args.learning_rate,
+        "optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+        "precision": precision,
+        "warmup_steps": args.warmup_steps,
+        "max_grad_norm": args.max_grad_norm,
+        "eval_steps": args.eval_steps,
+        "save_steps": args.save_steps,
+        "seed": args.seed,
+        "gradient_checkpointing": args.gradient_checkpointing,
+    }
+    if variant == "qlora":
+        peft_config = model.peft_config["default"]
+        quant = model.base_model.model.config.quantization_config
+        quant = quant.to_dict() if hasattr(quant, "to_dict") else dict(quant)
+        resolved.update({
+            "quant_type": quant["bnb_4bit_quant_type"],
+            "double_quant": quant["bnb_4bit_use_double_quant"],
+            "compute_dtype": str(quant["bnb_4bit_compute_dtype"]).replace("torch.", ""),
+            "lora_r": peft_config.r,
+            "lora_alpha": peft_config.lora_alpha,
+            "lora_dropout": peft_config.lora_dropout,
+            "lora_bias": peft_config.bias,
+            "target_modules": sorted(peft_config.target_modules),
+        })
+    else:
+        resolved["weights_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+    return resolved
+
+
+def save_model(model, variant: str, out_dir: str) -> None:
+    """full: the whole model as safetensors; qlora: the adapter weights plus adapter_config.json."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
+def write_json(path: str, payload: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+

@@ -1,0 +1,121 @@
+"""Trainer set-up shared by pretraining and both fine-tuning variants."""
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+from .hardware import resolve_precision
+
+LOG_COLUMNS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss"]
+
+
+class StepTimer(TrainerCallback):
+    """Pure optimizer-step time: from on_step_begin to on_step_end, so evaluation and checkpoint
+    saves (which run after on_step_end) are excluded."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+        self._start = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self.durations.append(time.perf_counter() - self._start)
+            self._start = None
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+    set_seed(seed, deterministic=True)
+
+
+def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, cuda: bool,
+                       seed: int, threads: int) -> TrainingArguments:
+    """The paper's Table 3 row for one variant, plus the shared schedule."""
+    evaluate = shared["eval_steps"] > 0
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=1,
+        max_steps=shared["max_steps"],
+        per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"],
+        gradient_accumulation_steps=hp["gradient_accumulation_steps"],
+        learning_rate=hp["learning_rate"],
+        warmup_steps=shared["warmup_steps"],
+        optim=hp["optim"],
+        max_grad_norm=shared["max_grad_norm"],
+        weight_decay=0.0,
+        lr_scheduler_type="linear",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not cuda,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=shared["eval_steps"] if evaluate else None,
+        save_strategy="steps",
+        save_steps=shared["save_steps"],
+        save_total_limit=2,
+        logging_steps=shared["logging_steps"],
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=hp.get("gradient_checkpointing", False),
+    )
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [c for c in checkpoints if (c / "trainer_state.json").exists()]
+    return str(complete[-1]) if complete else None
+
+
+def train(trainer) -> tuple[float, str | None]:
+    """Run trainer.train(), resuming from the last complete checkpoint; returns (wall seconds, resumed from)."""
+    resume = latest_checkpoint(trainer.args.output_dir)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    return time.perf_counter() - start, resume
+
+
+def log_history_frame(log_history: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(log_history)
+    for column in LOG_COLUMNS:
+        if column not in frame:
+            frame[column] = float("nan")
+    return frame[LOG_COLUMNS + [c for c in frame.columns if c not in LOG_COLUMNS]]
+
+
+def final_train_loss(log_history: list[dict]) -> float:
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    if not losses:
+        raise RuntimeError("the Trainer logged no training loss; lower training.logging_steps")
+    return float(losses[-1])
+
+
+def first_train_loss(log_history: list[dict]) -> float:
+    return float(next(entry["loss"] for entry in log_history if "loss" in entry))
+
+
+def peak_memory_mb(cuda: bool) -> tuple[float, str]:
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 1024**2, "torch.cuda.max_memory_allocated"
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak resident set size (ru_maxrss)"
+
+
+def device_and_precision(requested: str) -> tuple[bool, str]:
+    cuda = torch.cuda.is_available()
+    return cuda, resolve_precision(requested, cuda)

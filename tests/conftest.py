@@ -1,0 +1,37 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# What a clean checkout holds: generated outputs and caches are left behind.
+_IGNORE = shutil.ignore_patterns(".git", "results", ".snakemake", "__pycache__", ".pytest_cache",
+                                 "report.*", "*.pdf", "*.png", ".venv", ".whl", ".gl")
+
+
+def copy_workflow(dest: Path) -> Path:
+    shutil.copytree(ROOT, dest, ignore=_IGNORE, dirs_exist_ok=True)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def test_run(tmp_path_factory):
+    """The DAG run once on configs/test.yaml in a fresh copy of the repository."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("run"))
+    snakemake(workdir, "--configfile", "configs/test.yaml", "--cores", "2", "train")
+    return workdir

@@ -1,0 +1,73 @@
+import copy
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import ROOT
+from qrepro.config_checks import ConfigError, check, problems
+
+SCHEMA = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def validate(config):
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+
+
+def merged(*overrides):
+    from snakemake.utils import update_config
+    config = copy.deepcopy(DEFAULT)
+    for override in overrides:
+        update_config(config, override)
+    return config
+
+
+def test_shipped_profiles_are_valid():
+    validate(DEFAULT)
+    validate(merged(yaml.safe_load((ROOT / "configs/test.yaml").read_text())))
+    check(DEFAULT, cuda=False)
+
+
+def test_every_default_key_has_a_comment():
+    for line in (ROOT / "config.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and ":" in stripped and not stripped.startswith("-"):
+            key, _, value = stripped.partition(":")
+            if value.strip():  # a leaf key (section headers carry their comment too, checked by eye)
+                assert "#" in value, f"config.yaml key {key!r} has no comment"
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"training": {"qlora": {"lerning_rate": 1e-4}}}, "'lerning_rate' was unexpected"),
+    ({"data": {"source": "web"}}, "'web' is not one of ['synthetic', 'hf', 'local']"),
+    ({"training": {"qlora": {"learning_rate": -1.0}}}, "-1.0 is less than or equal to the minimum of 0"),
+    ({"training": {"max_steps": "many"}}, "'many' is not of type 'integer'"),
+])
+def test_schema_names_key_and_allowed_values(override, message):
+    with pytest.raises(jsonschema.ValidationError) as err:
+        validate(merged(override))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model": {"architecture": {"num_attention_heads": 3}}}, "num_attention_heads=3 must divide hidden_size=128"),
+    ({"data": {"max_length": 512}}, "data.max_length=512 exceeds the model's maximum positions"),
+    ({"training": {"precision": "fp16"}}, "training.precision=fp16 needs a CUDA device"),
+    ({"data": {"source": "local", "local_dir": "/nonexistent/data"}}, "data.local_dir='/nonexistent/data' does not exist"),
+    ({"allow_cpu": False}, "allow_cpu=false"),
+])
+def test_cross_field_checks(override, message):
+    config = merged(override)
+    validate(config)
+    assert any(message in p for p in problems(config, cuda=False)), problems(config, cuda=False)
+    with pytest.raises(ConfigError, match="Invalid configuration"):
+        check(config, cuda=False)
+
+
+def test_config_checks_do_not_import_torch():
+    code = ("import sys; sys.path.insert(0, 'scripts'); import qrepro.config_checks; "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

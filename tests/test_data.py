@@ -1,0 +1,52 @@
+import pytest
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+
+from qrepro.data import synthetic_raw, tokenize_packed, tokenize_padded, split_stats, tokenize_splits
+from qrepro.tokenizer import finish, train_bpe
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return synthetic_raw(seed=5, scale=0.01, pretrain_rows=600, people=12, cities=4)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(raw, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    train_bpe(list(raw["train"]["text"]) + list(raw["pretrain"]["text"]), vocab_size=300).save_pretrained(folder)
+    return finish(AutoTokenizer.from_pretrained(folder))
+
+
+def test_trained_tokenizer_reloads_as_fast_tokenizer_with_paper_settings(tokenizer, raw):
+    assert tokenizer.is_fast and len(tokenizer) == 300
+    assert tokenizer.pad_token == tokenizer.eos_token == "</s>" and tokenizer.padding_side == "right"
+    line = raw["train"]["text"][3] or raw["train"]["text"][1]
+    ids = tokenizer(line)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True) == line
+
+
+def test_paper_protocol_pads_every_non_empty_row(tokenizer, raw):
+    padded = tokenize_padded(raw["test"], tokenizer, max_length=48)
+    non_empty = sum(1 for t in raw["test"]["text"] if t.strip())
+    assert padded.num_rows == non_empty < raw["test"].num_rows
+    assert all(len(ids) == 48 for ids in padded["input_ids"])
+    # padding is eos on the right; the collator masks it (and any eos) out of the labels
+    batch = DataCollatorForLanguageModeling(tokenizer, mlm=False)([padded[i] for i in range(4)])
+    pad = batch["input_ids"] == tokenizer.eos_token_id
+    assert pad.any() and (batch["labels"][pad] == -100).all() and (batch["labels"][~pad] != -100).all()
+
+
+def test_packing_concatenates_into_full_blocks(tokenizer, raw):
+    packed = tokenize_packed(raw["train"], tokenizer, max_length=32)
+    assert all(len(ids) == 32 and all(m == 1 for m in mask)
+               for ids, mask in zip(packed["input_ids"], packed["attention_mask"]))
+    all_tokens = sum(len(tokenizer(t)["input_ids"]) for t in raw["train"]["text"] if t.strip())
+    assert packed.num_rows == all_tokens // 32
+
+
+def test_split_stats_count_rows_as_the_paper(tokenizer, raw):
+    stats = split_stats(raw, tokenize_splits(raw, tokenizer, 48, packing=False))
+    assert stats["train"]["rows"] == raw["train"].num_rows
+    assert stats["train"]["non_empty_rows"] == stats["train"]["samples"]
+    assert 0 < stats["train"]["tokens"] < stats["train"]["tokens_with_padding"] == 48 * stats["train"]["samples"]

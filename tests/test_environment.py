@@ -1,0 +1,35 @@
+import re
+
+import yaml
+
+from conftest import ROOT
+
+
+def _pins(lines):
+    pins = {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s]+)", line).groups()
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_environment_yml_and_requirements_pin_the_same_packages():
+    requirements = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == requirements
+    for needed in ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers",
+                   "snakemake", "jinja2", "matplotlib", "pandas", "pytest"]:
+        assert needed in requirements
+    assert requirements["torch"] == "2.13.0" and requirements["snakemake"].startswith("9.")
+    assert tuple(int(x) for x in requirements["bitsandbytes"].split(".")[:2]) >= (0, 50)
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci/run").read_text().strip().splitlines()[-1]
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", quick, re.S)
+    assert len(blocks) == 2 and blocks[1].strip() == ci

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from qrepro.modeling import LORA_TARGETS, count_parameters, expected_lora_params, llama_config, random_model
+from qrepro.quant import disable_cpu_weight_repacking
+from qrepro.hardware import cpu_supports_bf16
+
+ARCH = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=False,
+            rms_norm_eps=1e-5, rope_theta=10000.0)
+TINYLLAMA = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                 intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False,
+                 rms_norm_eps=1e-5, rope_theta=10000.0)
+
+
+def test_tinyllama_counts_match_the_paper_on_the_meta_device():
+    config = llama_config(TINYLLAMA, 32000, 1, 2)
+    with torch.device("meta"):
+        model = random_model(config, seed=0)
+    assert count_parameters(model) == (1_100_048_384, 1_100_048_384)
+    assert expected_lora_params(config, LORA_TARGETS, r=16) == 12_615_680
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    random_model(llama_config(ARCH, 256, 1, 2), seed=0).save_pretrained(folder)
+    return str(folder)
+
+
+def _qlora(base_dir, guard=True):
+    from qrepro.finetune import build_qlora
+    from qrepro.quant import linear4bit_modules
+    quant = dict(quant_type="nf4", double_quant=True, compute_dtype="auto")
+    lora = dict(r=16, alpha=32, dropout=0.0, bias="none", target_modules=list(LORA_TARGETS))
+    model = build_qlora(base_dir, quant, lora, precision="bf16", cuda=False, gradient_checkpointing=False)
+    if not guard:  # undo the guard: bitsandbytes' default behaviour
+        for layer in linear4bit_modules(model):
+            layer.support_avx512bf16_for_cpu = cpu_supports_bf16()
+    return model
+
+
+def test_qlora_trainable_params_are_r_times_in_plus_out(base_dir):
+    model = _qlora(base_dir)
+    total, trainable = count_parameters(model)
+    config = llama_config(ARCH, 256, 1, 2)
+    assert trainable == expected_lora_params(config, LORA_TARGETS, 16) == 2 * 16 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
+    full_total, full_trainable = count_parameters(random_model(config, seed=0))
+    assert total == full_total == full_trainable
+
+
+def _first_layer_lora_grad_after_eval(model):
+    x = torch.randint(3, 256, (2, 16))
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=x)  # an evaluation pass, as the Trainer runs every eval_steps
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=x, labels=x).loss.backward()
+    grad = dict(model.named_parameters())[
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"].grad
+    return 0.0 if grad is None else grad.abs().sum().item()
+
+
+def test_lora_in_first_layer_still_learns_after_an_evaluation_pass(base_dir):
+    # lora_B starts at zero, so lora_A's gradient is zero at step 0; lora_B's must not be.
+    assert _first_layer_lora_grad_after_eval(_qlora(base_dir, guard=True)) > 0
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="the bitsandbytes repacking path exists only on AVX512-BF16 CPUs")
+def test_without_the_guard_bitsandbytes_repacking_kills_the_gradient(base_dir):
+    """Documents why disable_cpu_weight_repacking exists; if this starts failing, bitsandbytes fixed it."""
+    model = _qlora(base_dir, guard=False)
+    assert _first_layer_lora_grad_after_eval(model) == 0
+    assert disable_cpu_weight_repacking(model) == 14

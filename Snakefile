@@ -15,14 +15,25 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
-        TRAIN_TARGETS,
+        METRIC_TARGETS,
 
 
 rule train:
     input:
         TRAIN_TARGETS,
+
+
+rule metrics:
+    input:
+        METRIC_TARGETS,
+
+
+rule structure:
+    input:
+        STRUCTURE_TARGETS,

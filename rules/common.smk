@@ -49,3 +49,58 @@ def base_model_inputs(wildcards):
     if config["model"]["source"] == "pretrain" and config["model"]["init"] == "pretrained":
         inputs["pretrain_data"] = rules.tokenize_pretrain.output.tokenized
     return inputs
+
+DATASET_METRICS = ["max_seq_length", "vocab_size", "packing"] + [
+    f"{split}_{what}" for split in ("train", "validation", "test")
+    for what in ("samples", "non_empty_rows", "tokens", "padding_efficiency")
+]
+ARCHITECTURE_METRICS = ["total_params", "hidden_size", "num_layers", "num_attention_heads",
+                        "num_key_value_heads", "intermediate_size", "vocab_size", "tie_word_embeddings"]
+STRUCTURE_METRICS = [
+    "lora_trainable_params", "lora_trainable_percent", "size_fp16_mb_paper", "size_4bit_base_mb_paper",
+    "size_adapters_mb_paper", "size_qlora_total_mb_paper", "compression_ratio_paper",
+    "size_reduction_percent_paper", "flops_per_step_full_paper", "flops_per_step_qlora_paper",
+    "size_qlora_bnb_mb", "compression_ratio_bnb", "nf4_bits_per_weight",
+]
+SIZE_METRICS = ["model_size_memory_mb", "model_size_disk_mb"]
+FLOPS_METRICS = ["flops_per_step_analytic", "flops_per_step_analytic_real_tokens", "flops_per_step_counted"]
+MFU_METRICS = ["mfu_paper", "mfu_analytic", "achieved_tflops_paper", "achieved_tflops_analytic"]
+PERPLEXITY_MODELS = ["base", "full", "qlora"]
+PERPLEXITY_METRICS = ["perplexity_paper", "perplexity_token"]
+INFERENCE_MODELS = ["full", "qlora", "qlora_merged"]
+INFERENCE_METRICS = ["inference_time_s", "tokens_per_s"]
+
+
+def trained_model(wildcards):
+    """The artifact a model kind is evaluated from: none for base, the adapter for qlora(_merged)."""
+    if wildcards.model == "base":
+        return {}
+    return {"model": f"{RESULTS}/models/{wildcards.model.removesuffix('_merged')}"}
+
+
+def structure_inputs(wildcards):
+    if config["model"]["architecture"]["vocab_size"] is None:
+        return {"tokenizer": rules.tokenizer.output.tokenizer}
+    return {}
+
+
+def quantization():
+    return config["training"]["qlora"]["quantization"]
+
+
+STRUCTURE_TARGETS = metrics_for("architecture", ARCHITECTURE_METRICS) + metrics_for("structure", STRUCTURE_METRICS)
+METRIC_TARGETS = (
+    TRAIN_TARGETS
+    + STRUCTURE_TARGETS
+    + metrics_for("dataset", DATASET_METRICS)
+    + metrics_for("device", ["peak_flops"])
+    + [m for v in VARIANTS for m in metrics_for(v, SIZE_METRICS + FLOPS_METRICS + MFU_METRICS)]
+    + [m for v in PERPLEXITY_MODELS for m in metrics_for(v, PERPLEXITY_METRICS)]
+    + [m for v in INFERENCE_MODELS for m in metrics_for(v, INFERENCE_METRICS)]
+    + [f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS]
+)
+
+
+def metrics_dir(wildcards, output):
+    """Folder of a job's metric outputs, derived from them (no hard-coded prefix)."""
+    return str(Path(output[0]).parent)

@@ -21,7 +21,7 @@ rule finetune:
         hp=variant_hp,
         shared=shared_training(),
         seed=config["seed"],
-        metrics_dir=lambda wc: f"{RESULTS}/metrics/{wc.variant}",
+        metrics_dir=lambda wc, output: str(Path(output.metrics[0]).parent),
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
     threads: config["threads"]

@@ -4,7 +4,7 @@ from transformers import AutoTokenizer
 
 from qrepro.base_model import from_hub_or_disk, pretrain, random_weights
 from qrepro.runlog import log_to
-from qrepro.training import device_and_precision
+from qrepro.training import claim_checkpoint_dir, device_and_precision, fingerprint
 
 p = snakemake.params  # noqa: F821
 out = snakemake.output  # noqa: F821
@@ -15,6 +15,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
         model = random_weights(tokenizer, p.architecture, p.seed)
     elif p.source == "pretrain":
         cuda, precision = device_and_precision(p.precision)
+        claim_checkpoint_dir(p.work_dir, fingerprint(
+            {"architecture": p.architecture, "pretrain": p.pretrain, "seed": p.seed, "precision": precision},
+            [snakemake.input.pretrain_data, snakemake.input.tokenizer]))  # noqa: F821
         model, history = pretrain(tokenizer, snakemake.input.pretrain_data, p.architecture, p.pretrain,  # noqa: F821
                                   p.seed, precision, cuda, snakemake.threads, p.work_dir)  # noqa: F821
     else:

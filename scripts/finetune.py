@@ -21,13 +21,16 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if p.shared["eval_max_samples"]:
         eval_data = eval_data.select(range(min(p.shared["eval_max_samples"], eval_data.num_rows)))
 
+    training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
+        {"variant": variant, "hp": p.hp, "shared": p.shared, "seed": p.seed, "precision": precision},
+        [inp.base_model, inp.tokenized]))
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
     args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed,
                                        snakemake.threads)  # noqa: F821
     timer = training.StepTimer()
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer])
-    train_time, resumed_from = training.train(trainer)
+    train_time, resumed_from, steps_run = training.train(trainer)
     print(f"trained {variant} in {train_time:.1f}s (resumed from {resumed_from})")
 
     finetune.save_model(trainer.model, variant, out.model)
@@ -49,9 +52,10 @@ with log_to(snakemake.log[0]):  # noqa: F821
             "trainable_params / total_params x 100, as the paper's Table 6.")),
         "train_time_s": dict(value=train_time, unit="s", inputs=sources, timing=True, method=(
             "Wall clock around trainer.train(), evaluation passes and checkpoint saves included (paper protocol)."),
-            details={"resumed_from_checkpoint": resumed_from}),
-        "time_per_step_s": dict(value=train_time / max(1, steps), unit="s", inputs=sources, timing=True, method=(
-            "train_time_s divided by the number of optimizer steps (paper protocol).")),
+            details={"resumed_from_checkpoint": resumed_from, "steps_run_in_this_job": steps_run}),
+        "time_per_step_s": dict(value=train_time / max(1, steps_run), unit="s", inputs=sources, timing=True, method=(
+            "train_time_s divided by the optimizer steps it covered (paper protocol)."),
+            details={"steps_run_in_this_job": steps_run}),
         "pure_step_time_s": dict(value=pure, unit="s", inputs=sources, timing=True, method=(
             "Mean time from on_step_begin to on_step_end over the optimizer steps timed in this process, "
             "excluding evaluation and checkpoint saves (TrainerCallback)."),

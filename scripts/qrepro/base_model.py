@@ -17,7 +17,8 @@ class ArchitectureMismatchError(ValueError):
 
 def check_architecture(model_config, declared: dict) -> None:
     """A downloaded model's config must match the architecture the profile declares."""
-    wrong = {key: (declared[key], getattr(model_config, key, None)) for key in STRUCTURAL_KEYS
+    keys = STRUCTURAL_KEYS + (("vocab_size",) if declared.get("vocab_size") else ())
+    wrong = {key: (declared[key], getattr(model_config, key, None)) for key in keys
              if getattr(model_config, key, None) != declared[key]}
     if wrong:
         lines = ", ".join(f"{k}: config says {d}, model has {m}" for k, (d, m) in wrong.items())

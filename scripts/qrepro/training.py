@@ -1,8 +1,11 @@
 """Trainer set-up shared by pretraining and both fine-tuning variants."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -82,12 +85,41 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return str(complete[-1]) if complete else None
 
 
-def train(trainer) -> tuple[float, str | None]:
-    """Run trainer.train(), resuming from the last complete checkpoint; returns (wall seconds, resumed from)."""
+def fingerprint(settings: dict, paths: list[str]) -> str:
+    """SHA-256 over the job's settings and the bytes of its input files."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for root in sorted(paths):
+        files = [Path(root)] if Path(root).is_file() else sorted(f for f in Path(root).rglob("*") if f.is_file())
+        for f in files:
+            digest.update(str(f.relative_to(root) if f != Path(root) else f.name).encode())
+            with open(f, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def claim_checkpoint_dir(checkpoint_dir: str, job_fingerprint: str) -> None:
+    """Checkpoints are only resumed by the job that wrote them: same settings, same input bytes.
+    A folder left by other settings or inputs is wiped, never resumed."""
+    folder = Path(checkpoint_dir)
+    stamp = folder / "fingerprint.txt"
+    if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != job_fingerprint):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(job_fingerprint + "\n")
+
+
+def train(trainer) -> tuple[float, str | None, int]:
+    """Run trainer.train(), resuming from the last complete checkpoint.
+
+    Returns (wall seconds, checkpoint resumed from, optimizer steps run in this process)."""
     resume = latest_checkpoint(trainer.args.output_dir)
+    first_step = 0
+    if resume:
+        first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
-    return time.perf_counter() - start, resume
+    return time.perf_counter() - start, resume, trainer.state.global_step - first_step
 
 
 def log_history_frame(log_history: list[dict]) -> pd.DataFrame:

@@ -1,0 +1,191 @@
+# Measurements: every number of the paper's Tables 1-11, the paper's way and the correct way.
+
+
+rule dataset_metrics:
+    output:
+        metrics_for("dataset", DATASET_METRICS),
+    input:
+        lib("metrics_io"),
+        stats=rules.tokenize.output.stats,
+    params:
+        metrics_dir=metrics_dir,
+    log:
+        f"{LOGS}/dataset_metrics.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/dataset_metrics.py"
+
+
+rule structure_metrics:
+    output:
+        STRUCTURE_TARGETS,
+    input:
+        unpack(structure_inputs),
+        lib("measure", "structure", "modeling", "metrics_io"),
+    params:
+        architecture=config["model"]["architecture"],
+        lora=config["training"]["qlora"]["lora"],
+        double_quant=config["training"]["qlora"]["quantization"]["double_quant"],
+        max_length=config["data"]["max_length"],
+        architecture_dir=lambda wc, output: str(Path(output[0]).parent),
+        structure_dir=lambda wc, output: str(Path(output[-1]).parent),
+    log:
+        f"{LOGS}/structure_metrics.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/structure_metrics.py"
+
+
+rule model_size:
+    output:
+        metrics_for("{variant}", SIZE_METRICS),
+    input:
+        lib("footprint", "loading", "modeling", "quant", "metrics_io"),
+        base_model=rules.base_model.output.model,
+        model=f"{RESULTS}/models/{{variant}}",
+    params:
+        quantization=quantization(),
+        dtype_16bit="fp16",
+        metrics_dir=metrics_dir,
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    log:
+        f"{LOGS}/model_size_{{variant}}.log",
+    benchmark:
+        f"{BENCH}/model_size_{{variant}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/measure_size.py"
+
+
+rule flops:
+    output:
+        metrics_for("{variant}", FLOPS_METRICS),
+    input:
+        lib("flop_count", "measure", "structure", "finetune", "training", "modeling", "quant", "metrics_io"),
+        base_model=rules.base_model.output.model,
+        tokenizer=rules.tokenizer.output.tokenizer,
+        tokenized=rules.tokenize.output.tokenized,
+        stats=rules.tokenize.output.stats,
+    params:
+        hp=variant_hp,
+        precision=config["training"]["precision"],
+        seed=config["seed"],
+        metrics_dir=metrics_dir,
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    log:
+        f"{LOGS}/flops_{{variant}}.log",
+    benchmark:
+        f"{BENCH}/flops_{{variant}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/count_flops.py"
+
+
+rule device_peak:
+    output:
+        metrics_for("device", ["peak_flops"]),
+    input:
+        lib("peak", "hardware", "quant", "training", "metrics_io"),
+    params:
+        precision=config["training"]["precision"],
+        override=config["evaluation"]["peak_flops"],
+        metrics_dir=metrics_dir,
+    threads: config["threads"]
+    log:
+        f"{LOGS}/device_peak.log",
+    benchmark:
+        f"{BENCH}/device_peak.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/device_peak.py"
+
+
+rule mfu:
+    output:
+        metrics_for("{variant}", MFU_METRICS),
+    input:
+        lib("measure", "metrics_io"),
+        peak=f"{RESULTS}/metrics/device/peak_flops.json",
+        paper_flops=f"{RESULTS}/metrics/structure/flops_per_step_{{variant}}_paper.json",
+        analytic_flops=f"{RESULTS}/metrics/{{variant}}/flops_per_step_analytic.json",
+        steps=f"{RESULTS}/metrics/{{variant}}/train_steps.json",
+        train_time=f"{RESULTS}/metrics/{{variant}}/train_time_s.json",
+    params:
+        metrics_dir=metrics_dir,
+    log:
+        f"{LOGS}/mfu_{{variant}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/mfu.py"
+
+
+rule perplexity:
+    output:
+        metrics_for("{model}", PERPLEXITY_METRICS),
+    input:
+        unpack(trained_model),
+        lib("perplexity", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training"),
+        base_model=rules.base_model.output.model,
+        tokenizer=rules.tokenizer.output.tokenizer,
+        raw=rules.corpus.output.raw,
+    params:
+        quantization=quantization(),
+        dtype=config["evaluation"]["dtype"],
+        max_length=config["data"]["max_length"],
+        paper_samples=config["evaluation"]["paper_perplexity_samples"],
+        stride=config["evaluation"]["perplexity_stride"],
+        init=config["model"]["init"],
+        metrics_dir=metrics_dir,
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    wildcard_constraints:
+        model="|".join(PERPLEXITY_MODELS),
+    log:
+        f"{LOGS}/perplexity_{{model}}.log",
+    benchmark:
+        f"{BENCH}/perplexity_{{model}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate_perplexity.py"
+
+
+rule inference:
+    output:
+        metrics_for("{model}", INFERENCE_METRICS),
+    input:
+        unpack(trained_model),
+        lib("inference", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training"),
+        base_model=rules.base_model.output.model,
+        tokenizer=rules.tokenizer.output.tokenizer,
+    params:
+        quantization=quantization(),
+        dtype=config["evaluation"]["dtype"],
+        prompts=config["evaluation"]["prompts"],
+        new_tokens=config["evaluation"]["new_tokens"],
+        repetitions=config["evaluation"]["repetitions"],
+        metrics_dir=metrics_dir,
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+    wildcard_constraints:
+        model="|".join(INFERENCE_MODELS),
+    log:
+        f"{LOGS}/inference_{{model}}.log",
+    benchmark:
+        f"{BENCH}/inference_{{model}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/benchmark_inference.py"

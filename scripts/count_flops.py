@@ -1,0 +1,49 @@
+"""Rule flops: FLOPs per optimizer step, analytic (PaLM-style) and counted by torch (Table 7)."""
+import json
+
+import torch
+from datasets import load_from_disk
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+
+from qrepro import finetune, training
+from qrepro.flop_count import counted_step_flops
+from qrepro.measure import analytic_flops_records
+from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.modeling import count_parameters
+from qrepro.quant import DTYPES
+from qrepro.runlog import log_to
+from qrepro.tokenizer import finish
+
+p = snakemake.params  # noqa: F821
+inp = snakemake.input  # noqa: F821
+variant = snakemake.wildcards.variant  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    training.set_threads(snakemake.threads)  # noqa: F821
+    training.seed_everything(p.seed)
+    cuda, precision = training.device_and_precision(p.precision)
+    tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
+    model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
+    total, trainable = count_parameters(model)
+    lora_params = trainable if variant == "qlora" else 0
+    stats = json.loads(open(inp.stats).read())["splits"]["train"]
+    seq_len = stats["tokens_with_padding"] // stats["samples"]
+    sequences = p.hp["batch_size"] * p.hp["gradient_accumulation_steps"]
+    source = [inp.base_model, inp.stats]
+    records = analytic_flops_records(model.config, total, lora_params, variant, seq_len, sequences,
+                                     stats["tokens"] / stats["tokens_with_padding"],
+                                     p.hp["gradient_checkpointing"], source)
+    # One real optimizer step: the first batch x accumulation samples of the training split.
+    data = load_from_disk(inp.tokenized)["train"]
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    device = "cuda" if cuda else "cpu"
+    batches = [{k: v.to(device) for k, v in collate([data[i] for i in range(s, s + p.hp["batch_size"])]).items()}
+               for s in range(0, sequences, p.hp["batch_size"])]
+    autocast = DTYPES[precision] if precision in ("bf16", "fp16") else None
+    if cuda and variant == "full":
+        model = model.to(device)
+    counted = counted_step_flops(model, batches, autocast)
+    records["flops_per_step_counted"] = dict(value=counted, unit="FLOPs", inputs=source + [inp.tokenized], method=(
+        "torch.utils.flop_counter.FlopCounterMode over forward and backward of every micro-batch of one real "
+        "optimizer step (bitsandbytes dequantization is not counted, its matmuls are)."),
+        details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len})
+    write_metrics(p.metrics_dir, variant, records)

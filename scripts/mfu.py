@@ -1,0 +1,15 @@
+"""Rule mfu: model FLOPs utilization and achieved TFLOP/s, paper formula and analytic (Table 8)."""
+from qrepro.measure import mfu_records
+from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.runlog import log_to
+
+p = snakemake.params  # noqa: F821
+inp = snakemake.input  # noqa: F821
+variant = snakemake.wildcards.variant  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    value = lambda path: read_metric(path)["value"]  # noqa: E731
+    peak = read_metric(inp.peak)
+    flops = {"paper": value(inp.paper_flops), "analytic": value(inp.analytic_flops)}
+    records = mfu_records(flops, value(inp.steps), value(inp.train_time), peak["value"], peak["method"],
+                          [str(f) for f in inp])
+    write_metrics(p.metrics_dir, variant, records)

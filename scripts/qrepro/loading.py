@@ -1,0 +1,78 @@
+"""Loading a trained variant for evaluation: base, full, qlora (4-bit base + adapter), qlora_merged."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .modeling import load_pretrained
+from .quant import DTYPES, assert_quantized, bnb_config, require_bitsandbytes
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing or malformed."""
+
+
+def check_adapter(adapter_dir: str) -> dict:
+    folder = Path(adapter_dir)
+    config_path, weights = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    for path in (config_path, weights):
+        if not path.exists():
+            raise ArtifactError(f"adapter file {path} is missing")
+    check_safetensors(weights)
+    try:
+        return json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"adapter config {config_path} is not valid JSON: {err}") from err
+
+
+def check_safetensors(path: Path) -> None:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            list(handle.keys())
+    except Exception as err:  # safetensors raises its own error types for truncated headers
+        raise ArtifactError(f"safetensors file {path} is unreadable (truncated or corrupt): {err}") from err
+
+
+def eval_dtype(requested: str, cuda: bool) -> str:
+    if requested != "auto":
+        return requested
+    from .hardware import cpu_supports_bf16
+    return "fp16" if cuda else ("bf16" if cpu_supports_bf16() else "fp32")
+
+
+def load_4bit_base(base_dir: str, quantization: dict, dtype: str, cuda: bool):
+    require_bitsandbytes(cuda)
+    model = load_pretrained(base_dir, dtype=DTYPES[dtype], quantization_config=bnb_config(
+        quantization["quant_type"], quantization["double_quant"], dtype))
+    assert_quantized(model)
+    return model
+
+
+def load_for_eval(kind: str, base_dir: str, model_dir: str | None, quantization: dict, dtype: str, cuda: bool):
+    """kind: base | full | qlora | qlora_merged. The model is put in eval mode on the device."""
+    from peft import PeftModel
+    if kind == "base":
+        model = load_pretrained(base_dir, dtype=DTYPES[dtype])
+    elif kind == "full":
+        for weights in Path(model_dir).glob("*.safetensors"):
+            check_safetensors(weights)
+        model = load_pretrained(model_dir, dtype=DTYPES[dtype])
+    elif kind in ("qlora", "qlora_merged"):
+        check_adapter(model_dir)
+        model = load_4bit_base(base_dir, quantization, dtype, cuda)
+        if kind == "qlora_merged":
+            # dequantize the NF4 base the adapter was trained on into 16-bit, then fold the adapter in
+            model = model.dequantize().to(DTYPES[dtype])
+            model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
+        else:
+            model = PeftModel.from_pretrained(model, model_dir)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    if cuda and kind not in ("qlora",):
+        model = model.to("cuda")
+    return model.eval()
+
+

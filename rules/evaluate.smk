@@ -38,6 +38,23 @@ rule structure_metrics:
         "../scripts/structure_metrics.py"
 
 
+use rule structure_metrics as paper_structure_metrics with:
+    output:
+        PAPER_STRUCTURE_TARGETS,
+    input:
+        lib("measure", "structure", "modeling", "metrics_io"),
+        "configs/paper.yaml",
+    params:
+        architecture=PAPER["model"]["architecture"],
+        lora=PAPER["training"]["qlora"]["lora"],
+        double_quant=PAPER["training"]["qlora"]["quantization"]["double_quant"],
+        max_length=PAPER["data"]["max_length"],
+        architecture_dir=lambda wc, output: str(Path(output[0]).parent),
+        structure_dir=lambda wc, output: str(Path(output[-1]).parent),
+    log:
+        f"{LOGS}/paper_structure_metrics.log",
+
+
 rule model_size:
     output:
         metrics_for("{variant}", SIZE_METRICS),

@@ -63,6 +63,12 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
             "plus 16-bit adapters."), details={k: v for k, v in bnb.items()}),
         "compression_ratio_bnb": rec(paper["fp16"] / real_total, "x",
                                      "size_fp16_mb_paper / size_qlora_bnb_mb: the compression bitsandbytes really gives."),
+        "flops_per_token_full_analytic": rec(
+            S.analytic_flops_per_token(config, total_params, seq_len, "full"), "FLOPs/token",
+            "PaLM-style analytic training FLOPs per token for full fine-tuning: 6N + 12LHQT (N without the input embedding)."),
+        "flops_per_token_qlora_analytic": rec(
+            S.analytic_flops_per_token(config, total_params, seq_len, "qlora", lora_params), "FLOPs/token",
+            "Analytic training FLOPs per token for QLoRA: 2N forward + 2N activation gradients + 6 N_lora + 12LHQT."),
         "nf4_bits_per_weight": rec(S.nf4_bits_per_weight(double_quant, max(S.linear_weights(config))), "bits",
                                    "Storage bits per quantized weight of the largest projection, constants included."),
     }

@@ -16,12 +16,19 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
-rule all:
+rule report:
     default_target: True
     input:
-        METRIC_TARGETS,
+        rules.pdf.output.pdf,
+        rules.render.output.html,
+
+
+rule html:
+    input:
+        rules.render.output.html,
 
 
 rule train:

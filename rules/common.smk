@@ -123,3 +123,45 @@ METRIC_TARGETS = (
 def metrics_dir(wildcards, output):
     """Folder of a job's metric outputs, derived from them (no hard-coded prefix)."""
     return str(Path(output[0]).parent)
+
+TABLE_NUMBERS = range(1, 13)
+TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
+REPORT_METRICS = [m for m in METRIC_TARGETS if "/metrics/" in m]
+HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
+
+
+def git_commit():
+    """The commit the report is built from (provenance); 'unknown' outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workflow.basedir, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=workflow.basedir,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def config_digest():
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_settings():
+    """What the report says about the run's setup; numbers still come from results/."""
+    data, model, lora = config["data"], config["model"], config["training"]["qlora"]["lora"]
+    return {"label": config["run_label"], "model_source": model["source"], "hub_id": model["hub_id"],
+            "revision": model["revision"], "local_path": model["local_path"], "init": model["init"],
+            "data_source": data["source"], "hf_name": data["hf"]["name"], "hf_config": data["hf"]["config"],
+            "local_dir": data["local_dir"], "packing": data["packing"], "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
+
+
+def is_paper_scale():
+    """Scale-dependent claims are only judged when the run is the paper's own setup."""
+    return (config["model"]["source"] == "hub" and config["model"]["hub_id"] == PAPER["model"]["hub_id"]
+            and config["model"]["init"] == "pretrained" and config["data"]["source"] == "hf"
+            and config["data"]["max_length"] == PAPER["data"]["max_length"])

@@ -1,0 +1,118 @@
+# The report: Tables 1-12 and Figures 1-2 from results/metrics, rendered to HTML and LaTeX/PDF.
+# Plot and render rules are kept apart from compute rules: editing a template or the style re-runs only these.
+
+
+rule tables:
+    output:
+        csv=TABLE_FILES["csv"],
+        tex=TABLE_FILES["tex"],
+        html=report(TABLE_FILES["html"], category="Tables"),
+        index=f"{RESULTS}/tables/index.json",
+    input:
+        lib("collect", "report_tables", "metrics_io"),
+        metrics=REPORT_METRICS,
+        hp_full=HYPERPARAMETERS["full"],
+        hp_qlora=HYPERPARAMETERS["qlora"],
+        paper_values="templates/paper_values.yaml",
+    params:
+        tables_dir=lambda wc, output: str(Path(output.index).parent),
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/make_tables.py"
+
+
+rule figure1:
+    output:
+        png=report(f"{RESULTS}/figures/figure1.png", category="Figures", caption="../templates/figure1.rst"),
+        pdf=f"{RESULTS}/figures/figure1.pdf",
+    input:
+        lib("collect", "metrics_io"),
+        metrics=REPORT_METRICS,
+        style="templates/plot.mplstyle",
+    log:
+        f"{LOGS}/figure1.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_figure1.py"
+
+
+rule figure2:
+    output:
+        png=report(f"{RESULTS}/figures/figure2.png", category="Figures", caption="../templates/figure2.rst"),
+        pdf=f"{RESULTS}/figures/figure2.pdf",
+    input:
+        lib("collect", "figures", "metrics_io"),
+        metrics=REPORT_METRICS,
+        style="templates/plot.mplstyle",
+    log:
+        f"{LOGS}/figure2.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_figure2.py"
+
+
+rule manifest:
+    output:
+        manifest=f"{RESULTS}/manifest.json",
+    input:
+        lib("collect", "metrics_io"),
+        metrics=REPORT_METRICS,
+        others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
+        + rules.figure1.output + rules.figure2.output,
+    log:
+        f"{LOGS}/manifest.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/write_manifest.py"
+
+
+rule render:
+    output:
+        tex="report/report.tex",
+        html="report/report.html",
+    input:
+        lib("collect", "claims", "render", "report_context", "report_tables", "metrics_io"),
+        "templates/report.tex.j2",
+        "templates/table.tex.j2",
+        "templates/report.html.j2",
+        manifest=rules.manifest.output.manifest,
+        metrics=REPORT_METRICS,
+        tables=rules.tables.output.index,
+        claims="templates/claims.yaml",
+        figure1_png=rules.figure1.output.png,
+        figure1_pdf=rules.figure1.output.pdf,
+        figure2_png=rules.figure2.output.png,
+        figure2_pdf=rules.figure2.output.pdf,
+    params:
+        template_dir=lambda wc, input: str(Path(input.claims).parent),
+        run=run_settings(),
+        paper_scale=is_paper_scale(),
+        git_commit=git_commit(),
+        config_digest=config_digest(),
+    log:
+        f"{LOGS}/render.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/render_report.py"
+
+
+rule pdf:
+    output:
+        pdf="report/report.pdf",
+    input:
+        lib(),
+        tex=rules.render.output.tex,
+        figures=[rules.figure1.output.pdf, rules.figure2.output.pdf],
+    log:
+        f"{LOGS}/pdf.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compile_pdf.py"

@@ -1,0 +1,23 @@
+"""Rule tables: Tables 1-12 as CSV (audit), LaTeX (booktabs) and HTML under results/tables/."""
+import json
+from pathlib import Path
+
+from qrepro.collect import MetricStore, load_paper_values, read_json
+from qrepro.report_tables import Builder, build_tables, write_table
+from qrepro.runlog import log_to
+
+inp, out = snakemake.input, snakemake.output  # noqa: F821
+p = snakemake.params  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    metrics = MetricStore.load(list(inp.metrics))
+    hp_files = {"full": inp.hp_full, "qlora": inp.hp_qlora}
+    builder = Builder(metrics, {v: read_json(f) for v, f in hp_files.items()}, hp_files)
+    paper = load_paper_values(inp.paper_values)
+    index = []
+    for table in build_tables(builder):
+        stem = Path(p.tables_dir) / f"table{table.number:02d}"
+        write_table(table, paper, f"{stem}.csv", f"{stem}.tex", f"{stem}.html")
+        index.append({"number": table.number, "caption": table.caption, "notes": table.notes,
+                      "wide": len(table.columns) > 1,
+                      "csv": f"{stem}.csv", "tex": f"{stem}.tex", "html": f"{stem}.html"})
+    Path(out.index).write_text(json.dumps(index, indent=2) + "\n")

@@ -1,0 +1,14 @@
+"""Rule manifest: SHA-256 of every result file the report reads, checked again when it is rendered."""
+import json
+
+from qrepro.collect import sha256
+from qrepro.metrics_io import read_metric
+from qrepro.runlog import log_to
+
+inp, out = snakemake.input, snakemake.output  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    for path in inp.metrics:
+        read_metric(path)  # a truncated or malformed metric file stops here, named
+    files = sorted(set(map(str, inp.metrics)) | set(map(str, inp.others)))
+    with open(out.manifest, "w") as handle:
+        json.dump({"sha256": {path: sha256(path) for path in files}}, handle, indent=2, sort_keys=True)

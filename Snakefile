@@ -17,6 +17,7 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/probe.smk"
 
 
 rule report:
@@ -44,3 +45,8 @@ rule metrics:
 rule structure:
     input:
         STRUCTURE_TARGETS,
+
+
+rule memory:
+    input:
+        PROBE_TARGETS,

@@ -1,13 +1,26 @@
 # Paths and parameter helpers shared by all the .smk files. No torch import here (parsing stays instant).
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from qrepro.config_checks import check as check_config  # noqa: E402
 
-check_config(config)
+# Everything but the device is checked at parse time. Device checks (fp16 or allow_cpu=false without CUDA)
+# wait for onstart: dry runs and weight-free targets (structure) must work on any machine.
+check_config(config, check_device=False)
+DEVICE_FREE_RULES = {"corpus", "tokenizer", "tokenize", "tokenize_pretrain", "dataset_metrics", "structure_metrics",
+                     "paper_structure_metrics", "structure", "tables", "figure1", "figure2", "manifest", "render",
+                     "pdf", "report", "html", "train", "metrics", "probe_base", "memory_probe", "memory"}
+
+
+onstart:
+    if {job.rule.name for job in workflow.dag.needrun_jobs()} - DEVICE_FREE_RULES:
+        check_config(config, check_device=True)
 
 VARIANTS = ["full", "qlora"]
+# Declared files (not directories), so a deleted weight file is noticed and named by Snakemake.
+MODEL_FILES = {"full": ["model.safetensors", "config.json"], "qlora": ["adapter_model.safetensors", "adapter_config.json"]}
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
@@ -72,11 +85,34 @@ INFERENCE_MODELS = ["full", "qlora", "qlora_merged"]
 INFERENCE_METRICS = ["inference_time_s", "tokens_per_s"]
 
 
+def model_files(variant):
+    """A trained variant's declared files: the whole model for full, adapter weights + config for qlora."""
+    return [f"{RESULTS}/models/{variant}/{name}" for name in MODEL_FILES[variant]]
+
+
 def trained_model(wildcards):
-    """The artifact a model kind is evaluated from: none for base, the adapter for qlora(_merged)."""
+    """The files a model kind is evaluated from: none for base, the adapter for qlora and qlora_merged."""
     if wildcards.model == "base":
         return {}
-    return {"model": f"{RESULTS}/models/{wildcards.model.removesuffix('_merged')}"}
+    return {"model": model_files(wildcards.model.removesuffix("_merged"))}
+
+
+def variant_model(wildcards):
+    return model_files(wildcards.variant)
+
+
+def artifact_state(wildcards):
+    """Size and mtime of every trained-model file (or 'missing'). As a param of the manifest rule it makes
+    a deleted or replaced weight file re-run the manifest, which then fails naming it."""
+    state = {}
+    for variant in VARIANTS:
+        for path in model_files(variant):
+            try:
+                stat = os.stat(path)
+                state[path] = [stat.st_size, stat.st_mtime_ns]
+            except FileNotFoundError:
+                state[path] = "missing"
+    return state
 
 
 def structure_inputs(wildcards):
@@ -165,3 +201,6 @@ def is_paper_scale():
     return (config["model"]["source"] == "hub" and config["model"]["hub_id"] == PAPER["model"]["hub_id"]
             and config["model"]["init"] == "pretrained" and config["data"]["source"] == "hf"
             and config["data"]["max_length"] == PAPER["data"]["max_length"])
+
+
+PROBE_TARGETS = [m for v in VARIANTS for m in metrics_for(f"probe_{v}", ["peak_train_memory_mb", "step_time_s"])]

@@ -61,7 +61,7 @@ rule model_size:
     input:
         lib("footprint", "loading", "modeling", "quant", "metrics_io"),
         base_model=rules.base_model.output.model,
-        model=f"{RESULTS}/models/{{variant}}",
+        model=variant_model,
     params:
         quantization=quantization(),
         dtype_16bit="fp16",
@@ -69,6 +69,8 @@ rule model_size:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
     log:
         f"{LOGS}/model_size_{{variant}}.log",
     benchmark:
@@ -96,6 +98,8 @@ rule flops:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
     log:
         f"{LOGS}/flops_{{variant}}.log",
     benchmark:
@@ -166,6 +170,8 @@ rule perplexity:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
     wildcard_constraints:
         model="|".join(PERPLEXITY_MODELS),
     log:
@@ -196,6 +202,8 @@ rule inference:
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
     wildcard_constraints:
         model="|".join(INFERENCE_MODELS),
     log:

@@ -24,6 +24,8 @@ rule base_model:
     threads: 2
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
     log:
         f"{LOGS}/base_model.log",
     benchmark:

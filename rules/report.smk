@@ -60,10 +60,13 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.json",
     input:
-        lib("collect", "metrics_io"),
+        lib("collect", "metrics_io", "loading"),
+        [f for v in VARIANTS for f in model_files(v)],
         metrics=REPORT_METRICS,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output,
+    params:
+        artifacts=artifact_state,
     log:
         f"{LOGS}/manifest.log",
     conda:

@@ -7,12 +7,14 @@ wildcard_constraints:
 
 rule finetune:
     output:
-        model=directory(f"{RESULTS}/models/{{variant}}"),
+        weights=f"{RESULTS}/models/{{variant}}/model.safetensors",
+        model_config=f"{RESULTS}/models/{{variant}}/config.json",
         log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
         hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
         metrics=metrics_for("{variant}", TRAIN_METRICS),
     input:
-        lib("finetune", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer"),
+        lib("finetune", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer", "resources",
+            "structure"),
         "schemas/metric.schema.json",
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -21,12 +23,17 @@ rule finetune:
         hp=variant_hp,
         shared=shared_training(),
         seed=config["seed"],
+        max_length=config["data"]["max_length"],
         metrics_dir=lambda wc, output: str(Path(output.metrics[0]).parent),
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
     threads: config["threads"]
     resources:
         mem_mb=8000,
+        gpu=config["gpus"],
+        runtime=240,
+    wildcard_constraints:
+        variant="full",
     log:
         f"{LOGS}/finetune_{{variant}}.log",
     benchmark:
@@ -35,3 +42,15 @@ rule finetune:
         CONDA_ENV
     script:
         "../scripts/finetune.py"
+
+
+# QLoRA saves an adapter instead of a whole model: the same job with other declared files.
+use rule finetune as finetune_qlora with:
+    output:
+        weights=f"{RESULTS}/models/{{variant}}/adapter_model.safetensors",
+        model_config=f"{RESULTS}/models/{{variant}}/adapter_config.json",
+        log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
+        hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
+        metrics=metrics_for("{variant}", TRAIN_METRICS),
+    wildcard_constraints:
+        variant="qlora",

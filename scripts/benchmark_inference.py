@@ -1,4 +1,6 @@
 """Rule inference: greedy generation speed for full, qlora and qlora_merged (Table 11)."""
+from pathlib import Path
+
 import torch
 from transformers import AutoTokenizer
 
@@ -17,9 +19,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
     cuda = torch.cuda.is_available()
     dtype = eval_dtype(p.dtype, cuda)
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
-    model = load_for_eval(kind, inp.base_model, inp.model, p.quantization, dtype, cuda)
+    model = load_for_eval(kind, inp.base_model, str(Path(inp.model[0]).parent), p.quantization, dtype, cuda)
     result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
-    source = [inp.base_model, inp.model]
+    source = [inp.base_model, *inp.model]
     how = (f"greedy generate(max_new_tokens=min_new_tokens={p.new_tokens}) in {dtype} on "
            f"{'CUDA' if cuda else 'CPU'}, one warm-up then {p.repetitions} timed runs for each of the paper's "
            f"{len(p.prompts)} prompts, the same prompts for every variant (the paper used one prompt for standard "

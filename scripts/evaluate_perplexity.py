@@ -1,4 +1,6 @@
 """Rule perplexity: base, full and qlora on the test split, the paper's way and token-level (Table 10)."""
+from pathlib import Path
+
 import torch
 from datasets import load_from_disk
 from transformers import AutoTokenizer
@@ -18,7 +20,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     cuda = torch.cuda.is_available()
     dtype = eval_dtype(p.dtype, cuda)
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
-    model = load_for_eval(kind, inp.base_model, inp.get("model"), p.quantization, dtype, cuda)
+    model = load_for_eval(kind, inp.base_model, (str(Path(inp.model[0]).parent) if inp.get("model") else None), p.quantization, dtype, cuda)
     texts = list(load_from_disk(inp.raw)["test"]["text"])
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride)

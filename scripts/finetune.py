@@ -1,8 +1,10 @@
 """Rule finetune: train one variant ({variant} = full | qlora) with the transformers Trainer."""
+from pathlib import Path
+
 from datasets import load_from_disk
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
-from qrepro import finetune, training
+from qrepro import finetune, resources, training
 from qrepro.metrics_io import write_metrics
 from qrepro.modeling import count_parameters
 from qrepro.runlog import log_to
@@ -24,6 +26,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
     training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
         {"variant": variant, "hp": p.hp, "shared": p.shared, "seed": p.seed, "precision": precision},
         [inp.base_model, inp.tokenized]))
+    estimate = resources.estimate_for_job(inp.base_model, variant, p.hp, p.max_length)
+    resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
+    print(f"memory estimate: {estimate}")
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
     args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed,
                                        snakemake.threads)  # noqa: F821
@@ -33,7 +38,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     train_time, resumed_from, steps_run = training.train(trainer)
     print(f"trained {variant} in {train_time:.1f}s (resumed from {resumed_from})")
 
-    finetune.save_model(trainer.model, variant, out.model)
+    finetune.save_model(trainer.model, variant, str(Path(out.weights).parent))
     history = trainer.state.log_history
     training.log_history_frame(history).to_csv(out.log_history, index=False)
     finetune.write_json(out.hyperparameters, finetune.resolved_hyperparameters(variant, args, model, precision, p.hp))

@@ -1,7 +1,9 @@
 """Rule manifest: SHA-256 of every result file the report reads, checked again when it is rendered."""
 import json
+from pathlib import Path
 
 from qrepro.collect import sha256
+from qrepro.loading import check_adapter, check_safetensors
 from qrepro.metrics_io import read_metric
 from qrepro.runlog import log_to
 
@@ -9,6 +11,16 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     for path in inp.metrics:
         read_metric(path)  # a truncated or malformed metric file stops here, named
+    p = snakemake.params  # noqa: F821
+    for path, state in p.artifacts.items():
+        if state == "missing":
+            raise FileNotFoundError(f"model file {path} is missing: re-run its training job "
+                                    f"(snakemake --forcerun finetune) or restore it")
+    for path in inp:
+        if path.endswith("adapter_config.json"):
+            check_adapter(str(Path(path).parent))  # adapter config and weights must both be readable
+        elif path.endswith(".safetensors"):
+            check_safetensors(Path(path))
     files = sorted(set(map(str, inp.metrics)) | set(map(str, inp.others)))
     with open(out.manifest, "w") as handle:
         json.dump({"sha256": {path: sha256(path) for path in files}}, handle, indent=2, sort_keys=True)

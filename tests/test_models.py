@@ -73,3 +73,29 @@ def test_without_the_guard_bitsandbytes_repacking_kills_the_gradient(base_dir):
     model = _qlora(base_dir, guard=False)
     assert _first_layer_lora_grad_after_eval(model) == 0
     assert disable_cpu_weight_repacking(model) == 14
+
+
+def test_first_layer_lora_keeps_learning_after_evaluation_inside_the_trainer(base_dir, tmp_path):
+    """Regression for the bitsandbytes CPU repacking pitfall, in a real Trainer run with evaluation mid-way."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
+
+    model = _qlora(base_dir, guard=True)
+    name = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"
+    snapshots = {}
+
+    class Snapshot(TrainerCallback):
+        def on_evaluate(self, args, state, control, **kwargs):
+            snapshots.setdefault("after_eval", dict(model.named_parameters())[name].detach().clone())
+
+        def on_train_end(self, args, state, control, **kwargs):
+            snapshots["end"] = dict(model.named_parameters())[name].detach().clone()
+
+    ids = torch.randint(3, 256, (32, 16), generator=torch.Generator().manual_seed(0))
+    data = Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=4, learning_rate=1e-2,
+                             eval_strategy="steps", eval_steps=4, save_strategy="no", report_to="none", use_cpu=True,
+                             bf16=True, disable_tqdm=True, optim="paged_adamw_8bit")
+    Trainer(model=model, args=args, train_dataset=data, eval_dataset=data.select(range(4)),
+            data_collator=default_data_collator, callbacks=[Snapshot()]).train()
+    assert not torch.equal(snapshots["after_eval"], snapshots["end"]), "layer-0 LoRA stopped learning after evaluation"

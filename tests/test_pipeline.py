@@ -2,6 +2,7 @@
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import snakemake
@@ -73,3 +74,35 @@ def test_changing_a_qlora_hyperparameter_reruns_only_qlora(test_run):
     assert "finetune" in planned and "wildcards: variant=qlora" in planned
     assert "variant=full" not in planned and "rule base_model" not in planned
     assert "Nothing to be done" in snakemake(test_run, "--configfile", "configs/test.yaml", "-n", "train").stdout
+
+
+def test_measurement_files_are_consistent(test_run):
+    m = lambda scope, name: read_metric(test_run / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
+    metric_files = list((test_run / "results/metrics").rglob("*.json"))
+    assert len(metric_files) > 100
+    for path in metric_files:
+        read_metric(path)
+    s = "structure"
+    assert m(s, "compression_ratio_paper") == pytest.approx(
+        m(s, "size_fp16_mb_paper") / (m(s, "size_4bit_base_mb_paper") + m(s, "size_adapters_mb_paper")))
+    assert m(s, "lora_trainable_params") == m("qlora", "trainable_params")
+    for variant in ("full", "qlora", "qlora_merged"):
+        assert m(variant, "tokens_per_s") * m(variant, "inference_time_s") == pytest.approx(50)
+        details = read_metric(test_run / f"results/metrics/{variant}/tokens_per_s.json")["details"]
+        assert details["generated_tokens"] == [50]
+    for variant in ("full", "qlora"):
+        assert m(variant, "perplexity_token") < m("base", "perplexity_token")
+        assert m(variant, "flops_per_step_counted") > 0
+        assert 0 < m(variant, "mfu_analytic") < 100
+    # QLoRA's frozen weights need no weight gradients: fewer counted FLOPs than full fine-tuning per sequence
+    per_seq = lambda v, bs: m(v, "flops_per_step_counted") / bs  # noqa: E731
+    assert per_seq("qlora", 8) < per_seq("full", 8)
+    assert m("paper_structure", "compression_ratio_paper") == pytest.approx(3.8246, abs=1e-4)
+
+
+def test_memory_probe_measures_both_variants(run_copy):
+    snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "2", "memory")
+    for variant in ("full", "qlora"):
+        record = read_metric(run_copy / f"results/metrics/probe_{variant}/peak_train_memory_mb.json")
+        assert record["value"] > 100 and record["details"]["steps"] == 2
+        assert read_metric(run_copy / f"results/metrics/probe_{variant}/step_time_s.json")["value"] > 0

@@ -13,8 +13,11 @@ class ConfigError(ValueError):
     pass
 
 
-def problems(config: dict, cuda: bool | None = None) -> list[str]:
-    """Every problem found, each naming the key, the bad value and what is allowed."""
+def problems(config: dict, cuda: bool | None = None, check_device: bool = True) -> list[str]:
+    """Every problem found, each naming the key, the bad value and what is allowed.
+
+    check_device=False skips the checks that need this machine to have CUDA: for dry runs and for
+    targets that never train or evaluate (the structure metrics run on the meta device)."""
     cuda = cuda_visible_without_torch() if cuda is None else cuda
     found = []
     data, model, training = config["data"], config["model"], config["training"]
@@ -41,10 +44,10 @@ def problems(config: dict, cuda: bool | None = None) -> list[str]:
     if model["source"] != "pretrain" and config["tokenizer"]["source"] == "train":
         found.append(f"tokenizer.source=train only fits model.source=pretrain; a {model['source']} model "
                      "needs tokenizer.source=model (its own vocabulary)")
-    if training["precision"] == "fp16" and not cuda:
+    if check_device and training["precision"] == "fp16" and not cuda:
         found.append("training.precision=fp16 needs a CUDA device and none is visible; on CPU, accelerate "
                      "would silently train in fp32. Allowed here: auto, bf16, fp32")
-    if not config["allow_cpu"] and not cuda:
+    if check_device and not config["allow_cpu"] and not cuda:
         found.append("allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible; "
                      "run on a GPU machine, or override with --config allow_cpu=true")
     return found
@@ -58,7 +61,7 @@ def _path_problem(key: str, value) -> list[str]:
     return []
 
 
-def check(config: dict, cuda: bool | None = None) -> None:
-    found = problems(config, cuda)
+def check(config: dict, cuda: bool | None = None, check_device: bool = True) -> None:
+    found = problems(config, cuda, check_device)
     if found:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(found))

@@ -28,11 +28,17 @@ def check_adapter(adapter_dir: str) -> dict:
 
 
 def check_safetensors(path: Path) -> None:
-    from safetensors import safe_open
+    """The header must parse and its tensors must end exactly where the file ends."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            list(handle.keys())
-    except Exception as err:  # safetensors raises its own error types for truncated headers
+        with open(path, "rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_len))
+        data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        expected = 8 + header_len + data_end
+        actual = Path(path).stat().st_size
+        if actual != expected:
+            raise ValueError(f"{actual} bytes on disk, the header describes {expected}")
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"safetensors file {path} is unreadable (truncated or corrupt): {err}") from err
 
 

@@ -22,6 +22,11 @@ def require_bitsandbytes(cuda: bool):
     if Version(bnb.__version__) < Version("0.50"):
         raise QuantizationUnavailableError(
             f"bitsandbytes {bnb.__version__} is installed; 4-bit and 8-bit optimizers on CPU need >= 0.50.")
+    if cuda and not getattr(bnb.cextension.lib, "compiled_with_cuda", False):
+        raise QuantizationUnavailableError(
+            "This QLoRA run is on CUDA, but the installed bitsandbytes has no CUDA kernels "
+            f"(backend: {bnb.cextension.BNB_BACKEND}). Install a CUDA build of bitsandbytes>=0.50 matching the "
+            "CUDA runtime of torch (pip install --force-reinstall bitsandbytes on the GPU machine).")
     return bnb
 
 

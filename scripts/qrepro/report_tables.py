@@ -26,7 +26,7 @@ def fmt(value: Any, kind: str) -> str:
         return "yes" if value else "no"
     if kind == "int":
         return f"{int(round(value)):,}"
-    if kind == "tflops":
+    if kind == "tflops":  # a FLOP count printed in TFLOPs
         return f"{value / 1e12:,.4g}"
     if kind == "sci":
         return f"{value:.3e}"
@@ -222,8 +222,8 @@ def build_tables(b: Builder) -> list[Table]:
 
     # Table 7 — FLOPs per optimizer step
     def flops_row(label, full, qlora, pid=True):
-        return (label, {"Standard FT (TFLOPs)": b.metric(*full, "tflops", "t7_flops_full" if pid else None),
-                        "QLoRA (TFLOPs)": b.metric(*qlora, "tflops", "t7_flops_qlora" if pid else None)})
+        return (label, {"Standard FT (TFLOPs)": b.metric(*full, "g", "t7_flops_full" if pid else None, scale=1e-12),
+                        "QLoRA (TFLOPs)": b.metric(*qlora, "g", "t7_flops_qlora" if pid else None, scale=1e-12)})
     rows = [flops_row("Paper formula", (s, "flops_per_step_full_paper"), (s, "flops_per_step_qlora_paper")),
             flops_row("Analytic (real tokens per step, padding included)", ("full", "flops_per_step_analytic"), ("qlora", "flops_per_step_analytic")),
             flops_row("Analytic, non-padding tokens only", ("full", "flops_per_step_analytic_real_tokens"), ("qlora", "flops_per_step_analytic_real_tokens")),
@@ -310,9 +310,9 @@ def improvement(kind: str, s: float, q: float) -> float:
 def table12(b: Builder) -> Table:
     V = b.m.value
 
-    def row(label, scope_s, scope_q, name_s, name_q, kind, pid, fmt_kind="f2", pid_values=(None, None)):
-        s_cell = b.metric(scope_s, name_s, fmt_kind, pid_values[0])
-        q_cell = b.metric(scope_q, name_q, fmt_kind, pid_values[1])
+    def row(label, scope_s, scope_q, name_s, name_q, kind, pid, fmt_kind="f2", pid_values=(None, None), scale=1.0):
+        s_cell = b.metric(scope_s, name_s, fmt_kind, pid_values[0], scale)
+        q_cell = b.metric(scope_q, name_q, fmt_kind, pid_values[1], scale)
         imp = b.derived(improvement(kind, s_cell.value, q_cell.value), "f2",
                         [(scope_s, name_s), (scope_q, name_q)], pid)
         return (label, {"Standard FT": s_cell, "QLoRA": q_cell, "Improvement": imp})
@@ -329,9 +329,9 @@ def table12(b: Builder) -> Table:
             "fewer", "t12_size_improvement", "f2", ("t5_fp16_mb", "t5_qlora_total_mb")),
         ("Compression Ratio (x)", {"QLoRA": b.metric(st, "compression_ratio_paper", "f2", "t12_compression")}),
         row("FLOPs per Step (TFLOPs), paper formula (% less)", st, st, "flops_per_step_full_paper", "flops_per_step_qlora_paper",
-            "fewer", "t12_flops_improvement", "tflops", ("t7_flops_full", "t7_flops_qlora")),
+            "fewer", "t12_flops_improvement", "g", ("t7_flops_full", "t7_flops_qlora"), 1e-12),
         row("FLOPs per Step (TFLOPs), analytic (% less)", "full", "qlora", "flops_per_step_analytic", "flops_per_step_analytic",
-            "fewer", "t12_flops_improvement", "tflops", ("t7_flops_full", "t7_flops_qlora")),
+            "fewer", "t12_flops_improvement", "g", ("t7_flops_full", "t7_flops_qlora"), 1e-12),
         row("Mean FLOPs Utilization (%), paper formula (points)", "full", "qlora", "mfu_paper", "mfu_paper", "points",
             "t12_mfu_improvement", "f2", ("t8_mfu_full", "t8_mfu_qlora")),
         row("Mean FLOPs Utilization (%), analytic (points)", "full", "qlora", "mfu_analytic", "mfu_analytic", "points",

@@ -1,0 +1,120 @@
+"""Benchmark harness: runs the default pipeline from a clean copy and prints every figure beside its target.
+
+    python3 bench/run_bench.py            # writes results/bench/*.json and prints the summary table
+
+Not part of the test suite: nothing here passes or fails, it measures.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import copy_workflow  # noqa: E402  (the same clean-checkout copy the tests use)
+
+
+def run(workdir: Path, *args: str) -> float:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def stage_times(workdir: Path) -> dict[str, float]:
+    times = {}
+    for tsv in sorted((workdir / "results/benchmarks").glob("*.tsv")):
+        with open(tsv) as handle:
+            times[tsv.stem] = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
+    return times
+
+
+def metric(workdir: Path, scope: str, name: str):
+    return json.loads((workdir / f"results/metrics/{scope}/{name}.json").read_text())["value"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary run folder")
+    parser.add_argument("--configfile", action="append", default=[], help="extra profile(s) on top of config.yaml")
+    args = parser.parse_args()
+    import torch
+
+    from qrepro.hardware import describe
+    from qrepro.peak import measure_matmul_peak
+
+    tmp = Path(tempfile.mkdtemp(prefix="qrepro-bench-"))
+    workdir = copy_workflow(tmp / "run")
+    extra = [a for f in args.configfile for a in ("--configfile", str(Path(f).resolve()))]
+    clean = run(workdir, "--cores", str(args.cores), *extra, "report")
+    noop = min(run(workdir, "--cores", "1", *extra, "report") for _ in range(3))
+    with open(workdir / "templates/report.tex.j2", "a") as handle:  # an edit, not a touch: Snakemake skips
+        handle.write("%# edited by the benchmark\n")           # reruns whose input content is unchanged
+    template = run(workdir, "--cores", "1", *extra, "report")
+
+    threads = 1
+    peaks = {dtype: measure_matmul_peak(getattr(torch, dtype), threads) for dtype in ("bfloat16", "float32")}
+    training = {}
+    for variant in ("full", "qlora"):
+        hp = json.loads((workdir / f"results/train/{variant}/hyperparameters.json").read_text())
+        stats = json.loads((workdir / "results/data/split_stats.json").read_text())["splits"]["train"]
+        seq = stats["tokens_with_padding"] // stats["samples"]
+        tokens = hp["per_device_train_batch_size"] * hp["gradient_accumulation_steps"] * seq
+        step = metric(workdir, variant, "pure_step_time_s")
+        flops = metric(workdir, variant, "flops_per_step_analytic")
+        peak = peaks["bfloat16" if hp["precision"] == "bf16" else "float32"]
+        training[variant] = {"tokens_per_s": tokens / step, "real_tokens_per_s": tokens / step * stats["tokens"] /
+                             stats["tokens_with_padding"], "mfu_percent": 100 * flops / step / peak,
+                             "pure_step_time_s": step, "precision": hp["precision"]}
+    inference = {v: metric(workdir, v, "tokens_per_s") for v in ("full", "qlora", "qlora_merged")}
+    results = {"machine": describe(), "cores": args.cores, "clean_run_s": clean, "stages_s": stage_times(workdir),
+               "noop_s": noop, "template_edit_to_pdf_s": template, "matmul_peak_flops": peaks,
+               "peak_threads": threads, "training": training, "inference_tokens_per_s": inference}
+    out = ROOT / "results/bench"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for name, payload in (("latest", results), (stamp, results)):
+        (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    targets = [
+        ("clean pipeline, report included (s)", clean, "<= 480", clean <= 480),
+        ("full fine-tuning MFU vs bf16 peak (%)", training["full"]["mfu_percent"], ">= 30",
+         training["full"]["mfu_percent"] >= 30),
+        ("no-op `snakemake --cores 1 report` (s)", noop, "<= 3", noop <= 3),
+        ("template touch to new PDF (s)", template, "<= 30", template <= 30),
+        ("qlora_merged / full inference tokens/s", inference["qlora_merged"] / inference["full"], ">= 0.95",
+         inference["qlora_merged"] / inference["full"] >= 0.95),
+    ]
+    print(f"machine: {results['machine'].get('cpu_model')} ({results['machine']['cpu_count']} cores), "
+          f"bf16 matmul peak {peaks['bfloat16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['float32'] / 1e12:.2f} TFLOP/s "
+          f"({threads} thread)")
+    print(f"{'figure':45s} {'measured':>10s} {'target':>9s}  met")
+    for label, value, target, met in targets:
+        print(f"{label:45s} {value:10.2f} {target:>9s}  {'yes' if met else 'NO'}")
+    print("\nper stage (s, Snakemake benchmark files):")
+    for stage, seconds in results["stages_s"].items():
+        print(f"  {stage:30s} {seconds:8.1f}")
+    print("\ntraining throughput:")
+    for variant, t in training.items():
+        print(f"  {variant:6s} {t['tokens_per_s']:9.0f} tokens/s ({t['real_tokens_per_s']:.0f} non-padding), "
+              f"MFU {t['mfu_percent']:.1f}% ({t['precision']})")
+    print("inference tokens/s: " + ", ".join(f"{k} {v:.1f}" for k, v in inference.items()))
+    print(f"\nwritten: {out / 'latest.json'}")
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

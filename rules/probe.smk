@@ -1,0 +1,55 @@
+# `snakemake memory`: the paper's memory claim measured at the configured architecture's real scale,
+# with random weights (no hub, no pretraining): a few optimizer steps of each variant, peak memory recorded.
+
+
+rule probe_base:
+    output:
+        model=directory(f"{RESULTS}/probe/base_model"),
+    input:
+        unpack(structure_inputs),
+        lib("base_model", "modeling", "training", "hardware", "hub"),
+    params:
+        architecture=config["model"]["architecture"],
+        dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config["probe"]["weights_dtype"]],
+        seed=config["seed"],
+    resources:
+        mem_mb=12000,
+    log:
+        f"{LOGS}/probe_base.log",
+    benchmark:
+        f"{BENCH}/probe_base.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/build_probe_base.py"
+
+
+rule memory_probe:
+    output:
+        metrics_for("probe_{variant}", ["peak_train_memory_mb", "step_time_s"]),
+    input:
+        lib("probe", "finetune", "training", "resources", "structure", "modeling", "quant", "metrics_io"),
+        model=rules.probe_base.output.model,
+    params:
+        hp=variant_hp,
+        precision=config["probe"]["precision"],
+        weights_dtype=config["probe"]["weights_dtype"],
+        steps=config["probe"]["steps"],
+        seq_len=config["probe"]["seq_len"] or config["data"]["max_length"],
+        seed=config["seed"],
+        metrics_dir=metrics_dir,
+        work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
+    # one probe at a time: each wants the whole machine's memory and cores
+    threads: workflow.cores
+    resources:
+        mem_mb=20000,
+        gpu=config["gpus"],
+        runtime=60,
+    log:
+        f"{LOGS}/memory_probe_{{variant}}.log",
+    benchmark:
+        f"{BENCH}/memory_probe_{{variant}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/memory_probe.py"

@@ -1,0 +1,115 @@
+"""Every formula against hand-computed values, and the measurements against direct computations."""
+import math
+
+import pytest
+import torch
+
+from qrepro import structure as S
+from qrepro.footprint import memory_bytes
+from qrepro.modeling import llama_config, random_model
+from qrepro.perplexity import paper_protocol, token_level
+
+N, TRAINABLE = 1_100_048_384, 12_615_680
+
+
+def test_paper_formulas_reproduce_the_published_numbers():
+    flops = S.paper_flops_per_step(N, TRAINABLE, seq_len=512)
+    assert round(flops["full"] / 1e12, 2) == 13.52 and round(flops["qlora"] / 1e12, 2) == 3.53
+    assert flops["full"] == 6 * N * 512 * 4
+    sizes = S.paper_sizes_mb(N, TRAINABLE)
+    assert [round(sizes[k], 2) for k in ("fp16", "base_4bit", "adapters", "qlora_total")] == [2098.18, 524.54, 24.06, 548.61]
+    assert round(sizes["compression_ratio"], 2) == 3.82 and round(sizes["reduction_percent"], 1) == 73.9
+    assert round(100 * TRAINABLE / N, 2) == 1.15
+
+
+def test_analytic_flops_by_hand():
+    arch = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128,
+                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+    config = llama_config(arch, 100, 1, 2)
+    total = 2 * 100 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64
+    n = total - 100 * 64  # input embedding is a lookup
+    attention = 12 * 2 * 4 * 16 * 32  # 12 L H Q T with T = 32
+    assert S.analytic_flops_per_token(config, total, 32, "full") == 6 * n + attention
+    assert S.analytic_flops_per_token(config, total, 32, "qlora", lora_params=1000) == 4 * n + 6 * 1000 + attention
+    assert S.analytic_flops_per_token(config, total, 32, "qlora", 1000, gradient_checkpointing=True) == \
+        4 * n + 6 * 1000 + attention + 2 * n + 2 * 1000 + attention // 3
+
+
+def _quantized_linear(double_quant, out_features=4096, in_features=4096):
+    import bitsandbytes as bnb
+    layer = bnb.nn.Linear4bit(in_features, out_features, bias=False, quant_type="nf4",
+                              compress_statistics=double_quant, compute_dtype=torch.bfloat16)
+    layer.weight = bnb.nn.Params4bit(torch.randn(out_features, in_features, dtype=torch.bfloat16) * 0.02,
+                                     requires_grad=False, quant_type="nf4", compress_statistics=double_quant)
+    layer.weight = layer.weight._quantize("cpu") if hasattr(layer.weight, "_quantize") else layer.weight
+    return layer.to("cpu")
+
+
+@pytest.mark.parametrize("double_quant, bits", [(True, 4.127), (False, 4.5)])
+def test_nf4_storage_bits_on_a_real_bitsandbytes_layer(double_quant, bits):
+    layer = _quantized_linear(double_quant)
+    assert layer.weight.quant_state is not None
+    measured = memory_bytes(layer)
+    per_weight = 8 * (measured["parameters"] + measured["quant_state"]) / (4096 * 4096)
+    assert per_weight == pytest.approx(bits, abs=0.001)
+    assert measured["parameters"] + measured["quant_state"] == S.quantized_linear_bytes(4096 * 4096, double_quant)
+
+
+def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
+    from qrepro.loading import load_4bit_base
+    from qrepro.modeling import count_parameters
+    arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
+                rope_theta=1e4)
+    random_model(llama_config(arch, 256, 1, 2), seed=0).save_pretrained(tmp_path)
+    model = load_4bit_base(str(tmp_path), dict(quant_type="nf4", double_quant=True), "bf16", cuda=False)
+    total, _ = count_parameters(model)
+    measured = memory_bytes(model)
+    assert measured["parameters"] + measured["quant_state"] == S.bnb_footprint_bytes(model.config, total, True)["total_bytes"]
+
+
+class _Tokenizer:
+    """Whitespace tokenizer over digits: deterministic ids, known lengths."""
+    eos_token_id = 0
+
+    def __call__(self, text, return_tensors=None, truncation=False, max_length=None, padding=None):
+        ids = [int(t) % 50 + 1 for t in text.split()]
+        mask = [1] * len(ids)
+        if padding == "max_length":
+            ids, mask = ids[:max_length] + [0] * (max_length - len(ids)), mask[:max_length] + [0] * (max_length - len(ids))
+        out = {"input_ids": torch.tensor([ids]), "attention_mask": torch.tensor([mask])}
+        return type("Enc", (dict,), {"input_ids": out["input_ids"]})(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                max_position_embeddings=256, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+    return random_model(llama_config(arch, 64, 1, 0), seed=1).eval()
+
+
+def test_token_level_perplexity_is_exp_mean_nll(tiny_model):
+    texts = [" ".join(str(i * 7 + j) for j in range(30)) for i in range(3)]
+    ids = _Tokenizer()("\n\n".join(texts)).input_ids
+    assert ids.shape[1] == 90
+    with torch.no_grad():
+        logits = tiny_model(input_ids=ids).logits[0, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.float(), ids[0, 1:], reduction="sum").item()
+    one_window = token_level(tiny_model, _Tokenizer(), texts, max_length=128, stride=128)
+    assert one_window["scored_tokens"] == 89
+    assert one_window["perplexity"] == pytest.approx(math.exp(nll / 89), rel=1e-5)
+    sliding = token_level(tiny_model, _Tokenizer(), texts, max_length=32, stride=16)
+    assert sliding["scored_tokens"] == 89 - 0  # every token after the first is scored exactly once
+    assert sliding["perplexity"] > 1
+
+
+def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):
+    texts = ["", "1 2 3 4", " ", "5 6 7"] + ["8 9"] * 200
+    result = paper_protocol(tiny_model, _Tokenizer(), texts, max_length=8, n_samples=100)
+    assert result["samples"] == 100
+    with torch.no_grad():
+        first = torch.tensor([[2, 3, 4, 5, 0, 0, 0, 0]])
+        mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]])
+        loss = tiny_model(input_ids=first, attention_mask=mask, labels=first).loss.item()  # padding in the labels
+    single = paper_protocol(tiny_model, _Tokenizer(), texts, max_length=8, n_samples=1)
+    assert single["mean_loss"] == pytest.approx(loss, rel=1e-5)

@@ -1,0 +1,85 @@
+"""The paper profile: exact on paper, checkable offline, clear errors where it needs a GPU or the hub."""
+import os
+
+import pytest
+
+from conftest import copy_workflow, snakemake
+from qrepro.hub import HubUnavailableError
+from qrepro.metrics_io import read_metric
+
+
+@pytest.fixture(scope="module")
+def paper_copy(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("paper"))
+
+
+def test_structure_target_reproduces_the_paper_exactly(paper_copy):
+    snakemake(paper_copy, "--configfile", "configs/paper.yaml", "--cores", "1", "structure")
+    v = lambda scope, name: read_metric(paper_copy / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
+    assert v("architecture", "total_params") == 1_100_048_384
+    assert v("structure", "lora_trainable_params") == 12_615_680
+    assert round(v("structure", "lora_trainable_percent"), 2) == 1.15
+    assert round(v("structure", "size_fp16_mb_paper"), 2) == 2098.18
+    assert round(v("structure", "size_4bit_base_mb_paper"), 2) == 524.54
+    assert round(v("structure", "size_adapters_mb_paper"), 2) == 24.06
+    assert round(v("structure", "size_qlora_total_mb_paper"), 2) == 548.61
+    assert round(v("structure", "compression_ratio_paper"), 2) == 3.82
+    assert round(v("structure", "size_reduction_percent_paper"), 1) == 73.9
+    assert round(v("structure", "flops_per_step_full_paper") / 1e12, 2) == 13.52
+    assert round(v("structure", "flops_per_step_qlora_paper") / 1e12, 2) == 3.53
+    # the real bitsandbytes layout: 16-bit embeddings and lm_head, quantization constants counted
+    assert 2.7 < v("structure", "compression_ratio_bnb") < 2.9
+    assert v("architecture", "hidden_size") == 2048 and v("architecture", "num_key_value_heads") == 4
+    assert not (paper_copy / "results/base_model").exists()  # no weights were needed
+
+
+def test_paper_profile_plans_the_whole_dag_offline(paper_copy):
+    planned = snakemake(paper_copy, "--configfile", "configs/paper.yaml", "-n", "report").stdout
+    for rule in ("corpus", "tokenizer", "base_model", "finetune", "perplexity", "inference", "render", "pdf"):
+        assert f"rule {rule}:" in planned, rule
+
+
+def test_paper_profile_refuses_to_train_without_cuda(paper_copy):
+    result = snakemake(paper_copy, "--configfile", "configs/paper.yaml", "--cores", "1", "train", check=False)
+    assert result.returncode != 0
+    assert "allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible" in result.stderr
+    assert "training.precision=fp16 needs a CUDA device" in result.stderr
+    assert not (paper_copy / "results/data").exists()
+
+
+def test_hub_errors_name_the_local_options():
+    from qrepro.data import hf_raw
+    from qrepro.modeling import load_pretrained
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(HubUnavailableError, match=r"HF_HUB_OFFLINE=1 is set.*data.source: local"):
+        hf_raw("wikitext", "wikitext-2-raw-v1", None)
+    with pytest.raises(HubUnavailableError, match=r"model.source: local with model.local_path"):
+        load_pretrained("TinyLlama/TinyLlama-1.1B-Chat-v1.0", revision="fe8a4ea1ffedaf415f4da2f062534de366a451e6")
+
+
+def test_qlora_on_cuda_needs_bitsandbytes_cuda_kernels():
+    from qrepro.quant import QuantizationUnavailableError, require_bitsandbytes
+    require_bitsandbytes(cuda=False)
+    with pytest.raises(QuantizationUnavailableError, match="no CUDA kernels"):
+        require_bitsandbytes(cuda=True)
+
+
+def test_local_model_and_data_go_through_the_same_code(test_run, tmp_path):
+    """model.source: local and data.source: local, pointed at artifacts this project made itself."""
+    import shutil
+    workdir = copy_workflow(tmp_path / "local")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    from datasets import load_from_disk
+    raw = load_from_disk(str(test_run / "results/data/raw"))
+    for split in ("train", "validation", "test"):
+        (data_dir / f"{split}.txt").write_text("".join(t if t.endswith("\n") else t + "\n" for t in raw[split]["text"]))
+    shutil.copytree(test_run / "results/base_model", tmp_path / "model")
+    (workdir / "local.yaml").write_text(
+        f"data:\n  source: local\n  local_dir: {data_dir}\ntokenizer:\n  source: model\n"
+        f"model:\n  source: local\n  local_path: {tmp_path / 'model'}\n")
+    snakemake(workdir, "--configfile", "configs/test.yaml", "local.yaml", "--cores", "2",
+              "results/metrics/dataset/train_samples.json", "results/metrics/full/train_steps.json")
+    rows = read_metric(workdir / "results/metrics/dataset/train_samples.json")["value"]
+    assert rows == raw["train"].num_rows
+    assert read_metric(workdir / "results/metrics/full/train_steps.json")["value"] > 0

@@ -1,0 +1,180 @@
+"""Bad input refused up front, determinism, resume after SIGKILL, no stale or corrupt data in a report."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, copy_workflow, snakemake
+from qrepro.metrics_io import read_metric
+
+
+@pytest.fixture(scope="module")
+def clean_copy(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("bad"))
+
+
+BAD_CONFIGS = [
+    ("training:\n  qlora:\n    learning_rate: -0.001\n", "-0.001 is less than or equal to the minimum of 0"),
+    ("training:\n  max_steps: 0\n", "0 is less than the minimum of 1"),
+    ("training:\n  full:\n    batch_size: 0\n", "0 is less than the minimum of 1"),
+    ("data:\n  source: web\n", "'web' is not one of ['synthetic', 'hf', 'local']"),
+    ("model:\n  source: ftp\n", "'ftp' is not one of ['pretrain', 'hub', 'local']"),
+    ("training:\n  qlora:\n    quantization:\n      quant_type: int3\n", "'int3' is not one of ['nf4', 'fp4']"),
+    ("training:\n  qlora:\n    optim: adam_magic\n", "'adam_magic' is not one of"),
+    ("training:\n  qlora:\n    lora:\n      r: 0\n", "0 is less than the minimum of 1"),
+    ("training:\n  qlora:\n    lora:\n      target_modules: [q_proj, attn_out]\n", "'attn_out' is not one of"),
+    ("data:\n  max_length: 4096\n", "data.max_length=4096 exceeds the model's maximum positions"),
+    ("model:\n  architecture:\n    num_attention_heads: 3\n", "num_attention_heads=3 must divide hidden_size=64"),
+    ("data:\n  source: local\n  local_dir: /no/such/dir\n", "data.local_dir='/no/such/dir' does not exist"),
+    ("training:\n  max_steps: lots\n", "'lots' is not of type 'integer'"),
+    ("training:\n  max_stepz: 10\n", "'max_stepz' was unexpected"),
+    ("training:\n  precision: fp16\n", "training.precision=fp16 needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_CONFIGS, ids=[m[:40] for _, m in BAD_CONFIGS])
+def test_bad_configuration_is_refused_before_any_job(clean_copy, override, message):
+    (clean_copy / "bad.yaml").write_text(override)
+    result = snakemake(clean_copy, "--configfile", "configs/test.yaml", "bad.yaml", "--cores", "1", "train", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (clean_copy / "results").exists(), "nothing may be written before the configuration is accepted"
+
+
+def test_unknown_variant_has_no_rule(clean_copy):
+    result = snakemake(clean_copy, "--configfile", "configs/test.yaml", "-n", "results/metrics/lora/train_time_s.json",
+                       check=False)
+    assert result.returncode != 0 and "MissingRuleException" in result.stderr + result.stdout
+
+
+def _non_timing_metrics(run: Path) -> dict[str, bytes]:
+    out = {}
+    for path in sorted((run / "results/metrics").rglob("*.json")):
+        if not json.loads(path.read_text())["timing"]:
+            out[str(path.relative_to(run))] = path.read_bytes()
+    return out
+
+
+def test_two_clean_runs_give_byte_identical_non_timing_metrics(test_run, tmp_path):
+    second = copy_workflow(tmp_path / "second")
+    snakemake(second, "--configfile", "configs/test.yaml", "--cores", "2", "metrics")
+    first_files, second_files = _non_timing_metrics(test_run), _non_timing_metrics(second)
+    assert len(first_files) > 80 and first_files.keys() == second_files.keys()
+    differing = [name for name in first_files if first_files[name] != second_files[name]]
+    assert differing == []
+
+
+RESUME = "training:\n  max_steps: 60\n  save_steps: 20\n  eval_steps: 30\n"
+TARGET = "results/metrics/full/train_loss_final.json"
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
+    reference = copy_workflow(tmp_path / "reference")
+    (reference / "resume.yaml").write_text(RESUME)
+    killed = copy_workflow(tmp_path / "killed")
+    (killed / "resume.yaml").write_text(RESUME)
+    args = ["--configfile", "configs/test.yaml", "resume.yaml", "--cores", "1"]
+    snakemake(reference, *args, TARGET)
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    job = subprocess.Popen([sys.executable, "-m", "snakemake", *args, TARGET], cwd=killed, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = killed / "results/checkpoints/full"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert job.poll() is None, "the job ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not (killed / TARGET).exists()
+    first = min(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*/trainer_state.json"))
+
+    snakemake(killed, "--unlock", *args)
+    snakemake(killed, *args, "--rerun-incomplete", TARGET)
+    log = (killed / "results/logs/finetune_full.log").read_text()
+    assert re.search(r"resumed from .*checkpoint-\d+", log)
+    details = read_metric(killed / "results/metrics/full/train_time_s.json")["details"]
+    assert details["resumed_from_checkpoint"] and details["steps_run_in_this_job"] <= 60 - first
+    for name in ("train_steps", "train_loss_final", "trainable_params"):
+        assert read_metric(killed / f"results/metrics/full/{name}.json")["value"] == \
+            read_metric(reference / f"results/metrics/full/{name}.json")["value"], name
+
+
+def _report_mtimes(run):
+    return {p.name: p.stat().st_mtime_ns for p in (run / "report").glob("report.*")}
+
+
+def test_truncated_metric_file_stops_the_report_and_names_the_file(run_copy):
+    before = _report_mtimes(run_copy)
+    victim = run_copy / "results/metrics/qlora/perplexity_token.json"
+    victim.write_text(victim.read_text()[:40])
+    result = snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report", check=False)
+    assert result.returncode != 0
+    assert "results/metrics/qlora/perplexity_token.json" in result.stdout + result.stderr
+    assert _report_mtimes(run_copy) == before
+
+
+def test_corrupt_adapter_weights_stop_the_report_and_name_the_file(run_copy):
+    before = _report_mtimes(run_copy)
+    weights = run_copy / "results/models/qlora/adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report", check=False)
+    assert result.returncode != 0
+    assert "results/models/qlora/adapter_model.safetensors is unreadable (truncated or corrupt)" in result.stdout + result.stderr
+    assert _report_mtimes(run_copy) == before
+
+
+def test_deleted_adapter_weights_are_noticed_not_reported_stale(run_copy):
+    """A deleted weight file sits inside no directory output Snakemake would miss: the plan re-trains QLoRA
+    (and everything measured from it) instead of keeping a report built from weights that no longer exist."""
+    (run_copy / "results/models/qlora/adapter_model.safetensors").unlink()
+    planned = snakemake(run_copy, "--configfile", "configs/test.yaml", "-n", "report").stdout
+    jobs = set(re.findall(r"^(?:local)?rule (\w+):", planned, re.M))
+    assert {"finetune_qlora", "manifest", "render", "pdf"} <= jobs and "finetune" not in jobs
+
+
+def test_manifest_catches_a_result_edited_after_it_was_written(run_copy):
+    from qrepro.report_context import ManifestError, verify_manifest
+    os.chdir(run_copy)
+    try:
+        verify_manifest("results/manifest.json")
+        table = Path("results/tables/table05.csv")
+        table.write_text(table.read_text().replace("3.82", "9.99"))
+        with pytest.raises(ManifestError, match="results/tables/table05.csv changed"):
+            verify_manifest("results/manifest.json")
+    finally:
+        os.chdir(ROOT)
+
+
+def test_no_unsafe_loading_or_shell_calls_in_the_code():
+    sources = {p: p.read_text() for p in list((ROOT / "scripts").rglob("*.py")) + list((ROOT / "rules").glob("*.smk"))}
+    for path, text in sources.items():
+        assert "trust_remote_code=True" not in text, path
+        assert "shell=True" not in text, path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
+        assert "use_safetensors=False" not in text, path
+    assert "use_safetensors=True" in sources[ROOT / "scripts/qrepro/modeling.py"]
+    assert "-no-shell-escape" in sources[ROOT / "scripts/compile_pdf.py"]
+
+
+def test_memory_guard_refuses_what_cannot_fit():
+    from qrepro.modeling import llama_config
+    from qrepro.resources import GIB, InsufficientMemoryError, guard, training_memory_estimate
+    arch = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False, rms_norm_eps=1e-5,
+                rope_theta=1e4)
+    config = llama_config(arch, 32000, 1, 2)
+    full = training_memory_estimate(config, 1_100_048_384, 1_100_048_384, "full", 2, 512)
+    qlora = training_memory_estimate(config, 1_100_048_384, 12_615_680, "qlora", 4, 512, optimizer="paged_adamw_8bit")
+    assert 17 * GIB < full["total"] < 25 * GIB and qlora["parameters_and_states"] < 1 * GIB < qlora["total"] < 8 * GIB
+    with pytest.raises(InsufficientMemoryError, match=r"fine-tuning full needs about .* GiB .* only 8.0 GiB of available RAM"):
+        guard(full, 8 * GIB, "available RAM", "fine-tuning full")
+    guard(qlora, 8 * GIB, "available RAM", "fine-tuning qlora")

@@ -1,0 +1,119 @@
+"""The report: every table and figure, values traceable to metric files, escaping, incremental rebuilds."""
+import json
+import re
+
+import pytest
+
+from conftest import pdf_text, snakemake
+from qrepro.metrics_io import read_metric
+from qrepro.report_tables import fmt
+
+CAPTIONS = {1: "Dataset statistics", 2: "Model architecture parameters", 3: "Hyperparameters for standard and QLoRA",
+            4: "QLoRA configuration details", 5: "Model size comparison", 6: "Parameter efficiency",
+            7: "FLOPs per optimizer step", 8: "Mean FLOPs utilization", 9: "Training performance",
+            10: "Perplexity evaluation on the test set", 11: "Inference speed",
+            12: "Complete performance metrics comparison"}
+
+
+def _sample_values(run):
+    m = lambda scope, name: read_metric(run / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
+    return [fmt(m("architecture", "total_params"), "int"), fmt(m("qlora", "trainable_params"), "int"),
+            fmt(m("full", "perplexity_token"), "f2"), fmt(m("qlora", "perplexity_paper"), "f2"),
+            fmt(m("base", "perplexity_token"), "f2"), fmt(m("full", "tokens_per_s"), "f2"),
+            fmt(m("structure", "compression_ratio_paper"), "f2"), fmt(m("qlora", "train_time_s"), "f2")]
+
+
+def test_pdf_has_every_table_figure_and_metric_value(test_run):
+    text = re.sub(r"\s+", " ", pdf_text(test_run / "report/report.pdf"))
+    for number, caption in CAPTIONS.items():
+        assert f"Table {number}: {caption}" in text, f"Table {number} missing from the PDF"
+    assert "Figure 1:" in text and "Figure 2:" in text
+    for value in _sample_values(test_run):
+        assert value in text, value
+    assert "not comparable at this scale" in text and "3.82" in text
+
+
+def test_html_has_every_table_figure_and_metric_value(test_run):
+    html = (test_run / "report/report.html").read_text()
+    for number, caption in CAPTIONS.items():
+        assert f'id="table-{number}"' in html and f"Table {number}: {caption}" in html
+    assert html.count('src="data:image/png;base64,') == 2
+    assert not re.search(r'(src|href)="(?!data:|#)', html), "the HTML must be self-contained"
+    for value in _sample_values(test_run):
+        assert value in html, value
+
+
+def test_tables_are_written_three_ways_with_sources(test_run):
+    import pandas as pd
+    for number in CAPTIONS:
+        stem = test_run / f"results/tables/table{number:02d}"
+        assert "\\toprule" in (stem.with_suffix(".tex")).read_text()
+        audit = pd.read_csv(stem.with_suffix(".csv"))
+        assert len(audit) > 0 and audit["source"].notna().all()
+    table5 = pd.read_csv(test_run / "results/tables/table05.csv")
+    paper_row = table5[table5["row"] == "Compression ratio, paper formula"].iloc[0]
+    expected = read_metric(test_run / "results/metrics/structure/compression_ratio_paper.json")["value"]
+    assert paper_row["reproduced"] == pytest.approx(expected) and paper_row["paper"] == 3.82
+
+
+def test_special_characters_in_a_metric_are_shown_literally(run_copy):
+    path = run_copy / "results/metrics/full/precision.json"
+    record = json.loads(path.read_text())
+    record["value"] = "<b>50%_&"
+    path.write_text(json.dumps(record))
+    snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report")
+    assert "<b>50%_&" in pdf_text(run_copy / "report/report.pdf")
+    html = (run_copy / "report/report.html").read_text()
+    assert "&lt;b&gt;50%_&amp;" in html and "<b>50%_&" not in html
+
+
+def test_injection_in_a_user_string_stays_literal(run_copy):
+    label = r"<script>alert(1)</script> \input{/etc/passwd}"
+    snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report", "--config", f"run_label={label}")
+    text = pdf_text(run_copy / "report/report.pdf")
+    assert "<script>alert(1)</script>" in text and r"\input{/etc/passwd}" in text
+    assert "root:x:0:0" not in text
+    html = (run_copy / "report/report.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+
+
+def _planned(run):
+    planned = snakemake(run, "--configfile", "configs/test.yaml", "-n", "report").stdout
+    return set(re.findall(r"^(?:local)?rule (\w+):", planned, re.M))
+
+
+def test_editing_a_template_or_the_style_reruns_only_rendering(run_copy):
+    # Snakemake skips a touch that leaves a file's content unchanged; a real edit re-runs its users.
+    with open(run_copy / "templates/report.html.j2", "a") as handle:
+        handle.write("{# edited #}\n")
+    assert _planned(run_copy) == {"render", "pdf", "report"}
+    with open(run_copy / "templates/plot.mplstyle", "a") as handle:
+        handle.write("# edited\n")
+    assert _planned(run_copy) == {"figure1", "figure2", "manifest", "render", "pdf", "report"}
+
+
+def test_html_loads_cleanly_in_headless_chromium(test_run):
+    import shutil
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("chromium and chromedriver are needed (bash install.sh installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get((test_run / "report/report.html").as_uri())
+        tables = driver.execute_script("return document.querySelectorAll('table.paper-table').length")
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    finally:
+        driver.quit()
+    assert tables == 12
+    assert images == [True, True]
+    assert errors == []

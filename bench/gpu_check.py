@@ -77,16 +77,10 @@ def main() -> None:
     config = profile(args.configfile)
     arch = config["model"]["architecture"]
 
-    class _Vocab:
-        bos_token_id, eos_token_id = 1, 2
-
-        def __len__(self):
-            return arch["vocab_size"]
-
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
-        random_weights(_Vocab(), arch, config["seed"]).to(torch.float16).save_pretrained(base, max_shard_size="100GB")
+        random_weights(arch, arch["vocab_size"], config["seed"]).to(torch.float16).save_pretrained(base, max_shard_size="100GB")
         for variant in ("full", "qlora"):
             out = Path(tmp) / f"{variant}.json"
             subprocess.run([sys.executable, __file__, "--configfile", args.configfile, "--steps", str(args.steps),

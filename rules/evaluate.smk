@@ -155,7 +155,7 @@ rule perplexity:
         metrics_for("{model}", PERPLEXITY_METRICS),
     input:
         unpack(trained_model),
-        lib("perplexity", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training"),
+        lib("perplexity", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training", "hardware"),
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
         raw=rules.corpus.output.raw,
@@ -189,7 +189,7 @@ rule inference:
         metrics_for("{model}", INFERENCE_METRICS),
     input:
         unpack(trained_model),
-        lib("inference", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training"),
+        lib("inference", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training", "hardware"),
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:

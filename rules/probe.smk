@@ -39,8 +39,8 @@ rule memory_probe:
         seed=config["seed"],
         metrics_dir=metrics_dir,
         work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
-    # one probe at a time: each wants the whole machine's memory and cores
-    threads: workflow.cores
+    # one probe at a time: each wants the whole machine (Snakemake caps threads at --cores)
+    threads: 64
     resources:
         mem_mb=20000,
         gpu=config["gpus"],

@@ -1,25 +1,15 @@
 """Rule inference: greedy generation speed for full, qlora and qlora_merged (Table 11)."""
-from pathlib import Path
-
-import torch
-from transformers import AutoTokenizer
-
 from qrepro.inference import time_generation
-from qrepro.loading import eval_dtype, load_for_eval
+from qrepro.loading import prepare_eval
 from qrepro.metrics_io import write_metrics
 from qrepro.runlog import log_to
-from qrepro.tokenizer import finish
-from qrepro.training import set_threads
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 kind = snakemake.wildcards.model  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    set_threads(snakemake.threads)  # noqa: F821
-    cuda = torch.cuda.is_available()
-    dtype = eval_dtype(p.dtype, cuda)
-    tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
-    model = load_for_eval(kind, inp.base_model, str(Path(inp.model[0]).parent), p.quantization, dtype, cuda)
+    model, tokenizer, dtype, cuda = prepare_eval(kind, inp.base_model, inp.model, inp.tokenizer, p.quantization,
+                                                 p.dtype, snakemake.threads)  # noqa: F821
     result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
     source = [inp.base_model, *inp.model]
     how = (f"greedy generate(max_new_tokens=min_new_tokens={p.new_tokens}) in {dtype} on "

@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     tokenizer = AutoTokenizer.from_pretrained(snakemake.input.tokenizer)  # noqa: F821
     history = []
     if p.init == "random":
-        model = random_weights(tokenizer, p.architecture, p.seed)
+        model = random_weights(p.architecture, len(tokenizer), p.seed, tokenizer.bos_token_id, tokenizer.eos_token_id)
     elif p.source == "pretrain":
         cuda, precision = device_and_precision(p.precision)
         claim_checkpoint_dir(p.work_dir, fingerprint(

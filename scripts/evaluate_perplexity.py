@@ -1,26 +1,17 @@
 """Rule perplexity: base, full and qlora on the test split, the paper's way and token-level (Table 10)."""
-from pathlib import Path
-
-import torch
 from datasets import load_from_disk
-from transformers import AutoTokenizer
 
 from qrepro import perplexity
-from qrepro.loading import eval_dtype, load_for_eval
+from qrepro.loading import prepare_eval
 from qrepro.metrics_io import write_metrics
 from qrepro.runlog import log_to
-from qrepro.tokenizer import finish
-from qrepro.training import set_threads
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 kind = snakemake.wildcards.model  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    set_threads(snakemake.threads)  # noqa: F821
-    cuda = torch.cuda.is_available()
-    dtype = eval_dtype(p.dtype, cuda)
-    tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
-    model = load_for_eval(kind, inp.base_model, (str(Path(inp.model[0]).parent) if inp.get("model") else None), p.quantization, dtype, cuda)
+    model, tokenizer, dtype, _ = prepare_eval(kind, inp.base_model, inp.get("model"), inp.tokenizer, p.quantization,
+                                              p.dtype, snakemake.threads)  # noqa: F821
     texts = list(load_from_disk(inp.raw)["test"]["text"])
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride)

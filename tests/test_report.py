@@ -117,3 +117,10 @@ def test_html_loads_cleanly_in_headless_chromium(test_run):
     assert tables == 12
     assert images == [True, True]
     assert errors == []
+
+
+def test_snakemake_own_report_registers_tables_and_figures(test_run, tmp_path):
+    out = tmp_path / "provenance.html"
+    snakemake(test_run, "--configfile", "configs/test.yaml", "--report", str(out))
+    html = out.read_text()
+    assert "figure1.png" in html and "figure2.png" in html and "table12.html" in html

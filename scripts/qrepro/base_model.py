@@ -55,7 +55,6 @@ def from_hub_or_disk(path_or_id: str, revision: str | None, declared: dict | Non
     return model
 
 
-def random_weights(tokenizer, arch: dict, seed: int):
+def random_weights(arch: dict, vocab_size: int, seed: int, bos_token_id: int = 1, eos_token_id: int = 2):
     """The declared architecture with random weights (speed, memory and MFU runs without the hub)."""
-    config = llama_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
-    return random_model(config, seed)
+    return random_model(llama_config(arch, vocab_size, bos_token_id, eos_token_id), seed)

@@ -82,3 +82,21 @@ def load_for_eval(kind: str, base_dir: str, model_dir: str | None, quantization:
     return model.eval()
 
 
+
+
+def prepare_eval(kind: str, base_dir: str, model_files: list[str] | None, tokenizer_dir: str, quantization: dict,
+                 requested_dtype: str, threads: int):
+    """Everything an evaluation job starts with: threads, device, dtype, tokenizer and the loaded model."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from .tokenizer import finish
+    from .training import set_threads
+
+    set_threads(threads)
+    cuda = torch.cuda.is_available()
+    dtype = eval_dtype(requested_dtype, cuda)
+    tokenizer = finish(AutoTokenizer.from_pretrained(tokenizer_dir))
+    model_dir = str(Path(model_files[0]).parent) if model_files else None
+    return load_for_eval(kind, base_dir, model_dir, quantization, dtype, cuda), tokenizer, dtype, cuda

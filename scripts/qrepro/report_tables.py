@@ -274,9 +274,12 @@ def build_tables(b: Builder) -> list[Table]:
             ("QLoRA Fine-Tuning", {"Paper protocol": b.metric("qlora", "perplexity_paper", "f2", "t10_ppl_qlora"),
                                    "Token-level": b.metric("qlora", "perplexity_token", "f2", "t10_ppl_qlora")}),
             ("Change, QLoRA vs standard (%)", {"Paper protocol": change("perplexity_paper"), "Token-level": change("perplexity_token")})]
-    tables.append(Table(10, "Perplexity evaluation on the test set", ["Paper protocol", "Token-level"], rows, [
-        "Paper protocol: first 100 non-empty test rows, each padded to max_length, padding scored, exp(mean per-sample loss). "
-        "Token-level: the whole test split, sliding window, exp(total NLL / scored tokens)."]))
+    notes = ["Paper protocol: first 100 non-empty test rows, each padded to max_length, padding scored, exp(mean per-sample loss). "
+             "Token-level: the whole test split, sliding window, exp(total NLL / scored tokens)."]
+    if "not meaningful" in m.record("full", "perplexity_token")["method"]:
+        notes.insert(0, "NOT MEANINGFUL: this run used random weights (model.init: random); perplexities are reported only "
+                        "to keep the table complete.")
+    tables.append(Table(10, "Perplexity evaluation on the test set", ["Paper protocol", "Token-level"], rows, notes))
 
     # Table 11 — inference
     rows = [(VARIANT_LABEL[v], {"Inference Time (s)": b.metric(v, "inference_time_s", "f3", f"t11_time_{v}" if v != "qlora_merged" else None),

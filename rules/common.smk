@@ -204,3 +204,8 @@ def is_paper_scale():
 
 
 PROBE_TARGETS = [m for v in VARIANTS for m in metrics_for(f"probe_{v}", ["peak_train_memory_mb", "step_time_s"])]
+
+
+def existing_probe_metrics(wildcards):
+    """The memory probe's files, when `snakemake memory` has been run: Table 5 then shows them too."""
+    return [path for path in PROBE_TARGETS if os.path.exists(path)]

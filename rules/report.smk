@@ -10,6 +10,7 @@ rule tables:
         index=f"{RESULTS}/tables/index.json",
     input:
         lib("collect", "report_tables", "metrics_io"),
+        probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
         hp_full=HYPERPARAMETERS["full"],
         hp_qlora=HYPERPARAMETERS["qlora"],
@@ -62,6 +63,7 @@ rule manifest:
     input:
         lib("collect", "metrics_io", "loading"),
         [f for v in VARIANTS for f in model_files(v)],
+        probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output,

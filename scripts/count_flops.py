@@ -1,14 +1,13 @@
 """Rule flops: FLOPs per optimizer step, analytic (PaLM-style) and counted by torch (Table 7)."""
 import json
 
-import torch
 from datasets import load_from_disk
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
 from qrepro import finetune, training
 from qrepro.flop_count import counted_step_flops
 from qrepro.measure import analytic_flops_records
-from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.metrics_io import write_metrics
 from qrepro.modeling import count_parameters
 from qrepro.quant import DTYPES
 from qrepro.runlog import log_to

@@ -30,12 +30,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
     print(f"memory estimate: {estimate}")
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
-    args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed,
-                                       snakemake.threads)  # noqa: F821
+    args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
     timer = training.StepTimer()
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer])
-    train_time, resumed_from, steps_run = training.train(trainer)
+    memory = training.PeakMemory(cuda)
+    train_time, resumed_from, steps_run = training.train(trainer, memory)
     print(f"trained {variant} in {train_time:.1f}s (resumed from {resumed_from})")
 
     finetune.save_model(trainer.model, variant, str(Path(out.weights).parent))
@@ -44,7 +44,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
     finetune.write_json(out.hyperparameters, finetune.resolved_hyperparameters(variant, args, model, precision, p.hp))
 
     total, trainable = count_parameters(model)
-    peak_mb, peak_method = training.peak_memory_mb(cuda)
     steps = trainer.state.global_step
     pure = sum(timer.durations) / max(1, len(timer.durations))
     sources = [inp.base_model, inp.tokenized]
@@ -74,6 +73,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         "precision": dict(value=precision, unit="dtype", inputs=[], method=(
             "Training precision that ran: bf16/fp16 mixed precision via the Trainer, or fp32; "
             "fp16 on CPU is refused because accelerate would silently run fp32.")),
-        "peak_train_memory_mb": dict(value=peak_mb, unit="MB (1024^2 bytes)", inputs=sources, timing=True,
-                                     method=f"Peak memory of the training job: {peak_method}."),
+        "peak_train_memory_mb": dict(value=memory.mb, unit="MB (1024^2 bytes)", inputs=sources, timing=True,
+                                     method=f"Peak memory of the training job: {memory.method}.",
+                                     details={"process_peak_rss_mb_including_load": training.lifetime_peak_rss_mb()}),
     })

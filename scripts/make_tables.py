@@ -9,7 +9,7 @@ from qrepro.runlog import log_to
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    metrics = MetricStore.load(list(inp.metrics))
+    metrics = MetricStore.load(list(inp.metrics) + list(inp.probe))
     hp_files = {"full": inp.hp_full, "qlora": inp.hp_qlora}
     builder = Builder(metrics, {v: read_json(f) for v, f in hp_files.items()}, hp_files)
     paper = load_paper_values(inp.paper_values)

@@ -23,8 +23,6 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
               seed: int, work_dir: str) -> dict:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     model = finetune.build(variant, base_dir, hp, precision, cuda)
     load_s = time.perf_counter() - start
@@ -38,12 +36,14 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
         report_to="none", disable_tqdm=True, logging_steps=1, max_grad_norm=0.0, seed=seed)
     trainer = Trainer(model=model, args=args, data_collator=default_data_collator, callbacks=[timer],
                       train_dataset=random_batches(model.config.vocab_size, sequences * steps, seq_len, seed))
-    trainer.train()
-    peak_mb, peak_method = training.peak_memory_mb(cuda)
+    memory = training.PeakMemory(cuda)
+    with memory:
+        trainer.train()
     # the first step includes one-off work (allocations, optimizer state); report the last when there are more
     step_s = timer.durations[-1]
     return {"variant": variant, "precision": precision, "steps": steps, "sequences_per_step": sequences,
             "seq_len": seq_len, "step_times_s": timer.durations, "step_time_s": step_s,
-            "tokens_per_s": sequences * seq_len / step_s, "load_s": load_s, "peak_memory_mb": peak_mb,
-            "peak_memory_method": peak_method, "final_loss": trainer.state.log_history[-2].get("loss")
+            "tokens_per_s": sequences * seq_len / step_s, "load_s": load_s, "peak_memory_mb": memory.mb,
+            "peak_memory_method": memory.method,
+            "process_peak_rss_mb_including_load": None if cuda else training.lifetime_peak_rss_mb(), "final_loss": trainer.state.log_history[-2].get("loss")
             if len(trainer.state.log_history) > 1 else None}

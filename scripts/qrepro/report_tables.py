@@ -205,10 +205,16 @@ def build_tables(b: Builder) -> list[Table]:
                 [("full", "model_size_disk_mb"), ("qlora", "model_size_disk_mb")], "t5_compression")}),
             ("Paper architecture: compression, paper formula", {"Size (MB)": b.metric("paper_structure", "compression_ratio_paper", "f2", "t5_compression")}),
             ("Paper architecture: compression, bitsandbytes layout", {"Size (MB)": b.metric("paper_structure", "compression_ratio_bnb", "f2", "t5_compression")})]
+    for variant in ("full", "qlora"):
+        if m.has(f"probe_{variant}", "peak_train_memory_mb"):
+            rows.append((f"{VARIANT_LABEL[variant]}: peak training memory, memory probe",
+                         {"Size (MB)": b.metric(f"probe_{variant}", "peak_train_memory_mb", "f0")}))
     tables.append(Table(5, "Model size comparison: the paper's formula, measured in memory, and on disk", ["Size (MB)"], rows, [
         "MB = 1024² bytes. The paper's formula counts every parameter at 4 bits; bitsandbytes keeps embeddings, lm_head and "
         "norms in 16 bit and stores quantization constants (absmax, nested double-quant state).",
-        "Rows labelled 'Paper architecture' are computed from TinyLlama-1.1B's architecture (configs/paper.yaml) on the meta device."]))
+        "Rows labelled 'Paper architecture' are computed from TinyLlama-1.1B's architecture (configs/paper.yaml) on the meta device.",
+        "Memory-probe rows (present after `snakemake memory`): peak memory of a few training steps at this profile's "
+        "architecture with random weights; the method field of each file says how it was measured."]))
 
     # Table 6 — trainable parameters
     rows = [("Standard Fine-Tuning", {"Trainable Parameters": b.metric("full", "trainable_params", "int", "t6_trainable_full"),
@@ -311,7 +317,6 @@ def improvement(kind: str, s: float, q: float) -> float:
 
 
 def table12(b: Builder) -> Table:
-    V = b.m.value
 
     def row(label, scope_s, scope_q, name_s, name_q, kind, pid, fmt_kind="f2", pid_values=(None, None), scale=1.0):
         s_cell = b.metric(scope_s, name_s, fmt_kind, pid_values[0], scale)

@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def seed_everything(seed: int) -> None:
 
 
 def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, cuda: bool,
-                       seed: int, threads: int) -> TrainingArguments:
+                       seed: int) -> TrainingArguments:
     """The paper's Table 3 row for one variant, plus the shared schedule."""
     evaluate = shared["eval_steps"] > 0
     return TrainingArguments(
@@ -109,17 +110,19 @@ def claim_checkpoint_dir(checkpoint_dir: str, job_fingerprint: str) -> None:
     stamp.write_text(job_fingerprint + "\n")
 
 
-def train(trainer) -> tuple[float, str | None, int]:
-    """Run trainer.train(), resuming from the last complete checkpoint.
+def train(trainer, memory: PeakMemory) -> tuple[float, str | None, int]:
+    """Run trainer.train() under a peak-memory monitor, resuming from the last complete checkpoint.
 
     Returns (wall seconds, checkpoint resumed from, optimizer steps run in this process)."""
     resume = latest_checkpoint(trainer.args.output_dir)
     first_step = 0
     if resume:
         first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    return time.perf_counter() - start, resume, trainer.state.global_step - first_step
+    with memory:
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=resume)
+        elapsed = time.perf_counter() - start
+    return elapsed, resume, trainer.state.global_step - first_step
 
 
 def log_history_frame(log_history: list[dict]) -> pd.DataFrame:
@@ -141,11 +144,52 @@ def first_train_loss(log_history: list[dict]) -> float:
     return float(next(entry["loss"] for entry in log_history if "loss" in entry))
 
 
-def peak_memory_mb(cuda: bool) -> tuple[float, str]:
-    if cuda:
-        return torch.cuda.max_memory_allocated() / 1024**2, "torch.cuda.max_memory_allocated"
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak resident set size (ru_maxrss)"
+class PeakMemory:
+    """Peak memory while the block runs: CUDA's allocator peak, or the process RSS sampled every 10 ms on CPU.
+
+    Model loading before the block is excluded (it can briefly hold a 16-bit copy of the weights)."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        import psutil
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+            self._stop.wait(0.01)
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+    @property
+    def mb(self) -> float:
+        return self.peak_bytes / 1024 ** 2
+
+    @property
+    def method(self) -> str:
+        return ("torch.cuda.max_memory_allocated during trainer.train()" if self.cuda else
+                "peak resident set size of the process during trainer.train(), sampled every 10 ms")
+
+
+def lifetime_peak_rss_mb() -> float:
+    """Peak RSS over the whole process, model loading included (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def device_and_precision(requested: str) -> tuple[bool, str]:

@@ -13,8 +13,8 @@ rule finetune:
         hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
         metrics=metrics_for("{variant}", TRAIN_METRICS),
     input:
-        lib("finetune", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer", "resources",
-            "structure"),
+        lib("finetune", "finetune_job", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer",
+            "resources", "structure"),
         "schemas/metric.schema.json",
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -30,7 +30,7 @@ rule finetune:
     threads: config["threads"]
     resources:
         mem_mb=8000,
-        gpu=config["gpus"],
+        gpu=config["gpus"] * config["training"]["num_processes"],
         runtime=240,
     wildcard_constraints:
         variant="full",

@@ -18,8 +18,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
                                  "measured": (V("full", "model_size_memory_mb"), V("qlora", "model_size_memory_mb"))}, False),
         ("(2) Training time (s)", {"wall clock": (V("full", "train_time_s"), V("qlora", "train_time_s"))}, False),
         ("(3) Trainable parameters (log)", {"": (V("full", "trainable_params"), V("qlora", "trainable_params"))}, True),
-        ("(4) Perplexity", {"paper protocol": (V("full", "perplexity_paper"), V("qlora", "perplexity_paper")),
-                            "token-level": (V("full", "perplexity_token"), V("qlora", "perplexity_token"))}, False),
+        ("(4) Perplexity (log)", {"paper protocol": (V("full", "perplexity_paper"), V("qlora", "perplexity_paper")),
+                                  "token-level": (V("full", "perplexity_token"), V("qlora", "perplexity_token"))}, True),
         ("(5) MFU (%)", {"paper FLOPs": (V("full", "mfu_paper"), V("qlora", "mfu_paper")),
                          "analytic FLOPs": (V("full", "mfu_analytic"), V("qlora", "mfu_analytic"))}, False),
         ("(6) Inference speed (tokens/s)", {"": (V("full", "tokens_per_s"), V("qlora", "tokens_per_s"))}, False),
@@ -36,8 +36,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
         ax.set_title(title)
         if log:
             ax.set_yscale("log")
-    axes.flat[0].legend(loc="upper right")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.suptitle("Figure 1: Standard fine-tuning vs QLoRA (reproduced)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(handles, labels, loc="upper right", ncol=2)
     fig.savefig(out.png)
     fig.savefig(out.pdf)

@@ -83,3 +83,20 @@ def test_local_model_and_data_go_through_the_same_code(test_run, tmp_path):
     rows = read_metric(workdir / "results/metrics/dataset/train_samples.json")["value"]
     assert rows == raw["train"].num_rows
     assert read_metric(workdir / "results/metrics/full/train_steps.json")["value"] > 0
+
+
+def test_several_gpus_go_through_accelerate_launch(paper_copy):
+    import subprocess
+    import sys
+
+    from qrepro.finetune_job import accelerate_command
+    command = accelerate_command(4, "job.pickle")
+    assert command[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
+                           "-m", "qrepro.finetune_job", "job.pickle"]
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--help"], check=True, capture_output=True)
+    (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
+    planned = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml").stdout
+    assert "gpu=4" in planned
+    result = snakemake(paper_copy, "train", "--cores", "1", "--configfile", "configs/paper.yaml", "multi.yaml",
+                       "--config", "allow_cpu=True", "training={'precision': 'bf16'}", check=False)
+    assert "training.num_processes=4 runs one process per GPU and no CUDA device is visible" in result.stderr

@@ -47,9 +47,12 @@ def problems(config: dict, cuda: bool | None = None, check_device: bool = True) 
     if check_device and training["precision"] == "fp16" and not cuda:
         found.append("training.precision=fp16 needs a CUDA device and none is visible; on CPU, accelerate "
                      "would silently train in fp32. Allowed here: auto, bf16, fp32")
+    if check_device and training["num_processes"] > 1 and not cuda:
+        found.append(f"training.num_processes={training['num_processes']} runs one process per GPU and no CUDA device "
+                     "is visible; use 1 on CPU")
     if check_device and not config["allow_cpu"] and not cuda:
         found.append("allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible; "
-                     "run on a GPU machine, or override with --config allow_cpu=true")
+                     "run on a GPU machine, or override with --config allow_cpu=True")
     return found
 
 

@@ -1,0 +1,127 @@
+"""One fine-tuning job, run in the Snakemake job's process or, with training.num_processes > 1,
+under `accelerate launch` on several GPUs (the Trainer then runs data-parallel; rank 0 writes results).
+
+`job` is the `snakemake` object of the finetune rule (input, output, params, wildcards, threads, log).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from . import finetune, resources, training
+from .metrics_io import write_metrics
+from .modeling import count_parameters
+from .tokenizer import finish
+
+
+def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
+    """The command that re-runs this job on num_processes GPUs (no shell, list arguments)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+            str(num_processes), "-m", "qrepro.finetune_job", spec_path]
+
+
+def claim_checkpoints(job, precision: str) -> None:
+    """Resume only checkpoints written with these settings and input bytes (see training.claim_checkpoint_dir)."""
+    p = job.params
+    training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
+        {"variant": job.wildcards.variant, "hp": p.hp, "shared": p.shared, "seed": p.seed, "precision": precision},
+        [job.input.base_model, job.input.tokenized]))
+
+
+def launch(job) -> None:
+    """Run here, or hand the same job to `accelerate launch` when several processes are asked for."""
+    num_processes = job.params.shared["num_processes"]
+    if num_processes == 1:
+        return run(job)
+    claim_checkpoints(job, training.device_and_precision(job.params.shared["precision"])[1])
+    spec = Path(job.params.checkpoint_dir) / "job.pickle"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec, "wb") as handle:
+        pickle.dump(job, handle)
+    scripts_dir = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [scripts_dir, os.environ.get("PYTHONPATH")])))
+    subprocess.run(accelerate_command(num_processes, str(spec)), env=env, check=True)
+
+
+def run(job) -> None:
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
+
+    p, inp, out = job.params, job.input, job.output
+    variant = job.wildcards.variant
+    training.set_threads(job.threads)
+    training.seed_everything(p.seed)
+    cuda, precision = training.device_and_precision(p.shared["precision"])
+    tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
+    data = load_from_disk(inp.tokenized)
+    eval_data = data["validation"]
+    if p.shared["eval_max_samples"]:
+        eval_data = eval_data.select(range(min(p.shared["eval_max_samples"], eval_data.num_rows)))
+
+    if "LOCAL_RANK" not in os.environ:  # under accelerate launch the parent process already claimed them
+        claim_checkpoints(job, precision)
+    estimate = resources.estimate_for_job(inp.base_model, variant, p.hp, p.max_length)
+    resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
+    print(f"memory estimate: {estimate}")
+    model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
+    args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
+    timer = training.StepTimer()
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer])
+    memory = training.PeakMemory(cuda)
+    train_time, resumed_from, steps_run = training.train(trainer, memory)
+    print(f"trained {variant} in {train_time:.1f}s (resumed from {resumed_from})")
+
+    if not trainer.is_world_process_zero():
+        return  # under accelerate launch, only rank 0 writes results
+    finetune.save_model(trainer.model, variant, str(Path(out.weights).parent))
+    history = trainer.state.log_history
+    training.log_history_frame(history).to_csv(out.log_history, index=False)
+    finetune.write_json(out.hyperparameters, finetune.resolved_hyperparameters(variant, args, model, precision, p.hp))
+
+    total, trainable = count_parameters(model)
+    steps = trainer.state.global_step
+    pure = sum(timer.durations) / max(1, len(timer.durations))
+    sources = [inp.base_model, inp.tokenized]
+    write_metrics(p.metrics_dir, variant, {
+        "total_params": dict(value=total, unit="parameters", inputs=[inp.base_model], method=(
+            "Sum of numel over the base model's parameters (4-bit weights by their logical shape, LoRA excluded).")),
+        "trainable_params": dict(value=trainable, unit="parameters", inputs=[inp.base_model], method=(
+            "Sum of numel over parameters with requires_grad=True after the variant's model was built.")),
+        "trainable_percent": dict(value=100.0 * trainable / total, unit="%", inputs=[inp.base_model], method=(
+            "trainable_params / total_params x 100, as the paper's Table 6.")),
+        "train_time_s": dict(value=train_time, unit="s", inputs=sources, timing=True, method=(
+            "Wall clock around trainer.train(), evaluation passes and checkpoint saves included (paper protocol)."),
+            details={"resumed_from_checkpoint": resumed_from, "steps_run_in_this_job": steps_run}),
+        "time_per_step_s": dict(value=train_time / max(1, steps_run), unit="s", inputs=sources, timing=True, method=(
+            "train_time_s divided by the optimizer steps it covered (paper protocol)."),
+            details={"steps_run_in_this_job": steps_run}),
+        "pure_step_time_s": dict(value=pure, unit="s", inputs=sources, timing=True, method=(
+            "Mean time from on_step_begin to on_step_end over the optimizer steps timed in this process, "
+            "excluding evaluation and checkpoint saves (TrainerCallback)."),
+            details={"steps_timed": len(timer.durations)}),
+        "train_steps": dict(value=steps, unit="optimizer steps", inputs=sources, method=(
+            "trainer.state.global_step after training.")),
+        "train_loss_first": dict(value=training.first_train_loss(history), unit="nats/token", inputs=sources,
+                                 method="First logged training loss (mean over the first logging window)."),
+        "train_loss_final": dict(value=training.final_train_loss(history), unit="nats/token", inputs=sources,
+                                 method="Last logged training loss (mean over the last logging window)."),
+        "precision": dict(value=precision, unit="dtype", inputs=[], method=(
+            "Training precision that ran: bf16/fp16 mixed precision via the Trainer, or fp32; "
+            "fp16 on CPU is refused because accelerate would silently run fp32.")),
+        "peak_train_memory_mb": dict(value=memory.mb, unit="MB (1024^2 bytes)", inputs=sources, timing=True,
+                                     method=f"Peak memory of the training job: {memory.method}.",
+                                     details={"process_peak_rss_mb_including_load": training.lifetime_peak_rss_mb()}),
+    })
+
+
+if __name__ == "__main__":  # the worker entry under accelerate launch
+    from .runlog import log_to
+    with open(sys.argv[1], "rb") as handle:
+        worker_job = pickle.load(handle)
+    rank = os.environ.get("RANK", "0")
+    with log_to(f"{worker_job.log[0]}.rank{rank}"):
+        run(worker_job)

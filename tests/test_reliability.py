@@ -111,23 +111,18 @@ def _report_mtimes(run):
     return {p.name: p.stat().st_mtime_ns for p in (run / "report").glob("report.*")}
 
 
-def test_truncated_metric_file_stops_the_report_and_names_the_file(run_copy):
+@pytest.mark.parametrize("victim, keep_bytes, message", [
+    ("results/metrics/qlora/perplexity_token.json", 40, "results/metrics/qlora/perplexity_token.json"),
+    ("results/models/qlora/adapter_model.safetensors", 100,
+     "results/models/qlora/adapter_model.safetensors is unreadable (truncated or corrupt)"),
+], ids=["truncated-metric", "corrupt-adapter"])
+def test_a_damaged_file_stops_the_report_and_is_named(run_copy, victim, keep_bytes, message):
     before = _report_mtimes(run_copy)
-    victim = run_copy / "results/metrics/qlora/perplexity_token.json"
-    victim.write_text(victim.read_text()[:40])
+    path = run_copy / victim
+    path.write_bytes(path.read_bytes()[:keep_bytes])
     result = snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report", check=False)
     assert result.returncode != 0
-    assert "results/metrics/qlora/perplexity_token.json" in result.stdout + result.stderr
-    assert _report_mtimes(run_copy) == before
-
-
-def test_corrupt_adapter_weights_stop_the_report_and_name_the_file(run_copy):
-    before = _report_mtimes(run_copy)
-    weights = run_copy / "results/models/qlora/adapter_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    result = snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report", check=False)
-    assert result.returncode != 0
-    assert "results/models/qlora/adapter_model.safetensors is unreadable (truncated or corrupt)" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
     assert _report_mtimes(run_copy) == before
 
 

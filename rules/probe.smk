@@ -7,10 +7,10 @@ rule probe_base:
         model=directory(f"{RESULTS}/probe/base_model"),
     input:
         unpack(structure_inputs),
-        lib("base_model", "modeling", "training", "hardware", "hub"),
+        lib("base_model", "modeling", "training", "hardware", "hub", "quant"),
     params:
         architecture=config["model"]["architecture"],
-        dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config["probe"]["weights_dtype"]],
+        weights_dtype=config["probe"]["weights_dtype"],
         seed=config["seed"],
     resources:
         mem_mb=12000,

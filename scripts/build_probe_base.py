@@ -1,13 +1,13 @@
 """Rule probe_base: the configured architecture with random weights (no hub, no pretraining), saved once."""
-import torch
 from transformers import AutoTokenizer
 
 from qrepro.base_model import random_weights
+from qrepro.quant import DTYPES
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     vocab = p.architecture["vocab_size"] or len(AutoTokenizer.from_pretrained(snakemake.input.tokenizer))  # noqa: F821
-    model = random_weights(p.architecture, vocab, p.seed).to(getattr(torch, p.dtype))
+    model = random_weights(p.architecture, vocab, p.seed).to(DTYPES[p.weights_dtype])
     model.save_pretrained(snakemake.output.model, safe_serialization=True, max_shard_size="100GB")  # noqa: F821
     print(model.config)

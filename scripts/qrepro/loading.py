@@ -43,10 +43,9 @@ def check_safetensors(path: Path) -> None:
 
 
 def eval_dtype(requested: str, cuda: bool) -> str:
-    if requested != "auto":
-        return requested
-    from .hardware import cpu_supports_bf16
-    return "fp16" if cuda else ("bf16" if cpu_supports_bf16() else "fp32")
+    """Evaluation dtype: 'auto' resolves as training precision does; an explicit dtype is used as given."""
+    from .hardware import resolve_precision
+    return resolve_precision(requested, cuda) if requested == "auto" else requested
 
 
 def load_4bit_base(base_dir: str, quantization: dict, dtype: str, cuda: bool):
@@ -82,13 +81,9 @@ def load_for_eval(kind: str, base_dir: str, model_dir: str | None, quantization:
     return model.eval()
 
 
-
-
 def prepare_eval(kind: str, base_dir: str, model_files: list[str] | None, tokenizer_dir: str, quantization: dict,
                  requested_dtype: str, threads: int):
     """Everything an evaluation job starts with: threads, device, dtype, tokenizer and the loaded model."""
-    from pathlib import Path
-
     from transformers import AutoTokenizer
 
     from .tokenizer import finish

@@ -45,6 +45,8 @@ rule metrics:
 rule structure:
     input:
         STRUCTURE_TARGETS,
+        PAPER_STRUCTURE_TARGETS,
+        ARCHITECTURE_ONLY_TARGETS,
 
 
 rule memory:

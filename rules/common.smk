@@ -3,7 +3,10 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from qrepro import comparisons  # noqa: E402
 from qrepro.config_checks import check as check_config  # noqa: E402
 
 # Everything but the device is checked at parse time. Device checks (fp16 or allow_cpu=false without CUDA)
@@ -27,9 +30,22 @@ BENCH = f"{RESULTS}/benchmarks"
 
 TRAIN_METRICS = [
     "total_params", "trainable_params", "trainable_percent", "train_time_s", "time_per_step_s",
-    "pure_step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",
+    "step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",
     "peak_train_memory_mb",
 ]
+
+
+def scheduler_cores():
+    """Cores Snakemake was given (--cores); 1 where none were (a dry run)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# Timed jobs (training, inference, the MFU peak, the memory probe) reserve every core, so Snakemake runs no
+# other job beside them whatever --cores is; their metric files record it (runlog.alone_evidence).
+ALONE = scheduler_cores()
 
 
 def lib(*modules):
@@ -71,18 +87,23 @@ ARCHITECTURE_METRICS = ["total_params", "hidden_size", "num_layers", "num_attent
                         "num_key_value_heads", "intermediate_size", "vocab_size", "tie_word_embeddings"]
 STRUCTURE_METRICS = [
     "lora_trainable_params", "lora_trainable_percent", "size_fp16_mb_paper", "size_4bit_base_mb_paper",
-    "size_adapters_mb_paper", "size_qlora_total_mb_paper", "compression_ratio_paper",
-    "size_reduction_percent_paper", "flops_per_step_full_paper", "flops_per_step_qlora_paper",
-    "size_qlora_bnb_mb", "compression_ratio_bnb", "flops_per_token_full_analytic",
-    "flops_per_token_qlora_analytic", "nf4_bits_per_weight",
+    "size_adapters_mb_paper", "size_qlora_total_mb_paper", "flops_per_step_full_paper", "flops_per_step_qlora_paper",
+    "size_qlora_bnb_mb", "size_qlora_mb_notebook", "total_params_packed_notebook", "trainable_percent_packed_notebook",
+    "total_params_peft", "trainable_percent_peft", "flops_per_token_full_analytic", "flops_per_token_qlora_analytic",
+    "nf4_bits_per_weight",
 ]
 SIZE_METRICS = ["model_size_memory_mb", "model_size_disk_mb"]
-FLOPS_METRICS = ["flops_per_step_analytic", "flops_per_step_analytic_real_tokens", "flops_per_step_counted"]
+FLOPS_METRICS = ["flops_per_step_analytic", "flops_per_step_analytic_real_tokens", "flops_per_step_executed",
+                 "flops_per_step_counted"]
 MFU_METRICS = ["mfu_paper", "mfu_analytic", "achieved_tflops_paper", "achieved_tflops_analytic"]
 PERPLEXITY_MODELS = ["base", "full", "qlora"]
 PERPLEXITY_METRICS = ["perplexity_paper", "perplexity_token"]
 INFERENCE_MODELS = ["full", "qlora", "qlora_merged"]
 INFERENCE_METRICS = ["inference_time_s", "tokens_per_s"]
+COMPARISON_METRICS = comparisons.names(architecture_only=False)
+COMPARISON_INPUTS = comparisons.required_metrics(architecture_only=False)
+ARCHITECTURE_COMPARISON_METRICS = comparisons.names(architecture_only=True)
+ARCHITECTURE_COMPARISON_INPUTS = comparisons.required_metrics(architecture_only=True)
 
 
 def model_files(variant):
@@ -126,6 +147,7 @@ def quantization():
 
 
 STRUCTURE_TARGETS = metrics_for("architecture", ARCHITECTURE_METRICS) + metrics_for("structure", STRUCTURE_METRICS)
+ARCHITECTURE_ONLY_TARGETS = metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS)
 # The paper's own architecture (configs/paper.yaml), so architecture-only claims are judged at its scale in every run.
 PAPER_STRUCTURE_TARGETS = metrics_for("paper_architecture", ARCHITECTURE_METRICS) + metrics_for(
     "paper_structure", STRUCTURE_METRICS
@@ -152,6 +174,8 @@ METRIC_TARGETS = (
     + [m for v in VARIANTS for m in metrics_for(v, SIZE_METRICS + FLOPS_METRICS + MFU_METRICS)]
     + [m for v in PERPLEXITY_MODELS for m in metrics_for(v, PERPLEXITY_METRICS)]
     + [m for v in INFERENCE_MODELS for m in metrics_for(v, INFERENCE_METRICS)]
+    + metrics_for("comparison", COMPARISON_METRICS)
+    + metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS)
     + [f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS]
 )
 
@@ -160,7 +184,26 @@ def metrics_dir(wildcards, output):
     """Folder of a job's metric outputs, derived from them (no hard-coded prefix)."""
     return str(Path(output[0]).parent)
 
-TABLE_NUMBERS = range(1, 13)
+# A committed GPU reference run (reference/<gpu>-<profile>/, written by `snakemake reference` on a CUDA machine):
+# the report judges the GPU-only ratio claims from it when this run cannot.
+def reference_dir():
+    wanted = config["reference_run"]
+    found = sorted(p.parent.name for p in Path("reference").glob("*/provenance.json"))
+    if wanted == "none" or not found:
+        return None
+    if wanted == "auto":
+        return f"reference/{found[0]}"
+    if wanted not in found:
+        raise ValueError(f"reference_run={wanted!r}: no reference/{wanted}/provenance.json (found: {found or 'none'})")
+    return f"reference/{wanted}"
+
+
+REFERENCE = reference_dir()
+REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.json")) if REFERENCE else []
+REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
+
+
+TABLE_NUMBERS = list(range(1, 13)) + ([13] if REFERENCE else [])  # 13: the GPU reference run
 TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
 REPORT_METRICS = [m for m in METRIC_TARGETS if "/metrics/" in m]
 HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
@@ -190,17 +233,20 @@ def config_digest():
 def run_settings():
     """What the report says about the run's setup; numbers still come from results/."""
     data, model, lora = config["data"], config["model"], config["training"]["qlora"]["lora"]
-    return {"label": config["run_label"], "model_source": model["source"], "hub_id": model["hub_id"],
-            "revision": model["revision"], "local_path": model["local_path"], "init": model["init"],
-            "data_source": data["source"], "hf_name": data["hf"]["name"], "hf_config": data["hf"]["config"],
-            "local_dir": data["local_dir"], "packing": data["packing"], "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
+    paper_data = (data["source"] == "hf" and data["hf"]["name"] == PAPER["data"]["hf"]["name"]
+                  and data["hf"]["config"] == PAPER["data"]["hf"]["config"]
+                  and data["max_length"] == PAPER["data"]["max_length"])
+    return {"label": config["run_label"], "profile": config["profile"], "model_source": model["source"],
+            "hub_id": model["hub_id"], "revision": model["revision"], "local_path": model["local_path"],
+            "init": model["init"], "data_source": data["source"], "hf_name": data["hf"]["name"],
+            "hf_config": data["hf"]["config"], "local_dir": data["local_dir"], "packing": data["packing"],
+            "paper_data": paper_data, "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
 
 
-def is_paper_scale():
-    """Scale-dependent claims are only judged when the run is the paper's own setup."""
-    return (config["model"]["source"] == "hub" and config["model"]["hub_id"] == PAPER["model"]["hub_id"]
-            and config["model"]["init"] == "pretrained" and config["data"]["source"] == "hf"
-            and config["data"]["max_length"] == PAPER["data"]["max_length"])
+def paper_setup():
+    """The paper's setup where the report names it (configs/paper.yaml is its one home)."""
+    return {"hub_id": PAPER["model"]["hub_id"], "max_length": PAPER["data"]["max_length"],
+            "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"]}
 
 
 PROBE_TARGETS = [m for v in VARIANTS for m in metrics_for(f"probe_{v}", ["peak_train_memory_mb", "step_time_s"])]

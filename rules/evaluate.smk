@@ -119,7 +119,10 @@ rule device_peak:
         precision=config["training"]["precision"],
         override=config["evaluation"]["peak_flops"],
         metrics_dir=metrics_dir,
-    threads: config["threads"]
+    # timed: holds every core, so nothing runs beside it; measured with the training jobs' thread count
+    threads: ALONE
+    resources:
+        scheduler_cores=ALONE,
     log:
         f"{LOGS}/device_peak.log",
     benchmark:
@@ -140,6 +143,7 @@ rule mfu:
         analytic_flops=f"{RESULTS}/metrics/{{variant}}/flops_per_step_analytic.json",
         steps=f"{RESULTS}/metrics/{{variant}}/train_steps.json",
         train_time=f"{RESULTS}/metrics/{{variant}}/train_time_s.json",
+        step_time=f"{RESULTS}/metrics/{{variant}}/step_time_s.json",
     params:
         metrics_dir=metrics_dir,
     log:
@@ -199,8 +203,10 @@ rule inference:
         new_tokens=config["evaluation"]["new_tokens"],
         repetitions=config["evaluation"]["repetitions"],
         metrics_dir=metrics_dir,
-    threads: config["threads"]
+    # timed: holds every core, so nothing runs beside it
+    threads: ALONE
     resources:
+        scheduler_cores=ALONE,
         mem_mb=8000,
         gpu=config["gpus"],
         runtime=240,
@@ -214,3 +220,35 @@ rule inference:
         CONDA_ENV
     script:
         "../scripts/benchmark_inference.py"
+
+
+rule comparisons:
+    output:
+        metrics_for("comparison", COMPARISON_METRICS),
+    input:
+        lib("comparisons", "collect", "metrics_io"),
+        metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(COMPARISON_INPUTS)],
+    params:
+        metrics_dir=metrics_dir,
+        architecture_only=False,
+    log:
+        f"{LOGS}/comparisons.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compare.py"
+
+
+# The ones that need no weights (compression by formula and bitsandbytes layout, the notebook's numbers...),
+# so `snakemake structure` has them too.
+use rule comparisons as architecture_comparisons with:
+    output:
+        metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS),
+    input:
+        lib("comparisons", "collect", "metrics_io"),
+        metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(ARCHITECTURE_COMPARISON_INPUTS)],
+    params:
+        metrics_dir=metrics_dir,
+        architecture_only=True,
+    log:
+        f"{LOGS}/architecture_comparisons.log",

@@ -35,13 +35,15 @@ rule memory_probe:
         precision=config["probe"]["precision"],
         weights_dtype=config["probe"]["weights_dtype"],
         steps=config["probe"]["steps"],
+        warmup_steps=config["probe"]["warmup_steps"],
         seq_len=config["probe"]["seq_len"] or config["data"]["max_length"],
         seed=config["seed"],
         metrics_dir=metrics_dir,
         work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
-    # one probe at a time: each wants the whole machine (Snakemake caps threads at --cores)
-    threads: 64
+    # timed: holds every core, so nothing runs beside it
+    threads: ALONE
     resources:
+        scheduler_cores=ALONE,
         mem_mb=20000,
         gpu=config["gpus"],
         runtime=60,

@@ -15,8 +15,10 @@ rule tables:
         hp_full=HYPERPARAMETERS["full"],
         hp_qlora=HYPERPARAMETERS["qlora"],
         paper_values="templates/paper_values.yaml",
+        reference_metrics=REFERENCE_METRICS,
     params:
         tables_dir=lambda wc, output: str(Path(output.index).parent),
+        reference=REFERENCE or "",
     log:
         f"{LOGS}/tables.log",
     conda:
@@ -46,7 +48,7 @@ rule figure2:
         png=report(f"{RESULTS}/figures/figure2.png", category="Figures", caption="../templates/figure2.rst"),
         pdf=f"{RESULTS}/figures/figure2.pdf",
     input:
-        lib("collect", "figures", "metrics_io"),
+        lib("collect", "comparisons", "metrics_io"),
         metrics=REPORT_METRICS,
         style="templates/plot.mplstyle",
     log:
@@ -65,6 +67,7 @@ rule manifest:
         [f for v in VARIANTS for f in model_files(v)],
         probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
+        reference=REFERENCE_METRICS + REFERENCE_PROVENANCE,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output,
     params:
@@ -83,6 +86,7 @@ rule render:
         html="report/report.html",
     input:
         lib("collect", "claims", "render", "report_context", "report_tables", "metrics_io"),
+        "configs/paper.yaml",
         "templates/report.tex.j2",
         "templates/table.tex.j2",
         "templates/report.html.j2",
@@ -94,10 +98,15 @@ rule render:
         figure1_pdf=rules.figure1.output.pdf,
         figure2_png=rules.figure2.output.png,
         figure2_pdf=rules.figure2.output.pdf,
+        hp_full=HYPERPARAMETERS["full"],
+        hp_qlora=HYPERPARAMETERS["qlora"],
+        reference_metrics=REFERENCE_METRICS,
+        reference_provenance=REFERENCE_PROVENANCE,
     params:
         template_dir=lambda wc, input: str(Path(input.claims).parent),
         run=run_settings(),
-        paper_scale=is_paper_scale(),
+        paper=paper_setup(),
+        reference=REFERENCE or "",
         git_commit=git_commit(),
         config_digest=config_digest(),
     log:

@@ -27,8 +27,10 @@ rule finetune:
         metrics_dir=lambda wc, output: str(Path(output.metrics[0]).parent),
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
-    threads: config["threads"]
+    # timed: holds every core, so nothing runs beside it (torch uses them all)
+    threads: ALONE
     resources:
+        scheduler_cores=ALONE,
         mem_mb=8000,
         gpu=config["gpus"] * config["training"]["num_processes"],
         runtime=240,

@@ -28,7 +28,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     seq_len = stats["tokens_with_padding"] // stats["samples"]
     sequences = p.hp["batch_size"] * p.hp["gradient_accumulation_steps"]
     source = [inp.base_model, inp.stats]
-    records = analytic_flops_records(model.config, total, lora_params, variant, seq_len, sequences,
+    records = analytic_flops_records(model.config, p.hp.get("lora"), lora_params, variant, seq_len, sequences,
                                      stats["tokens"] / stats["tokens_with_padding"],
                                      p.hp["gradient_checkpointing"], source)
     # One real optimizer step: the first batch x accumulation samples of the training split.
@@ -41,8 +41,10 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if cuda and variant == "full":
         model = model.to(device)
     counted = counted_step_flops(model, batches, autocast)
-    records["flops_per_step_counted"] = dict(value=counted, unit="FLOPs", inputs=source + [inp.tokenized], method=(
-        "torch.utils.flop_counter.FlopCounterMode over forward and backward of every micro-batch of one real "
-        "optimizer step (bitsandbytes dequantization is not counted, its matmuls are)."),
-        details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len})
+    records["flops_per_step_counted"] = dict(value=counted["total"], unit="FLOPs", inputs=source + [inp.tokenized],
+        method=("torch.utils.flop_counter.FlopCounterMode over forward and backward of every micro-batch of one real "
+                "optimizer step, with formulas registered for the CPU flash-attention kernel and bitsandbytes' 4-bit "
+                "matmul (qrepro/flop_count.py); dequantization is not counted, recomputation is."),
+        details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len,
+                 "per_operator": counted["per_operator"]})
     write_metrics(p.metrics_dir, variant, records)

@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from qrepro.collect import MetricStore, load_paper_values, read_json
-from qrepro.report_tables import Builder, build_tables, write_table
+from qrepro.report_tables import Builder, build_tables, reference_table, write_table
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -13,8 +13,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
     hp_files = {"full": inp.hp_full, "qlora": inp.hp_qlora}
     builder = Builder(metrics, {v: read_json(f) for v, f in hp_files.items()}, hp_files)
     paper = load_paper_values(inp.paper_values)
+    tables = build_tables(builder)
+    if p.reference:
+        reference = Builder(MetricStore.load(list(inp.reference_metrics)), {}, {})
+        tables.append(reference_table(reference, Path(p.reference).name))
     index = []
-    for table in build_tables(builder):
+    for table in tables:
         stem = Path(p.tables_dir) / f"table{table.number:02d}"
         write_table(table, paper, f"{stem}.csv", f"{stem}.tex", f"{stem}.html")
         index.append({"number": table.number, "caption": table.caption, "notes": table.notes,

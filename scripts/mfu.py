@@ -1,4 +1,4 @@
-"""Rule mfu: model FLOPs utilization and achieved TFLOP/s, paper formula and analytic (Table 8)."""
+"""Rule mfu: model FLOPs utilization and achieved TFLOP/s, the paper's way and the correct way (Table 8)."""
 from qrepro.measure import mfu_records
 from qrepro.metrics_io import read_metric, write_metrics
 from qrepro.runlog import log_to
@@ -10,6 +10,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
     value = lambda path: read_metric(path)["value"]  # noqa: E731
     peak = read_metric(inp.peak)
     flops = {"paper": value(inp.paper_flops), "analytic": value(inp.analytic_flops)}
-    records = mfu_records(flops, value(inp.steps), value(inp.train_time), peak["value"], peak["method"],
-                          [str(f) for f in inp])
+    records = mfu_records(flops, value(inp.steps), value(inp.train_time), value(inp.step_time), peak["value"],
+                          peak["method"], peak["details"], [str(f) for f in inp if "qrepro" not in str(f)])
     write_metrics(p.metrics_dir, variant, records)

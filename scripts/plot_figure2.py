@@ -1,4 +1,5 @@
-"""Rule figure2: the radar, with the paper's normalization and with a consistent one, side by side."""
+"""Rule figure2: the radar, with the paper's normalization and with a consistent one, side by side.
+Every point is a comparison file (results/metrics/comparison/radar_*.json); nothing is computed here."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,26 +7,34 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qrepro.collect import MetricStore  # noqa: E402
-from qrepro.figures import RADAR_AXES, consistent_radar, paper_radar, radar_inputs  # noqa: E402
+from qrepro.comparisons import RADAR_AXES, RADAR_LABELS, RADAR_PAPER_STANDARD  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     plt.style.use(inp.style)
     m = MetricStore.load(list(inp.metrics))
-    angles = np.linspace(0, 2 * np.pi, len(RADAR_AXES), endpoint=False).tolist()
-    fig, axes = plt.subplots(1, 2, subplot_kw={"projection": "polar"}, figsize=(12, 5.5))
-    charts = [("Paper's normalization (Standard fixed at 0.5)", paper_radar(*radar_inputs(m, "paper"))),
-              ("Consistent normalization (best = 1, measured values)", consistent_radar(*radar_inputs(m, "correct")))]
-    for ax, (title, (standard, qlora)) in zip(axes, charts):
+    point = lambda method, variant: [m.value("comparison", f"radar_{method}_{variant}_{a}") for a in RADAR_AXES]  # noqa: E731
+    charts = [("Paper's normalization\n(Standard fixed at 0.5)",
+               [RADAR_PAPER_STANDARD] * len(RADAR_AXES), point("paper", "qlora")),
+              ("Consistent normalization\n(better of the two = 1, correct methods)",
+               point("consistent", "full"), point("consistent", "qlora"))]
+    angles = np.linspace(0, 2 * np.pi, len(RADAR_AXES), endpoint=False)
+    fig, axes = plt.subplots(1, 2, subplot_kw={"projection": "polar"}, figsize=(13, 6.2))
+    for ax, (title, standard, qlora) in zip(axes, charts):
         for label, values in (("Standard FT", standard), ("QLoRA", qlora)):
-            closed = values + values[:1]
-            ax.plot(angles + angles[:1], closed, label=label, linewidth=2)
-            ax.fill(angles + angles[:1], closed, alpha=0.15)
-        ax.set_xticks(angles, RADAR_AXES)
+            closed = np.append(values, values[0])
+            ax.plot(np.append(angles, angles[0]), closed, label=label, linewidth=2)
+            ax.fill(np.append(angles, angles[0]), closed, alpha=0.15)
+        ax.set_xticks(angles, RADAR_LABELS)
+        ax.tick_params(axis="x", pad=14)
         ax.set_ylim(0, 1)
-        ax.set_title(title, pad=18)
-    axes[0].legend(loc="lower left", bbox_to_anchor=(-0.15, -0.12))
+        ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="0.4")
+        ax.set_rlabel_position(360 / len(RADAR_AXES) / 2)  # between the first two axes, off the plotted lines
+        ax.set_title(title, pad=34)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     fig.suptitle("Figure 2: Normalized performance profile (higher is better)")
+    fig.subplots_adjust(left=0.06, right=0.94, wspace=0.55, top=0.80, bottom=0.12)
     fig.savefig(out.png)
     fig.savefig(out.pdf)

@@ -1,77 +1,115 @@
-"""Verdicts on the paper's headline claims; the thresholds come from templates/claims.yaml."""
+"""Verdicts on the paper's headline claims. templates/claims.yaml says what each claim is judged on and its
+threshold; the judged value is a comparison file of the run that can judge it; every verdict states its basis."""
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .collect import MetricStore
+from .report_tables import fmt
 
-REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable at this scale"
-
-
-def _evidence(m: MetricStore) -> dict[str, tuple[float, str, list[str]]]:
-    """claim id -> (the value the reproduction measured, how, source files)."""
-    V = m.value
-    P = lambda scope, name: m.paths[(scope, name)]  # noqa: E731
-    return {
-        "compression": (V("paper_structure", "compression_ratio_bnb"),
-                        f"bitsandbytes' real layout for TinyLlama-1.1B gives {V('paper_structure', 'compression_ratio_bnb'):.2f}x "
-                        f"(NF4 at {V('paper_structure', 'nf4_bits_per_weight'):.3f} bits/weight, embeddings and lm_head in 16 bit); "
-                        f"the paper's formula gives {V('paper_structure', 'compression_ratio_paper'):.2f}x. This run measured "
-                        f"{V('full', 'model_size_memory_mb') / V('qlora', 'model_size_memory_mb'):.2f}x in memory at its own scale.",
-                        [P("paper_structure", "compression_ratio_bnb"), P("paper_structure", "compression_ratio_paper"),
-                         P("full", "model_size_memory_mb"), P("qlora", "model_size_memory_mb")]),
-        "trainable_reduction": (100 - V("paper_structure", "lora_trainable_percent"),
-                                f"LoRA r=16 on the seven projections of TinyLlama-1.1B trains "
-                                f"{V('paper_structure', 'lora_trainable_params'):,} of "
-                                f"{V('paper_architecture', 'total_params'):,} parameters; this run trains "
-                                f"{V('qlora', 'trainable_percent'):.2f}% of its smaller model.",
-                                [P("paper_structure", "lora_trainable_percent"), P("qlora", "trainable_percent")]),
-        "flops_reduction": (100 * (1 - V("paper_structure", "flops_per_token_qlora_analytic")
-                                   / V("paper_structure", "flops_per_token_full_analytic")),
-                            f"Counting FLOPs (frozen 4-bit weights still need the forward pass and activation gradients) gives "
-                            f"{100 * (1 - V('paper_structure', 'flops_per_token_qlora_analytic') / V('paper_structure', 'flops_per_token_full_analytic')):.1f}% "
-                            f"fewer FLOPs for TinyLlama-1.1B; the paper's 73.9% comes from its assumed 0.25 factor "
-                            f"(its formula gives {100 * (1 - V('paper_structure', 'flops_per_step_qlora_paper') / V('paper_structure', 'flops_per_step_full_paper')):.1f}%). "
-                            f"FlopCounterMode in this run: {100 * (1 - V('qlora', 'flops_per_step_counted') / V('full', 'flops_per_step_counted')):.1f}% fewer per step.",
-                            [P("paper_structure", "flops_per_token_qlora_analytic"), P("paper_structure", "flops_per_token_full_analytic"),
-                             P("qlora", "flops_per_step_counted"), P("full", "flops_per_step_counted")]),
-        "training_slowdown": (100 * (V("qlora", "train_time_s") / V("full", "train_time_s") - 1),
-                              f"QLoRA took {V('qlora', 'train_time_s'):.1f} s vs {V('full', 'train_time_s'):.1f} s for standard "
-                              f"fine-tuning (pure step time {V('qlora', 'pure_step_time_s'):.3f} vs {V('full', 'pure_step_time_s'):.3f} s).",
-                              [P("qlora", "train_time_s"), P("full", "train_time_s")]),
-        "perplexity_increase": (100 * (V("qlora", "perplexity_paper") / V("full", "perplexity_paper") - 1),
-                                f"Paper protocol: {V('full', 'perplexity_paper'):.2f} (standard) vs {V('qlora', 'perplexity_paper'):.2f} (QLoRA); "
-                                f"token-level: {V('full', 'perplexity_token'):.2f} vs {V('qlora', 'perplexity_token'):.2f} "
-                                f"(base model {V('base', 'perplexity_token'):.2f}).",
-                                [P("qlora", "perplexity_paper"), P("full", "perplexity_paper"),
-                                 P("qlora", "perplexity_token"), P("full", "perplexity_token")]),
-        "inference_slowdown": (V("qlora", "inference_time_s") / V("full", "inference_time_s"),
-                               f"{V('full', 'tokens_per_s'):.1f} tokens/s (standard) vs {V('qlora', 'tokens_per_s'):.1f} (QLoRA, "
-                               f"4-bit base + adapter) and {V('qlora_merged', 'tokens_per_s'):.1f} (QLoRA merged into 16 bit).",
-                               [P("qlora", "inference_time_s"), P("full", "inference_time_s"), P("qlora_merged", "tokens_per_s")]),
-        "mfu": (V("full", "mfu_paper") / V("qlora", "mfu_paper"),
-                f"MFU with the paper's FLOP formula: {V('full', 'mfu_paper'):.2f}% vs {V('qlora', 'mfu_paper'):.2f}%; with analytic "
-                f"FLOPs: {V('full', 'mfu_analytic'):.2f}% vs {V('qlora', 'mfu_analytic'):.2f}%.",
-                [P("full", "mfu_paper"), P("qlora", "mfu_paper"), P("full", "mfu_analytic"), P("qlora", "mfu_analytic")]),
-    }
+REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
+BASIS_ARCHITECTURE = "computed from the paper's architecture (no training)"
+BASIS_THIS_RUN = "measured in this run"
+BASIS_REFERENCE = "measured in a GPU run at the paper's architecture"
+ARCHITECTURE_KEYS = ("total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
+                     "intermediate_size", "vocab_size")
+PLACEHOLDER = re.compile(r"\{([a-z0-9_]+)/([a-z0-9_]+)\|([a-z0-9]+)\}")
 
 
-def verdicts(m: MetricStore, claims_path: str, paper_scale: bool) -> list[dict]:
-    spec = yaml.safe_load(Path(claims_path).read_text())["claims"]
-    evidence = _evidence(m)
-    out = []
-    for claim in spec:
-        value, how, sources = evidence[claim["id"]]
-        published = claim["published"]
-        deviation = value / published - 1
-        if claim["scale_dependent"] and not paper_scale:
-            verdict = NOT_COMPARABLE
-        elif abs(deviation) <= claim["rel_tolerance"]:
-            verdict = REPRODUCED
+def fill(text: str, m: MetricStore) -> str:
+    """Replace every {scope/metric|format} with the metric's value, formatted (report_tables.fmt)."""
+    return PLACEHOLDER.sub(lambda match: fmt(m.value(match[1], match[2]), match[3]), " ".join(text.split()))
+
+
+def placeholders(text: str) -> list[tuple[str, str]]:
+    return [(scope, metric) for scope, metric, _ in PLACEHOLDER.findall(text)]
+
+
+@dataclass
+class Run:
+    """A run that can be judged from: its metric files and what it was (from its files and settings)."""
+    label: str
+    metrics: MetricStore
+    cuda: bool
+    gpu: str | None
+    paper_architecture: bool
+    pretrained_paper_model: bool     # the paper's TinyLlama weights (not random, not a small stand-in)
+    paper_data: bool                 # WikiText-2 (raw), at the paper's sequence length
+
+    @classmethod
+    def from_metrics(cls, label: str, m: MetricStore, settings: dict) -> "Run":
+        device = m.record("device", "peak_flops")["details"]
+        same_arch = all(m.value("architecture", k) == m.value("paper_architecture", k) for k in ARCHITECTURE_KEYS)
+        return cls(label=label, metrics=m, cuda=bool(device["cuda"]), gpu=device.get("gpu"),
+                   paper_architecture=same_arch,
+                   pretrained_paper_model=same_arch and settings["init"] == "pretrained"
+                   and settings["model_source"] in ("hub", "local"),
+                   paper_data=settings["data_source"] in ("hf", "local") and settings.get("paper_data", False))
+
+    def describe(self) -> str:
+        arch = "the paper's architecture" if self.paper_architecture else (
+            f"a {fmt(self.metrics.value('architecture', 'total_params'), 'int')}-parameter stand-in model")
+        where = f"a GPU ({self.gpu})" if self.cuda else "a CPU"
+        return f"{arch} on {where}"
+
+
+def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
+    """Pick the run that can judge the claim, and the verdict with its basis (or why none can)."""
+    kind = claim["judged_on"]
+    run, basis, reason = None, None, None
+    if kind == "architecture":
+        run, basis = this_run, BASIS_ARCHITECTURE
+    elif kind == "gpu_paper_architecture":
+        if this_run.cuda and this_run.paper_architecture:
+            run, basis = this_run, BASIS_THIS_RUN
+        elif reference is not None and reference.cuda and reference.paper_architecture:
+            run, basis = reference, f"{BASIS_REFERENCE} ({reference.label})"
         else:
-            verdict = NOT_REPRODUCED
-        out.append({**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict,
-                    "evidence": how, "sources": sources})
-    return out
+            reason = (f"this run is {this_run.describe()}; the claim is a ratio of times or memory that needs the "
+                      "paper's architecture on a GPU" + (", and no reference run is present (reference/)"
+                                                         if reference is None else
+                                                         f", which the reference run ({reference.describe()}) is not"))
+    elif kind == "paper_setup":
+        candidates = [(this_run, BASIS_THIS_RUN)] + ([(reference, f"{BASIS_REFERENCE} ({reference.label})")]
+                                                     if reference else [])
+        for candidate, candidate_basis in candidates:
+            if candidate.cuda and candidate.pretrained_paper_model and candidate.paper_data:
+                run, basis = candidate, candidate_basis
+                break
+        else:
+            reason = ("perplexity depends on the trained weights and the data: it needs TinyLlama-1.1B's pretrained "
+                      f"weights on WikiText-2 on a GPU, and this run is {this_run.describe()}"
+                      + ("" if not reference else f"; the reference run ({reference.describe()}) has "
+                         + ("random weights" if not reference.pretrained_paper_model else "other data")))
+    else:
+        raise ValueError(f"claim {claim['id']}: unknown judged_on {kind!r}")
+
+    shown = run or this_run
+    value = shown.metrics.value("comparison", claim["value"])
+    deviation = value / claim["published"] - 1
+    if run is None:
+        verdict, basis = NOT_COMPARABLE, f"not comparable: {reason}"
+    elif abs(deviation) <= claim["rel_tolerance"]:
+        verdict = REPRODUCED
+    else:
+        verdict = NOT_REPRODUCED
+    return {**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict, "basis": basis,
+            "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics),
+            "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
+
+
+def load_claims(path: str) -> list[dict]:
+    claims = yaml.safe_load(Path(path).read_text())["claims"]
+    for claim in claims:
+        missing = {"id", "statement", "published", "unit", "rel_tolerance", "judged_on", "value", "evidence"} - claim.keys()
+        if missing:
+            raise ValueError(f"{path}: claim {claim.get('id')} lacks {sorted(missing)}")
+    return claims
+
+
+def verdicts(claims_path: str, this_run: Run, reference: Run | None) -> list[dict]:
+    return [judge(claim, this_run, reference) for claim in load_claims(claims_path)]

@@ -32,6 +32,12 @@ def problems(config: dict, cuda: bool | None = None, check_device: bool = True) 
     if data["max_length"] > arch["max_position_embeddings"]:
         found.append(f"data.max_length={data['max_length']} exceeds the model's maximum positions "
                      f"(model.architecture.max_position_embeddings={arch['max_position_embeddings']})")
+    if training["step_time_warmup"] >= training["max_steps"]:
+        found.append(f"training.step_time_warmup={training['step_time_warmup']} leaves no step to time out of "
+                     f"training.max_steps={training['max_steps']}; lower it")
+    if config["probe"]["warmup_steps"] >= config["probe"]["steps"]:
+        found.append(f"probe.warmup_steps={config['probe']['warmup_steps']} leaves no step to time out of "
+                     f"probe.steps={config['probe']['steps']}; lower it")
     if data["source"] == "local":
         found += _path_problem("data.local_dir", data["local_dir"])
     if model["source"] == "local":

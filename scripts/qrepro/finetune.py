@@ -14,8 +14,11 @@ def compute_dtype(quantization: dict, precision: str) -> str:
     return precision if quantization["compute_dtype"] == "auto" else quantization["compute_dtype"]
 
 
-def build_full(base_dir: str, weights_dtype: str):
-    return load_pretrained(base_dir, dtype=DTYPES[weights_dtype])
+def build_full(base_dir: str, weights_dtype: str, gradient_checkpointing: bool = False):
+    model = load_pretrained(base_dir, dtype=DTYPES[weights_dtype])
+    if gradient_checkpointing:  # transformers' default (non-reentrant), as TrainingArguments would enable it
+        model.gradient_checkpointing_enable()
+    return model
 
 
 def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, cuda: bool,
@@ -28,6 +31,8 @@ def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, c
                             quantization_config=bnb_config(quantization["quant_type"],
                                                            quantization["double_quant"], dtype))
     assert_quantized(model)
+    # The paper's notebook: prepare_model_for_kbit_training with its default, use_gradient_checkpointing=True
+    # (peft's reentrant checkpointing; the Trainer is not asked to enable it again).
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     model = get_peft_model(model, LoraConfig(
         r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias=lora["bias"],
@@ -39,10 +44,9 @@ def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, c
 
 def build(variant: str, base_dir: str, hp: dict, precision: str, cuda: bool):
     if variant == "full":
-        return build_full(base_dir, hp["weights_dtype"])
+        return build_full(base_dir, hp["weights_dtype"], hp["gradient_checkpointing"])
     if variant == "qlora":
-        return build_qlora(base_dir, hp["quantization"], hp["lora"], precision, cuda,
-                           hp.get("gradient_checkpointing", False))
+        return build_qlora(base_dir, hp["quantization"], hp["lora"], precision, cuda, hp["gradient_checkpointing"])
     raise ValueError(f"unknown variant {variant!r}: expected full or qlora")
 
 
@@ -63,7 +67,7 @@ def resolved_hyperparameters(variant: str, args, model, precision: str, hp: dict
         "eval_steps": args.eval_steps,
         "save_steps": args.save_steps,
         "seed": args.seed,
-        "gradient_checkpointing": args.gradient_checkpointing,
+        "gradient_checkpointing": bool(getattr(model, "is_activation_checkpointing", False)),
     }
     if variant == "qlora":
         peft_config = model.peft_config["default"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import finetune, resources, training
 from .metrics_io import write_metrics
+from .runlog import alone_evidence
 from .modeling import count_parameters
 from .tokenizer import finish
 
@@ -68,12 +69,12 @@ def run(job) -> None:
     print(f"memory estimate: {estimate}")
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
     args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
-    timer = training.StepTimer()
+    timer = training.StepTimer(cuda)
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer])
     memory = training.PeakMemory(cuda)
-    train_time, resumed_from, steps_run = training.train(trainer, memory)
-    print(f"trained {variant} in {train_time:.1f}s (resumed from {resumed_from})")
+    run_times = training.train(trainer, timer, memory)
+    print(f"trained {variant}: {run_times}")
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results
@@ -84,7 +85,10 @@ def run(job) -> None:
 
     total, trainable = count_parameters(model)
     steps = trainer.state.global_step
-    pure = sum(timer.durations) / max(1, len(timer.durations))
+    if len(timer.durations) != steps:
+        raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
+    step_time = training.step_time_summary(timer.durations, p.shared["step_time_warmup"])
+    alone = alone_evidence(job.threads, job.resources.scheduler_cores)
     sources = [inp.base_model, inp.tokenized]
     write_metrics(p.metrics_dir, variant, {
         "total_params": dict(value=total, unit="parameters", inputs=[inp.base_model], method=(
@@ -93,16 +97,18 @@ def run(job) -> None:
             "Sum of numel over parameters with requires_grad=True after the variant's model was built.")),
         "trainable_percent": dict(value=100.0 * trainable / total, unit="%", inputs=[inp.base_model], method=(
             "trainable_params / total_params x 100, as the paper's Table 6.")),
-        "train_time_s": dict(value=train_time, unit="s", inputs=sources, timing=True, method=(
-            "Wall clock around trainer.train(), evaluation passes and checkpoint saves included (paper protocol)."),
-            details={"resumed_from_checkpoint": resumed_from, "steps_run_in_this_job": steps_run}),
-        "time_per_step_s": dict(value=train_time / max(1, steps_run), unit="s", inputs=sources, timing=True, method=(
-            "train_time_s divided by the optimizer steps it covered (paper protocol)."),
-            details={"steps_run_in_this_job": steps_run}),
-        "pure_step_time_s": dict(value=pure, unit="s", inputs=sources, timing=True, method=(
-            "Mean time from on_step_begin to on_step_end over the optimizer steps timed in this process, "
-            "excluding evaluation and checkpoint saves (TrainerCallback)."),
-            details={"steps_timed": len(timer.durations)}),
+        "train_time_s": dict(value=run_times["wall_s"], unit="s", inputs=sources, timing=True, method=(
+            "Paper protocol: wall clock around trainer.train(), evaluation passes and checkpoint saves included; "
+            "after a resume, the earlier process's time up to its checkpoint is added."),
+            details={**run_times, **alone}),
+        "time_per_step_s": dict(value=run_times["wall_s"] / steps, unit="s", inputs=sources, timing=True, method=(
+            "Paper protocol: train_time_s / train_steps (evaluation and saves spread over the steps)."),
+            details={"steps": steps, **alone}),
+        "step_time_s": dict(value=step_time["median_s"], unit="s", inputs=sources, timing=True, method=(
+            f"Median optimizer-step time over steps {step_time['warmup_steps_excluded'] + 1}-{steps} (the first "
+            f"{step_time['warmup_steps_excluded']} are warm-up): data loading, forward, backward and optimizer "
+            "update of every micro-batch; evaluation, logging and checkpoint saves excluded (TrainerCallback). "
+            "Spread in details."), details={**step_time, **alone}),
         "train_steps": dict(value=steps, unit="optimizer steps", inputs=sources, method=(
             "trainer.state.global_step after training.")),
         "train_loss_first": dict(value=training.first_train_loss(history), unit="nats/token", inputs=sources,
@@ -113,8 +119,9 @@ def run(job) -> None:
             "Training precision that ran: bf16/fp16 mixed precision via the Trainer, or fp32; "
             "fp16 on CPU is refused because accelerate would silently run fp32.")),
         "peak_train_memory_mb": dict(value=memory.mb, unit="MB (1024^2 bytes)", inputs=sources, timing=True,
-                                     method=f"Peak memory of the training job: {memory.method}.",
-                                     details={"process_peak_rss_mb_including_load": training.lifetime_peak_rss_mb()}),
+                                     method=f"Peak memory of trainer.train(): {memory.method}.",
+                                     details={**memory.details, **alone,
+                                              "resumed": run_times["resumed_from"] is not None}),
     })
 
 

@@ -6,31 +6,43 @@ import time
 
 import torch
 
-PAPER_PROMPTS = ["The history of artificial intelligence", "The future of artificial intelligence is",
-                 "In the field of machine learning,", "Climate change has become"]
-
 
 @torch.no_grad()
-def time_generation(model, tokenizer, prompts: list[str], new_tokens: int, repetitions: int) -> dict:
-    """One warm-up per prompt, then `repetitions` timed runs per prompt; min_new_tokens = new_tokens
-    so every run really generates that many tokens."""
+def time_generation(model, tokenizer, prompts: list[str], new_tokens: int, repetitions: int,
+                    force_length: bool = True) -> dict:
+    """One warm-up per prompt, then `repetitions` timed greedy runs per prompt.
+
+    force_length sets min_new_tokens = new_tokens, so no run stops early at an end-of-sequence token. The
+    tokens of each run are counted from its output ids (not taken from the setting); tokens/s is the median
+    over runs of generated tokens / time, and the time is the median run time."""
     model.eval()
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                  pad_token_id=tokenizer.eos_token_id)
+    kwargs = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    if force_length:
+        kwargs["min_new_tokens"] = new_tokens
+    cuda = model.device.type == "cuda"
     times, generated = [], []
     for prompt in prompts:
         enc = tokenizer(prompt, return_tensors="pt").to(model.device)
         model.generate(**enc, **kwargs)  # warm-up
         for _ in range(repetitions):
-            if model.device.type == "cuda":
+            if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
             out = model.generate(**enc, **kwargs)
-            if model.device.type == "cuda":
+            if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-            generated.append(out.shape[1] - enc["input_ids"].shape[1])
-    median = statistics.median(times)
-    return {"median_s": median, "tokens_per_s": new_tokens / median, "min_s": min(times), "max_s": max(times),
-            "stdev_s": statistics.stdev(times) if len(times) > 1 else 0.0, "runs": len(times),
-            "generated_tokens": sorted(set(generated))}
+            generated.append(int(out.shape[1] - enc["input_ids"].shape[1]))
+    rates = [n / t for n, t in zip(generated, times)]
+    return {"median_s": statistics.median(times), "tokens_per_s": statistics.median(rates),
+            "min_s": min(times), "max_s": max(times), "p10_s": _quantile(times, 0.1), "p90_s": _quantile(times, 0.9),
+            "runs": len(times), "prompts": len(prompts), "generated_tokens_per_run": generated,
+            "tokens_generated_total": sum(generated)}
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

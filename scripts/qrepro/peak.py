@@ -18,16 +18,18 @@ def cuda_peak() -> tuple[float, str]:
     raise ValueError(f"no known peak for GPU {name!r}; set evaluation.peak_flops in the config")
 
 
-def measure_matmul_peak(dtype: torch.dtype, threads: int, size: int = 2048, seconds: float = 2.0) -> float:
-    """Best sustained FLOP/s of a square matmul in `dtype` with `threads` torch threads."""
+def measure_matmul_peak(dtype: torch.dtype, threads: int, size: int = 2048, seconds: float = 2.0) -> dict:
+    """Best sustained FLOP/s of a square matmul in `dtype` with `threads` torch threads: after three untimed
+    warm-up products, runs of four products are timed for `seconds`; the fastest run gives the peak."""
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
-    best, deadline = 0.0, time.perf_counter() + seconds
+    rates, deadline = [], time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(4):
             a @ b
-        best = max(best, 4 * 2 * size ** 3 / (time.perf_counter() - start))
-    return best
+        rates.append(4 * 2 * size ** 3 / (time.perf_counter() - start))
+    return {"best_flops": max(rates), "median_flops": sorted(rates)[len(rates) // 2], "runs": len(rates),
+            "size": size, "threads": threads}

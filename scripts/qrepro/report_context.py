@@ -9,7 +9,6 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from .claims import verdicts
 from .collect import MetricStore, read_json, sha256
 from .render import RawLatex
 from .report_tables import fmt
@@ -33,70 +32,100 @@ def verify_manifest(manifest_path: str) -> dict[str, str]:
     return manifest["sha256"]
 
 
+def direction(value: float, above: str, below: str, same: str = "no different from") -> str:
+    """The word a signed number needs: 'slower'/'faster', 'higher'/'lower'... read from the number itself."""
+    return above if value > 0 else below if value < 0 else same
+
+
 def numbers(m: MetricStore) -> dict[str, str]:
+    """Every number the report's prose states, formatted, and the direction words those numbers imply."""
     V = m.value
-    ratio = lambda a, b: V(*a) / V(*b)  # noqa: E731
-    pct_change = lambda scope_q, scope_s, name: 100 * (V(scope_q, name) - V(scope_s, name)) / V(scope_s, name)  # noqa: E731
+    C = lambda name: V("comparison", name)  # noqa: E731
+    f = lambda scope, name, kind: fmt(V(scope, name), kind)  # noqa: E731
+    slowdown, step_slowdown = C("training_slowdown_percent_total"), C("training_slowdown_percent_per_step")
+    ppl_paper, ppl_token = C("perplexity_change_percent_paper"), C("perplexity_change_percent_token")
+    flops_paper, flops_analytic = C("flops_reduction_percent_paper_formula"), C("flops_reduction_percent_analytic")
     return {
-        "total_params": fmt(V("architecture", "total_params"), "int"),
-        "paper_total_params": fmt(V("paper_architecture", "total_params"), "int"),
-        "trainable_qlora": fmt(V("qlora", "trainable_params"), "int"),
-        "trainable_percent_qlora": fmt(V("qlora", "trainable_percent"), "f2"),
-        "paper_trainable_qlora": fmt(V("paper_structure", "lora_trainable_params"), "int"),
-        "paper_trainable_percent": fmt(V("paper_structure", "lora_trainable_percent"), "f2"),
-        "size_fp16_paper": fmt(V("structure", "size_fp16_mb_paper"), "f2"),
-        "size_qlora_paper": fmt(V("structure", "size_qlora_total_mb_paper"), "f2"),
-        "compression_paper": fmt(V("structure", "compression_ratio_paper"), "f2"),
-        "compression_memory": fmt(ratio(("full", "model_size_memory_mb"), ("qlora", "model_size_memory_mb")), "f2"),
-        "size_full_memory": fmt(V("full", "model_size_memory_mb"), "f2"),
-        "size_qlora_memory": fmt(V("qlora", "model_size_memory_mb"), "f2"),
-        "paper_arch_compression_paper": fmt(V("paper_structure", "compression_ratio_paper"), "f2"),
-        "paper_arch_compression_bnb": fmt(V("paper_structure", "compression_ratio_bnb"), "f2"),
-        "paper_arch_size_bnb": fmt(V("paper_structure", "size_qlora_bnb_mb"), "f2"),
-        "nf4_bits": fmt(V("paper_structure", "nf4_bits_per_weight"), "f3"),
-        "flops_full_paper": fmt(V("structure", "flops_per_step_full_paper"), "tflops"),
-        "flops_qlora_paper": fmt(V("structure", "flops_per_step_qlora_paper"), "tflops"),
-        "flops_full_analytic": fmt(V("full", "flops_per_step_analytic"), "tflops"),
-        "flops_qlora_analytic": fmt(V("qlora", "flops_per_step_analytic"), "tflops"),
-        "flops_reduction_paper": fmt(100 * (1 - ratio(("structure", "flops_per_step_qlora_paper"), ("structure", "flops_per_step_full_paper"))), "f1"),
-        "flops_reduction_analytic": fmt(100 * (1 - ratio(("qlora", "flops_per_step_analytic"), ("full", "flops_per_step_analytic"))), "f1"),
-        "mfu_full_paper": fmt(V("full", "mfu_paper"), "f2"),
-        "mfu_qlora_paper": fmt(V("qlora", "mfu_paper"), "f2"),
-        "mfu_full_analytic": fmt(V("full", "mfu_analytic"), "f2"),
-        "mfu_qlora_analytic": fmt(V("qlora", "mfu_analytic"), "f2"),
+        "total_params": f("architecture", "total_params", "int"),
+        "paper_total_params": f("paper_architecture", "total_params", "int"),
+        "trainable_qlora": f("qlora", "trainable_params", "int"),
+        "trainable_percent_qlora": f("qlora", "trainable_percent", "f2"),
+        "paper_trainable_qlora": f("paper_structure", "lora_trainable_params", "int"),
+        "paper_trainable_percent": f("paper_structure", "lora_trainable_percent", "f2"),
+        "paper_trainable_percent_notebook": f("paper_structure", "trainable_percent_packed_notebook", "f4"),
+        "paper_trainable_percent_peft": f("paper_structure", "trainable_percent_peft", "f4"),
+        "size_fp16_paper": f("structure", "size_fp16_mb_paper", "f2"),
+        "size_qlora_paper": f("structure", "size_qlora_total_mb_paper", "f2"),
+        "compression_paper": fmt(C("compression_ratio_paper_formula"), "f2"),
+        "compression_memory": fmt(C("compression_ratio_memory"), "f2"),
+        "size_full_memory": f("full", "model_size_memory_mb", "f2"),
+        "size_qlora_memory": f("qlora", "model_size_memory_mb", "f2"),
+        "adapter_dtypes": ", ".join(m.record("qlora", "model_size_memory_mb")["details"].get("adapter_dtypes", [])),
+        "paper_arch_compression_paper": fmt(C("paper_arch_compression_ratio_paper_formula"), "f2"),
+        "paper_arch_compression_bnb": fmt(C("paper_arch_compression_ratio_bnb_layout"), "f2"),
+        "paper_arch_compression_notebook": fmt(C("paper_arch_compression_ratio_notebook"), "f2"),
+        "paper_arch_size_bnb": f("paper_structure", "size_qlora_bnb_mb", "f2"),
+        "paper_arch_size_notebook": f("paper_structure", "size_qlora_mb_notebook", "f2"),
+        "nf4_bits": f("paper_structure", "nf4_bits_per_weight", "f3"),
+        "flops_full_paper": f("structure", "flops_per_step_full_paper", "tflops"),
+        "flops_qlora_paper": f("structure", "flops_per_step_qlora_paper", "tflops"),
+        "flops_full_analytic": f("full", "flops_per_step_analytic", "tflops"),
+        "flops_qlora_analytic": f("qlora", "flops_per_step_analytic", "tflops"),
+        "flops_reduction_paper": fmt(abs(flops_paper), "f1"),
+        "flops_reduction_paper_word": direction(flops_paper, "less", "more", "no less"),
+        "flops_reduction_analytic": fmt(abs(flops_analytic), "f1"),
+        "flops_reduction_analytic_word": direction(flops_analytic, "less", "more", "no less"),
+        "flops_counted_over_executed_full": fmt(C("flops_counted_over_executed_full"), "f4"),
+        "flops_counted_over_executed_qlora": fmt(C("flops_counted_over_executed_qlora"), "f4"),
+        "mfu_full_paper": f("full", "mfu_paper", "f2"),
+        "mfu_qlora_paper": f("qlora", "mfu_paper", "f2"),
+        "mfu_full_analytic": f("full", "mfu_analytic", "f2"),
+        "mfu_qlora_analytic": f("qlora", "mfu_analytic", "f2"),
         "peak_tflops": fmt(V("device", "peak_flops") / 1e12, "f3"),
-        "time_full": fmt(V("full", "train_time_s"), "f1"),
-        "time_qlora": fmt(V("qlora", "train_time_s"), "f1"),
-        "training_slowdown": fmt(100 * (ratio(("qlora", "train_time_s"), ("full", "train_time_s")) - 1), "f1"),
-        "peak_mem_full": fmt(V("full", "peak_train_memory_mb"), "f0"),
-        "peak_mem_qlora": fmt(V("qlora", "peak_train_memory_mb"), "f0"),
-        "ppl_base_paper": fmt(V("base", "perplexity_paper"), "f2"),
-        "ppl_full_paper": fmt(V("full", "perplexity_paper"), "f2"),
-        "ppl_qlora_paper": fmt(V("qlora", "perplexity_paper"), "f2"),
-        "ppl_base_token": fmt(V("base", "perplexity_token"), "f2"),
-        "ppl_full_token": fmt(V("full", "perplexity_token"), "f2"),
-        "ppl_qlora_token": fmt(V("qlora", "perplexity_token"), "f2"),
-        "ppl_change_paper": fmt(pct_change("qlora", "full", "perplexity_paper"), "f2"),
-        "ppl_change_token": fmt(pct_change("qlora", "full", "perplexity_token"), "f2"),
-        "tps_full": fmt(V("full", "tokens_per_s"), "f1"),
-        "tps_qlora": fmt(V("qlora", "tokens_per_s"), "f1"),
-        "tps_merged": fmt(V("qlora_merged", "tokens_per_s"), "f1"),
-        "inference_slowdown": fmt(ratio(("qlora", "inference_time_s"), ("full", "inference_time_s")), "f2"),
-        "merged_vs_full": fmt(ratio(("qlora_merged", "tokens_per_s"), ("full", "tokens_per_s")), "f2"),
+        "paper_peak_tflops": fmt(m.record("full", "mfu_paper")["details"]["peak_flops"] / 1e12, "f3"),
+        "time_full": f("full", "train_time_s", "f1"),
+        "time_qlora": f("qlora", "train_time_s", "f1"),
+        "step_full": f("full", "step_time_s", "f4"),
+        "step_qlora": f("qlora", "step_time_s", "f4"),
+        "training_slowdown": fmt(abs(slowdown), "f1"),
+        "training_slowdown_word": direction(slowdown, "slower", "faster"),
+        "step_slowdown": fmt(abs(step_slowdown), "f1"),
+        "step_slowdown_word": direction(step_slowdown, "slower", "faster"),
+        "peak_mem_full": f("full", "peak_train_memory_mb", "f0"),
+        "peak_mem_qlora": f("qlora", "peak_train_memory_mb", "f0"),
+        "peak_mem_method": m.record("full", "peak_train_memory_mb")["method"],
+        "ppl_base_paper": f("base", "perplexity_paper", "f2"),
+        "ppl_full_paper": f("full", "perplexity_paper", "f2"),
+        "ppl_qlora_paper": f("qlora", "perplexity_paper", "f2"),
+        "ppl_base_token": f("base", "perplexity_token", "f2"),
+        "ppl_full_token": f("full", "perplexity_token", "f2"),
+        "ppl_qlora_token": f("qlora", "perplexity_token", "f2"),
+        "ppl_change_paper": fmt(abs(ppl_paper), "f2"),
+        "ppl_change_paper_word": direction(ppl_paper, "higher", "lower", "equal"),
+        "ppl_change_token": fmt(abs(ppl_token), "f2"),
+        "ppl_change_token_word": direction(ppl_token, "higher", "lower", "equal"),
+        "tps_full": f("full", "tokens_per_s", "f1"),
+        "tps_qlora": f("qlora", "tokens_per_s", "f1"),
+        "tps_merged": f("qlora_merged", "tokens_per_s", "f1"),
+        "inference_slowdown": fmt(C("inference_slowdown_x"), "f2"),
+        "merged_vs_full": fmt(C("tokens_per_s_merged_over_full"), "f2"),
         "padding_efficiency": fmt(100 * V("dataset", "train_padding_efficiency"), "f1"),
-        "steps_full": fmt(V("full", "train_steps"), "int"),
-        "steps_qlora": fmt(V("qlora", "train_steps"), "int"),
+        "steps_full": f("full", "train_steps", "int"),
+        "steps_qlora": f("qlora", "train_steps", "int"),
     }
 
 
 def run_description(run: dict, m: MetricStore) -> dict:
     hardware = m.record("device", "peak_flops")["details"]
-    device = "CUDA GPU" if hardware["cuda"] else f"CPU ({hardware['hardware'].get('cpu_model', 'unknown model')}, " \
-                                                 f"{hardware['hardware']['cpu_count']} cores, bf16 support: {hardware['hardware']['cpu_bf16']})"
+    device = (f"CUDA GPU ({hardware.get('gpu', 'unknown')})" if hardware["cuda"] else
+              f"CPU ({hardware['hardware'].get('cpu_model', 'unknown model')}, {hardware['hardware']['cpu_count']} "
+              f"cores, bf16 support: {hardware['hardware']['cpu_bf16']})")
     model = (f"{run['hub_id']} @ {run['revision']}" if run["model_source"] == "hub" else
              run["local_path"] if run["model_source"] == "local" else
              f"small LLaMA pretrained by the pipeline ({fmt(m.value('architecture', 'total_params'), 'int')} parameters, "
              f"{m.value('architecture', 'num_layers')} layers, hidden {m.value('architecture', 'hidden_size')})")
+    if run["init"] == "random":
+        model += ", random weights"
     data = {"synthetic": "synthetic WikiText-2-shaped corpus generated by the pipeline",
             "hf": f"{run['hf_name']} / {run['hf_config']} from the Hugging Face hub",
             "local": f"local files in {run['local_dir']}"}[run["data_source"]]
@@ -104,26 +133,43 @@ def run_description(run: dict, m: MetricStore) -> dict:
             "precision_full": m.value("full", "precision"), "precision_qlora": m.value("qlora", "precision")}
 
 
-def deviations(run: dict, m: MetricStore) -> list[str]:
-    """How this run differs from the paper's setup (the recipe is the same; scale may not be)."""
+def deviations(run: dict, m: MetricStore, hyperparameters: dict[str, dict], paper: dict) -> list[str]:
+    """How this run differs from the paper's setup (the recipe is the same; scale may not be).
+    `paper` holds the paper's setup (configs/paper.yaml): hub id, sequence length, steps."""
     V = m.value
     found = []
-    if run["model_source"] != "hub" or run["hub_id"] != "TinyLlama/TinyLlama-1.1B-Chat-v1.0":
-        found.append(f"Model: {run['model']} instead of TinyLlama-1.1B-Chat-v1.0 "
+    if run["model_source"] != "hub" or run["hub_id"] != paper["hub_id"]:
+        found.append(f"Model: {run['model']} instead of {paper['hub_id']} "
                      f"({fmt(V('paper_architecture', 'total_params'), 'int')} parameters).")
     if run["init"] == "random":
         found.append("Model weights are random (model.init: random): perplexity is not meaningful.")
     if run["data_source"] != "hf":
-        found.append(f"Data: {run['data']} instead of wikitext-2-raw-v1.")
-    if V("dataset", "max_seq_length") != 512:
-        found.append(f"Sequence length {V('dataset', 'max_seq_length')} instead of 512.")
-    if not m.record("device", "peak_flops")["details"]["cuda"]:
+        found.append(f"Data: {run['data']} instead of {paper['hf_name']} / {paper['hf_config']}.")
+    if V("dataset", "max_seq_length") != paper["max_length"]:
+        found.append(f"Sequence length {V('dataset', 'max_seq_length')} instead of {paper['max_length']}.")
+    device = m.record("device", "peak_flops")["details"]
+    if not device["cuda"]:
         found.append(f"Device: {run['device']} instead of an NVIDIA T4; MFU is measured against this CPU's measured matmul "
                      "peak, and paged AdamW falls back to non-paged.")
+    elif "T4" not in (device.get("gpu") or ""):
+        found.append(f"Device: {device.get('gpu')} instead of an NVIDIA T4: absolute times do not compare with the "
+                     "paper's, ratios may.")
     if V("full", "precision") != "fp16":
-        found.append(f"Precision: {V('full', 'precision')} mixed precision (fp16 autocast needs CUDA) instead of fp16.")
-    found.append("Standard fine-tuning keeps fp32 master weights under mixed-precision autocast; the paper's notebook loaded "
-                 "fp16 weights.")
+        found.append(f"Precision: {V('full', 'precision')} (fp16 autocast needs CUDA) instead of fp16.")
+    weights = hyperparameters["full"].get("weights_dtype")
+    if weights and weights != "float16":
+        found.append(f"Standard fine-tuning keeps {weights} master weights under mixed-precision autocast; the paper's "
+                     "notebook loaded fp16 weights.")
+    for variant in ("full", "qlora"):
+        hp = hyperparameters[variant]
+        saves = hp["max_steps"] // hp["save_steps"]
+        if saves != 1:
+            found.append(f"{'Standard fine-tuning' if variant == 'full' else 'QLoRA'} saved {saves} checkpoints "
+                         f"(every {hp['save_steps']} steps, for resuming) where the paper saved one at step "
+                         f"{hp['max_steps']}; the paper-protocol training time includes them.")
+    threads = m.record("full", "train_time_s")["details"]["reserved_cores"]
+    found.append(f"Timed jobs (training, inference, the MFU peak) ran alone, each holding all {threads} core(s) given to "
+                 "Snakemake; untimed jobs (FLOP counting, perplexity, sizes) ran side by side.")
     if run["packing"]:
         found.append("Sequence packing is on (data.packing: true); the paper pads every row to max_length.")
     return found
@@ -134,12 +180,12 @@ def figure(png: str, pdf: str) -> dict:
     return {"pdf": str(Path("..") / pdf), "png_data": "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()}
 
 
-def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims_path: str, run: dict,
-                  provenance: dict, paper_scale: bool) -> dict:
+def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict], run: dict,
+                  hyperparameters: dict[str, dict], paper: dict, provenance: dict, reference: dict | None) -> dict:
     run = run_description(run, metrics)
-    return {"run": run, "n": numbers(metrics), "tables": tables, "figures": figures,
-            "claims": verdicts(metrics, claims_path, paper_scale), "deviations": deviations(run, metrics),
-            "provenance": provenance}
+    return {"run": run, "n": numbers(metrics), "tables": tables, "figures": figures, "claims": claims,
+            "deviations": deviations(run, metrics, hyperparameters, paper), "provenance": provenance,
+            "reference": reference}
 
 
 def provenance(*, git_commit: str, config_digest: str, manifest: dict[str, str], m: MetricStore) -> dict:

@@ -22,3 +22,14 @@ def log_to(path: str):
             # Snakemake shows stderr of a failed job; repeat the reason there, not only in the log.
             print(f"failed, see {path}: {sys.exc_info()[1]}", file=sys.__stderr__)
             raise
+
+
+def alone_evidence(reserved_threads: int, scheduler_cores: int) -> dict:
+    """Why a timed job ran alone: it reserved every core Snakemake was given, so the scheduler could start no
+    other job beside it. Raises if that did not hold, rather than write a timing taken under shared load."""
+    if reserved_threads < scheduler_cores:
+        raise RuntimeError(f"a timed job must run alone: it holds {reserved_threads} of the {scheduler_cores} cores "
+                           "Snakemake was given, so other jobs could run beside it")
+    return {"ran_alone": True, "reserved_cores": reserved_threads, "scheduler_cores": scheduler_cores,
+            "how": "the rule reserves threads = every core given to Snakemake (--cores), so no other job of this "
+                   "workflow ran at the same time"}

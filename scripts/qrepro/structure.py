@@ -70,31 +70,81 @@ def bnb_footprint_bytes(config, total_params: int, double_quant: bool, dtype_byt
             "quantized_params": sum(linear), "unquantized_params": total_params - sum(linear)}
 
 
-# ---- analytic FLOPs (PaLM appendix B style) ----
+# ---- analytic FLOPs ----
 
-def matmul_params(config, total_params: int) -> int:
-    """Parameters that take part in matmuls: everything but the input embedding (a lookup)."""
-    return total_params - config.vocab_size * config.hidden_size
+def matmul_params(config) -> int:
+    """Weights that take part in matmuls: every decoder projection plus the output head (the input embedding
+    is a lookup; norms are elementwise)."""
+    return sum(linear_weights(config)) + config.vocab_size * config.hidden_size
 
 
-def analytic_flops_per_token(config, total_params: int, seq_len: int, variant: str,
-                             lora_params: int = 0, gradient_checkpointing: bool = False) -> float:
-    """Training FLOPs per token.
+def attention_flops_per_token(config, seq_len: int) -> int:
+    """Forward attention per token, 4·L·H·Q·T: QK^T and AV over T positions, H query heads of size Q
+    (causality ignored, as PaLM and torch's FLOP counter do)."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 4 * config.num_hidden_layers * config.num_attention_heads * head_dim * seq_len
 
-    full:  6N + 12·L·H·Q·T (forward 2N, backward 4N; attention scores and values 4·L·H·Q·T forward, ×3).
-    qlora: forward 2N + activation-gradient backward 2N (frozen weights need no weight gradient)
-           + LoRA 6·N_lora + attention 12·L·H·Q·T; recomputation adds another forward where
-           gradient checkpointing is on.
+
+def model_flops_per_token(config, seq_len: int, variant: str, lora_params: int = 0) -> int:
+    """Model FLOPs per training token (PaLM appendix B), the numerator of MFU: no recomputation of any kind.
+
+    full:  6N + 12·L·H·Q·T (forward 2N, backward 4N; attention 4·L·H·Q·T forward, twice that backward).
+    qlora: 2N forward + 2N activation gradients (frozen weights need no weight gradient) + 6·N_lora
+           + 12·L·H·Q·T.
+    N = matmul_params (decoder projections + output head).
     """
-    n = matmul_params(config, total_params)
-    head_dim = config.hidden_size // config.num_attention_heads
-    attention_fwd = 4 * config.num_hidden_layers * config.num_attention_heads * head_dim * seq_len
+    n = matmul_params(config)
+    attention = 3 * attention_flops_per_token(config, seq_len)
     if variant == "full":
-        flops = 6 * n + 3 * attention_fwd
-        recompute = 2 * n + attention_fwd
-    elif variant == "qlora":
-        flops = 2 * n + 2 * n + 6 * lora_params + 3 * attention_fwd
-        recompute = 2 * n + 2 * lora_params + attention_fwd
-    else:
+        return 6 * n + attention
+    if variant == "qlora":
+        return 4 * n + 6 * lora_params + attention
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def lora_params_by_layer_module(config, target_modules, r: int) -> dict[str, tuple[int, int]]:
+    """(lora_A, lora_B) parameter counts of one layer's targeted projection: r·in and out·r."""
+    from .modeling import linear_shapes
+    shapes = linear_shapes(config)
+    return {m: (r * shapes[m][0], r * shapes[m][1]) for m in target_modules}
+
+
+def executed_flops_per_token(config, seq_len: int, variant: str, lora: dict | None = None,
+                             gradient_checkpointing: bool = False) -> int:
+    """The matmul and attention FLOPs one training token really costs in this implementation, recomputation
+    included: what FlopCounterMode counts (flop_count.py), to check the counter and the formulas against
+    each other.
+
+    Beyond model_flops_per_token:
+    - flash attention's backward recomputes the scores: backward attention is 10·L·H·Q·T, not 8;
+    - QLoRA without gradient checkpointing: the embeddings are frozen, so the first layer's q/k/v inputs need
+      no gradient (neither through the 4-bit weights nor through their lora_A);
+    - gradient checkpointing recomputes each decoder layer's forward in the backward pass: QLoRA through peft's
+      prepare_model_for_kbit_training (reentrant checkpoint: the whole layer, LoRA included; peft makes the
+      embedding output require grad, so every layer's input gradient is computed); full fine-tuning through
+      transformers' default (non-reentrant, which stops recomputing once the last saved tensor is rebuilt:
+      down_proj's forward is skipped).
+    """
+    from .modeling import linear_shapes
+    shapes = linear_shapes(config)
+    n = matmul_params(config)
+    projections = sum(linear_weights(config))
+    attention = attention_flops_per_token(config, seq_len)
+    if variant == "full":
+        flops = 6 * n + attention + (10 * attention) // 4
+        if gradient_checkpointing:
+            down = config.num_hidden_layers * shapes["down_proj"][0] * shapes["down_proj"][1]
+            flops += 2 * (projections - down) + attention
+        return flops
+    if variant != "qlora":
         raise ValueError(f"unknown variant {variant!r}")
-    return flops + (recompute if gradient_checkpointing else 0)
+    per_module = lora_params_by_layer_module(config, lora["target_modules"], lora["r"])
+    lora_params = config.num_hidden_layers * sum(a + b for a, b in per_module.values())
+    flops = 2 * n + 2 * n + 6 * lora_params + attention + (10 * attention) // 4
+    if gradient_checkpointing:
+        flops += 2 * projections + 2 * lora_params + attention
+    else:
+        first_layer_inputs = [m for m in ("q_proj", "k_proj", "v_proj")]
+        flops -= sum(2 * shapes[m][0] * shapes[m][1] for m in first_layer_inputs)
+        flops -= sum(2 * per_module[m][0] for m in first_layer_inputs if m in per_module)
+    return flops

@@ -20,20 +20,89 @@ LOG_COLUMNS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss
 
 
 class StepTimer(TrainerCallback):
-    """Pure optimizer-step time: from on_step_begin to on_step_end, so evaluation and checkpoint
-    saves (which run after on_step_end) are excluded."""
+    """Time of every optimizer step, data loading included, evaluation, logging and checkpoint saves excluded.
 
-    def __init__(self):
-        self.durations: list[float] = []
-        self._start = None
+    A step's time runs from the end of the previous step's bookkeeping (the latest of on_train_begin,
+    on_step_end, on_log, on_evaluate, on_save) to its own on_step_end; the Trainer fetches a step's
+    micro-batches before on_step_begin, so data loading falls inside. On CUDA each mark synchronizes, so
+    queued kernels are charged to the step that launched them.
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+    Durations and the wall clock spent so far are stored in every checkpoint (timing.json), so a job that
+    resumes from a checkpoint reports the steps and time of the whole run, not only its own process.
+    """
+
+    FILE = "timing.json"
+
+    def __init__(self, cuda: bool = False):
+        self.cuda = cuda
+        self.durations: dict[int, float] = {}   # global step -> seconds
+        self.prior_wall_s = 0.0                 # wall clock of earlier processes, up to the resumed checkpoint
+        self.resumed_from: str | None = None
+        self._train_start: float | None = None
+        self._mark: float | None = None
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def resume(self, checkpoint: str | None) -> None:
+        """Take over the durations and wall clock recorded in the checkpoint a run resumes from."""
+        self.resumed_from = checkpoint
+        if checkpoint is None:
+            return
+        path = Path(checkpoint) / self.FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: this checkpoint was not written by this pipeline's "
+                                    "StepTimer, so its time cannot be counted; delete the checkpoint folder")
+        saved = json.loads(path.read_text())
+        self.durations = {int(step): seconds for step, seconds in saved["durations"].items()}
+        self.prior_wall_s = saved["wall_s"]
+
+    def start(self) -> None:
+        """Called right before trainer.train(): the paper-protocol wall clock starts here."""
+        self._train_start = time.perf_counter()
+
+    def wall_s(self) -> float:
+        """Wall clock of the whole run so far: earlier processes up to their checkpoint, plus this one."""
+        return self.prior_wall_s + (time.perf_counter() - self._train_start)
+
+    def _set_mark(self, *args, **kwargs):
+        self._mark = self._now()
+
+    on_train_begin = on_log = on_evaluate = _set_mark
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self.durations.append(time.perf_counter() - self._start)
-            self._start = None
+        now = self._now()
+        if self._mark is not None:
+            self.durations[state.global_step] = now - self._mark
+        self._mark = now
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            payload = {"durations": {str(k): v for k, v in sorted(self.durations.items())}, "wall_s": self.wall_s(),
+                       "global_step": state.global_step}
+            (folder / self.FILE).write_text(json.dumps(payload, indent=1))
+        self._mark = self._now()
+
+    def step_times(self) -> list[float]:
+        return [self.durations[step] for step in sorted(self.durations)]
+
+
+def step_time_summary(durations: dict[int, float], warmup_steps: int) -> dict:
+    """The one statistic for a step time: the median over the steps after the first `warmup_steps`, with its
+    spread (10th and 90th percentiles, min, max)."""
+    import numpy as np
+
+    timed = [durations[step] for step in sorted(durations) if step > warmup_steps]
+    if not timed:
+        raise ValueError(f"no step was timed after the first {warmup_steps} warm-up steps "
+                         f"({len(durations)} steps in all); lower the warm-up or train longer")
+    values = np.asarray(timed)
+    return {"median_s": float(np.median(values)), "p10_s": float(np.percentile(values, 10)),
+            "p90_s": float(np.percentile(values, 90)), "min_s": float(values.min()), "max_s": float(values.max()),
+            "steps_timed": len(timed), "warmup_steps_excluded": warmup_steps, "steps_recorded": len(durations)}
 
 
 def set_threads(threads: int) -> None:
@@ -76,7 +145,9 @@ def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, 
         data_seed=seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        gradient_checkpointing=hp.get("gradient_checkpointing", False),
+        # gradient checkpointing is set up on the model when it is built (finetune.build), as the paper's
+        # notebook did for QLoRA through prepare_model_for_kbit_training; the Trainer must not redo it its own way
+        gradient_checkpointing=False,
     )
 
 
@@ -110,19 +181,22 @@ def claim_checkpoint_dir(checkpoint_dir: str, job_fingerprint: str) -> None:
     stamp.write_text(job_fingerprint + "\n")
 
 
-def train(trainer, memory: PeakMemory) -> tuple[float, str | None, int]:
+def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
     """Run trainer.train() under a peak-memory monitor, resuming from the last complete checkpoint.
 
-    Returns (wall seconds, checkpoint resumed from, optimizer steps run in this process)."""
+    Returns the paper-protocol wall clock of the whole run (earlier processes included, up to the checkpoint
+    this one resumed from), the checkpoint resumed from and the optimizer steps run in this process."""
     resume = latest_checkpoint(trainer.args.output_dir)
+    timer.resume(resume)
     first_step = 0
     if resume:
         first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
     with memory:
-        start = time.perf_counter()
+        timer.start()
         trainer.train(resume_from_checkpoint=resume)
-        elapsed = time.perf_counter() - start
-    return elapsed, resume, trainer.state.global_step - first_step
+        wall_s = timer.wall_s()
+    return {"wall_s": wall_s, "resumed_from": resume, "steps_run_in_this_process": trainer.state.global_step - first_step,
+            "wall_s_this_process": wall_s - timer.prior_wall_s, "wall_s_earlier_processes": timer.prior_wall_s}
 
 
 def log_history_frame(log_history: list[dict]) -> pd.DataFrame:
@@ -145,46 +219,70 @@ def first_train_loss(log_history: list[dict]) -> float:
 
 
 class PeakMemory:
-    """Peak memory while the block runs: CUDA's allocator peak, or the process RSS sampled every 10 ms on CPU.
+    """Peak memory that the block itself adds.
 
-    Model loading before the block is excluded (it can briefly hold a 16-bit copy of the weights)."""
+    CUDA: torch.cuda.max_memory_allocated (the caching allocator's peak of live tensors, weights included)
+    and its rise above the allocation at the start of the block.
+    CPU: the process's resident set size, sampled every 10 ms; the value is the peak above the RSS at the
+    start of the block (the baseline: interpreter, libraries and the loaded model), so the Python runtime and
+    model loading do not count. The CPU has no allocator-level peak to read, so none is reported.
+    """
 
     def __init__(self, cuda: bool):
         self.cuda = cuda
+        self.baseline_bytes = 0
         self.peak_bytes = 0
         self._stop = threading.Event()
 
-    def _sample(self):
+    def _rss(self) -> int:
         import psutil
-        process = psutil.Process()
+        return psutil.Process().memory_info().rss
+
+    def _sample(self):
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+            self.peak_bytes = max(self.peak_bytes, self._rss())
             self._stop.wait(0.01)
 
     def __enter__(self):
         if self.cuda:
+            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self.baseline_bytes = torch.cuda.memory_allocated()
         else:
+            self.baseline_bytes = self.peak_bytes = self._rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
         if self.cuda:
+            torch.cuda.synchronize()
             self.peak_bytes = torch.cuda.max_memory_allocated()
         else:
             self._stop.set()
             self._thread.join()
+            self.peak_bytes = max(self.peak_bytes, self._rss())
         return False
 
     @property
     def mb(self) -> float:
-        return self.peak_bytes / 1024 ** 2
+        """The reported figure: the allocator's peak on CUDA, the peak RSS above the baseline on CPU."""
+        return (self.peak_bytes if self.cuda else self.peak_bytes - self.baseline_bytes) / 1024 ** 2
+
+    @property
+    def details(self) -> dict:
+        return {"baseline_mb": self.baseline_bytes / 1024 ** 2, "peak_mb": self.peak_bytes / 1024 ** 2,
+                "peak_above_baseline_mb": (self.peak_bytes - self.baseline_bytes) / 1024 ** 2,
+                "source": "torch.cuda.max_memory_allocated" if self.cuda else "process RSS (psutil), 10 ms sampling"}
 
     @property
     def method(self) -> str:
-        return ("torch.cuda.max_memory_allocated during trainer.train()" if self.cuda else
-                "peak resident set size of the process during trainer.train(), sampled every 10 ms")
+        if self.cuda:
+            return ("torch.cuda.max_memory_allocated during the block (the caching allocator's peak of live tensors, "
+                    "model weights included)")
+        return ("peak resident set size of the process during the block minus its RSS just before it (interpreter, "
+                "libraries and the loaded model excluded; gradients, optimizer states and activations included); "
+                "sampled every 10 ms")
 
 
 def lifetime_peak_rss_mb() -> float:

@@ -1,0 +1,11 @@
+"""Rules comparisons and architecture_comparisons: every derived number (ratios, reductions, changes, radar
+values) written once, as files: from the architecture alone, or from a run's measurements."""
+from qrepro.collect import MetricStore
+from qrepro.comparisons import records
+from qrepro.metrics_io import write_metrics
+from qrepro.runlog import log_to
+
+p = snakemake.params  # noqa: F821
+with log_to(snakemake.log[0]):  # noqa: F821
+    metrics = MetricStore.load(list(snakemake.input.metrics))  # noqa: F821
+    write_metrics(p.metrics_dir, "comparison", records(metrics, p.architecture_only))

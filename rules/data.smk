@@ -1,17 +1,29 @@
 # Data: raw splits from the configured source → tokenizer → tokenized splits (datasets save_to_disk).
+# The corpus rule checks every split before it writes anything (qrepro.data_checks); data_card records
+# what was loaded, one metric file per fact.
+
+SPLITS_WITH_PRETRAIN = ["train", "validation", "test", "pretrain"]
+DATA_CARD_METRICS = (
+    ["data_source", "data_location", "data_revision"]
+    + [f"{split}_{fact}" for split in SPLITS_WITH_PRETRAIN for fact in ("sha256", "rows", "empty_rows", "characters")]
+    + ["tokenizer_source", "tokenizer_name", "tokenizer_revision", "tokenizer_corpus_sha256", "tokenizer_sha256"]
+)
 
 
 rule corpus:
     output:
         raw=directory(f"{RESULTS}/data/raw"),
     input:
-        lib("data", "corpus", "hub"),
+        lib("data", "data_checks", "corpus", "hub"),
     params:
         source=config["data"]["source"],
         seed=config["seed"],
         synthetic=config["data"]["synthetic"],
         hf=config["data"]["hf"],
         local_dir=config["data"]["local_dir"],
+        # for the long-row warning (a character heuristic: this rule has no tokenizer)
+        max_length=config["data"]["max_length"],
+        packing=config["data"]["packing"],
     log:
         f"{LOGS}/corpus.log",
     resources:
@@ -48,7 +60,7 @@ rule tokenize:
         tokenized=directory(f"{RESULTS}/data/tokenized"),
         stats=f"{RESULTS}/data/split_stats.json",
     input:
-        lib("data", "tokenizer"),
+        lib("data", "data_checks", "tokenizer"),
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
@@ -68,7 +80,7 @@ rule tokenize_pretrain:
     output:
         tokenized=directory(f"{RESULTS}/data/pretrain_tokenized"),
     input:
-        lib("data", "tokenizer"),
+        lib("data", "data_checks", "tokenizer"),
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
@@ -81,3 +93,26 @@ rule tokenize_pretrain:
         CONDA_ENV
     script:
         "../scripts/tokenize_pretrain.py"
+
+
+rule data_card:
+    output:
+        metrics_for("data_card", DATA_CARD_METRICS),
+    input:
+        lib("data", "data_checks", "tokenizer", "hub", "metrics_io"),
+        raw=rules.corpus.output.raw,
+        tokenizer=rules.tokenizer.output.tokenizer,
+    params:
+        metrics_dir=metrics_dir,
+        tokenizer_source=rules.tokenizer.params.source,
+        vocab_size=rules.tokenizer.params.vocab_size,
+        model_id=rules.tokenizer.params.model_id,
+        revision=rules.tokenizer.params.revision,
+    log:
+        f"{LOGS}/data_card.log",
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/data_card.py"

@@ -1,9 +1,17 @@
-"""Rule corpus: raw train/validation/test (+ pretrain) rows from the configured source."""
-from qrepro.data import load_raw, save
+"""Rule corpus: raw train/validation/test (+ pretrain) rows from the configured source, checked before
+anything is written (qrepro.data_checks): a bad split fails here with one message naming the file."""
+import sys
+
+from qrepro.data import load_corpus, save_corpus
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821 (injected by Snakemake)
 with log_to(snakemake.log[0]):  # noqa: F821
-    raw = load_raw(p.source, seed=p.seed, synthetic=p.synthetic, hf=p.hf, local_dir=p.local_dir)
-    print(raw)
-    save(raw, snakemake.output.raw)  # noqa: F821
+    corpus = load_corpus(p.source, seed=p.seed, synthetic=p.synthetic, hf=p.hf, local_dir=p.local_dir,
+                         max_length=p.max_length, packing=p.packing)
+    for warning in corpus.warnings:
+        print(f"warning: {warning}")
+        print(f"corpus warning: {warning}", file=sys.__stderr__)  # shown by Snakemake, not only in the log
+    print(corpus.raw)
+    print(corpus.provenance)
+    save_corpus(corpus, snakemake.output.raw)  # noqa: F821

@@ -1,11 +1,12 @@
 """The tokenizer: a BPE trained with `tokenizers` on the training text, or the model's own."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from .hub import hub_error
+from .hub import hub_error, snapshot_commit
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 
@@ -31,8 +32,24 @@ def from_model(model_id: str, revision: str | None):
     try:
         tok = AutoTokenizer.from_pretrained(model_id, revision=revision)
     except OSError as err:
-        raise hub_error(f"tokenizer of {model_id}", "model.source: local with model.local_path") from err
+        raise hub_error(f"tokenizer of {model_id}", "model.source: local with model.local_path", cause=err) from err
     return finish(tok)
+
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+
+
+def model_tokenizer_revision(model_id: str, revision: str | None) -> str | None:
+    """The hub commit a model's tokenizer was loaded from (None for a folder on disk), from the hub cache."""
+    if Path(model_id).exists():
+        return None
+    return snapshot_commit(model_id, revision, TOKENIZER_FILES)
+
+
+def training_texts(raw) -> list[str]:
+    """What the BPE is trained on: the train rows, then the pretraining rows when there are any
+    (train_bpe skips the blank ones)."""
+    return list(raw["train"]["text"]) + (list(raw["pretrain"]["text"]) if "pretrain" in raw else [])
 
 
 def finish(tokenizer):

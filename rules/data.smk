@@ -24,6 +24,8 @@ rule corpus:
         # for the long-row warning (a character heuristic: this rule has no tokenizer)
         max_length=config["data"]["max_length"],
         packing=config["data"]["packing"],
+        # the base model is pretrained on the pretrain split: local data must have one
+        need_pretrain=config["model"]["source"] == "pretrain" and config["model"]["init"] == "pretrained",
     log:
         f"{LOGS}/corpus.log",
     resources:

@@ -86,8 +86,8 @@ def local_raw(directory: str) -> DatasetDict:
     return _local(directory)[0]
 
 
-def _local(directory: str) -> tuple[DatasetDict, dict[str, Path], list[str]]:
-    files = local_split_files(directory)
+def _local(directory: str, need_pretrain: bool = False) -> tuple[DatasetDict, dict[str, Path], list[str]]:
+    files = local_split_files(directory, need_pretrain)
     warnings = [w for path in files.values() for w in check_local_file(path)]
     splits = {}
     for split, path in files.items():
@@ -100,8 +100,9 @@ def _local(directory: str) -> tuple[DatasetDict, dict[str, Path], list[str]]:
 
 
 def load_corpus(source: str, *, seed: int, synthetic: dict, hf: dict, local_dir: str | None,
-                max_length: int | None = None, packing: bool = False) -> Corpus:
-    """Load the configured source and check every split (DataValidationError names the file or split)."""
+                max_length: int | None = None, packing: bool = False, need_pretrain: bool = False) -> Corpus:
+    """Load the configured source and check every split (DataValidationError names the file or split).
+    need_pretrain: the base model is pretrained here, so local data must have a pretrain split."""
     if source == "synthetic":
         raw = synthetic_raw(seed, synthetic["scale"], synthetic["pretrain_rows"], synthetic["people"],
                             synthetic["cities"])
@@ -126,7 +127,7 @@ def load_corpus(source: str, *, seed: int, synthetic: dict, hf: dict, local_dir:
         if not local_dir:
             raise DataValidationError("data.source is local but data.local_dir is not set; point it at a folder "
                                       "holding train, validation and test as .txt or .parquet files")
-        raw, files, warnings = _local(local_dir)
+        raw, files, warnings = _local(local_dir, need_pretrain)
         provenance = {"source": "local", "local_dir": str(Path(local_dir).resolve()),
                       "files": {split: path.name for split, path in files.items()}}
         warnings += check_splits(raw, lambda split: str(files[split]), "give the split a string 'text' column",

@@ -41,8 +41,9 @@ def is_blank(text: str) -> bool:
 
 # --- files of data.source: local -------------------------------------------------------------------------
 
-def local_split_files(directory: str | Path) -> dict[str, Path]:
-    """train/validation/test (required) and pretrain (optional), each as exactly one .txt or .parquet."""
+def local_split_files(directory: str | Path, need_pretrain: bool = False) -> dict[str, Path]:
+    """train/validation/test (required) and pretrain (required when the base model is pretrained on it,
+    optional otherwise), each as exactly one .txt or .parquet."""
     folder = Path(directory)
     if not folder.is_dir():
         raise DataValidationError(f"data.local_dir {folder} is not a directory; point it at a folder holding "
@@ -60,6 +61,11 @@ def local_split_files(directory: str | Path) -> dict[str, Path]:
         elif split in FINETUNE_SPLITS:
             raise DataValidationError(f"data.local_dir {folder} has no {split}.txt or {split}.parquet; "
                                       f"add the {split} split as one of them")
+        elif need_pretrain:
+            raise DataValidationError(
+                f"data.local_dir {folder} has no pretrain.txt or pretrain.parquet, which model.source: pretrain "
+                "needs (the text the base model is pretrained on, kept apart from the fine-tuning splits); add "
+                "one, or use model.source: hub or local")
     return files
 
 

@@ -1,0 +1,242 @@
+"""model.source: hub and data.source: hf (the paper profile's path) through the real loading code, offline.
+
+A Hugging Face cache is built in a temporary folder: a tiny LLaMA (random weights, safetensors) and its
+tokenizer under a hub id at a fixed 40-hex revision (huggingface_hub layout: models--org--name/{blobs, refs/main,
+snapshots/<rev>/}), and WikiText-shaped data prepared into the datasets cache the way `datasets` stores a hub
+dataset (<name>/<config>/<version>/<commit>/). datasets 5 in offline mode reloads hub datasets from that folder
+(load.CachedDatasetModuleFactory -> packaged_modules.cache), not from the hub cache, so that is what is built:
+a local copy of a hub dataset repo (README configs + parquet files, as Salesforce/wikitext is laid out) is
+prepared with load_dataset_builder(...).download_and_prepare() and its folder named after the commit.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, copy_workflow, snakemake
+from qrepro.metrics_io import read_metric
+
+FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
+MODEL_ID = "qrepro-test/tiny-llama"
+MODEL_REV = "0123456789abcdef0123456789abcdef01234567"
+DATA_REV = "fedcba9876543210fedcba9876543210fedcba98"
+OTHER_REV = "1111111111111111111111111111111111111111"
+SPLITS = ("train", "validation", "test")
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=128, max_position_embeddings=128)
+
+
+def hf_rows(split: str) -> list[str]:
+    """WikiText rows as the hub dataset holds them: '' for a blank line, else the line with its line break."""
+    lines = (FIXTURE / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    return ["" if not line.strip() else line for line in lines]
+
+
+def _hub_repo(hub: Path, repo_id: str, revision: str, folder: Path) -> None:
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in sorted(folder.iterdir()):
+        blob = hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copyfile(file, repo / "blobs" / blob)
+        (snapshot / file.name).symlink_to(Path("../../blobs") / blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+
+
+def _dataset_cache(cache: Path, work: Path, configs: dict[str, dict[str, pd.DataFrame]]) -> None:
+    from datasets import load_dataset_builder
+
+    repo = work / "wikitext"  # the folder name becomes the dataset name, as the hub id does
+    readme = ["---", "configs:"]
+    for config, splits in configs.items():
+        readme += [f"- config_name: {config}", "  data_files:"]
+        for split, frame in splits.items():
+            (repo / config).mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(repo / config / f"{split}-00000-of-00001.parquet")
+            readme += [f"  - split: {split}", f"    path: {config}/{split}-00000-of-00001.parquet"]
+    (repo / "README.md").write_text("\n".join(readme + ["---", ""]))
+    for config in configs:
+        builder = load_dataset_builder(str(repo), config, cache_dir=str(cache))
+        builder.download_and_prepare()
+        prepared = Path(builder.cache_dir)
+        prepared.rename(prepared.parent / DATA_REV)
+    shutil.rmtree(repo)
+
+
+@pytest.fixture(scope="module")
+def hf_cache(tmp_path_factory):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from qrepro.tokenizer import train_bpe
+
+    root = tmp_path_factory.mktemp("hf_home")
+    stage = root / "stage"
+    tokenizer = train_bpe((FIXTURE / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True), 512)
+    tokenizer.save_pretrained(stage)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, **TINY)
+    LlamaForCausalLM(config).save_pretrained(stage, safe_serialization=True)
+    _hub_repo(root / "hub", MODEL_ID, MODEL_REV, stage)
+    good = {split: pd.DataFrame({"text": hf_rows(split)}) for split in SPLITS}
+    _dataset_cache(root / "datasets", root, {
+        "wikitext-2-raw-v1": good,
+        "no-text": {split: frame.rename(columns={"text": "content"}) for split, frame in good.items()},
+        "no-validation": {"train": good["train"], "test": good["test"]},
+        "blank-test": {**good, "test": pd.DataFrame({"text": ["", " ", "\n"]})},
+    })
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(root), HF_HUB_CACHE=str(root / "hub"),
+               HF_DATASETS_CACHE=str(root / "datasets"), PYTHONWARNINGS="ignore")
+    return {"root": root, "env": env, "stage": stage, "tokenizer": tokenizer}
+
+
+LOADING = r"""
+import json, sys
+import torch
+from safetensors.torch import save_file
+from qrepro.data import load_corpus
+from qrepro.data_checks import DataValidationError
+from qrepro.hub import HubUnavailableError
+from qrepro.modeling import load_pretrained
+from qrepro.tokenizer import from_model, model_tokenizer_revision
+
+model_id, model_rev, data_rev, other_rev, out = sys.argv[1:]
+found = {}
+
+def hf(config, revision=None):
+    return load_corpus("hf", seed=0, synthetic={}, hf={"name": "wikitext", "config": config, "revision": revision},
+                       local_dir=None, max_length=64)
+
+def error(fn, *args):
+    try:
+        fn(*args)
+    except (DataValidationError, HubUnavailableError) as err:
+        return type(err).__name__ + ": " + str(err)
+    return None
+
+corpus = hf("wikitext-2-raw-v1")
+found["rows"] = {split: list(corpus.raw[split]["text"]) for split in ("train", "validation", "test")}
+found["provenance"], found["warnings"] = corpus.provenance, corpus.warnings
+found["pinned"] = hf("wikitext-2-raw-v1", data_rev).provenance["revision"]
+found["errors"] = {name: error(hf, *args) for name, args in {
+    "wrong_pin": ("wikitext-2-raw-v1", other_rev), "no_text": ("no-text",), "no_validation": ("no-validation",),
+    "blank_test": ("blank-test",), "not_cached": ("wikitext-103-raw-v1",)}.items()}
+found["errors"]["model_not_cached"] = error(load_pretrained, model_id, other_rev)
+for revision in (None, model_rev):
+    tok = from_model(model_id, revision)
+    found[f"tokens_{revision}"] = tok(" The Kōzuki Line ( 上月線 ) opened in 1923 . \n")["input_ids"]
+found["tokenizer"] = [tok.pad_token, tok.eos_token, tok.padding_side, model_tokenizer_revision(model_id, None)]
+model = load_pretrained(model_id, revision=model_rev, dtype=torch.float16)
+found["model"] = {"dtype": str(model.dtype), **{k: getattr(model.config, k) for k in (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+    "vocab_size")}}
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
+json.dump(found, open(out, "w"))
+"""
+
+
+def _hub_weights_fp16(hf_cache) -> dict:
+    from safetensors.torch import load_file
+    import torch
+    return {k: v.to(torch.float16) for k, v in load_file(hf_cache["stage"] / "model.safetensors").items()}
+
+
+def test_real_loading_code_reads_the_offline_cache(hf_cache, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "found.json"
+    result = subprocess.run([sys.executable, "-c", LOADING, MODEL_ID, MODEL_REV, DATA_REV, OTHER_REV, str(out)],
+                            cwd=ROOT / "scripts", env=hf_cache["env"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(out.read_text())
+
+    # data: the rows the cache holds, the commit they were prepared under, with and without a pin
+    assert found["rows"] == {split: hf_rows(split) for split in SPLITS}
+    assert found["provenance"] == {"source": "hf", "dataset": "wikitext", "config": "wikitext-2-raw-v1",
+                                   "requested_revision": None, "revision": DATA_REV}
+    assert found["pinned"] == DATA_REV
+    long_rows = sum(1 for row in hf_rows("train") if len(row) > 512)
+    assert found["warnings"] == [
+        f"dataset wikitext (config wikitext-2-raw-v1) split train: {long_rows} of "
+        f"{sum(1 for r in hf_rows('train') if r.strip())} non-empty rows longer than 512 characters (about 2 x "
+        f"data.max_length=64 tokens at ~4 characters per token; longest: row 4 counting from 1, "
+        f"{max(len(r) for r in hf_rows('train'))} characters); truncation to max_length drops most of each. "
+        "Raise data.max_length, split those rows, or set data.packing: true"]
+    errors = found["errors"]
+    assert errors["wrong_pin"].startswith(
+        f"DataValidationError: dataset wikitext (config wikitext-2-raw-v1): data.hf.revision pins {OTHER_REV} but "
+        f"revision {DATA_REV} was loaded (from {hf_cache['root'] / 'datasets/wikitext/wikitext-2-raw-v1/0.0.0'}/"
+        f"{DATA_REV}); without hub access datasets reloads the newest cached copy.")
+    assert errors["no_text"].startswith("DataValidationError: dataset wikitext (config no-text) split train has no "
+                                        "'text' column (columns found: content); choose a dataset and config")
+    assert errors["no_validation"].startswith(
+        "DataValidationError: dataset wikitext (config no-validation) has no validation split (splits found: train, "
+        "test); choose a dataset and config (data.hf)")
+    assert errors["blank_test"].startswith(
+        "DataValidationError: dataset wikitext (config blank-test) split test has 3 rows and every one is blank")
+    assert errors["not_cached"].startswith(
+        "HubUnavailableError: Could not load dataset wikitext/wikitext-103-raw-v1 from the Hugging Face hub: "
+        "HF_HUB_OFFLINE=1 is set, so nothing is downloaded (the loader said: ValueError: Couldn't find cache for "
+        "wikitext for config 'wikitext-103-raw-v1' Available configs in the cache: [")
+    assert errors["model_not_cached"].startswith(f"HubUnavailableError: Could not load model {MODEL_ID} from the "
+                                                 "Hugging Face hub: HF_HUB_OFFLINE=1 is set")
+
+    # tokenizer: the cached one, paper settings, the commit it came from
+    expected = hf_cache["tokenizer"](" The Kōzuki Line ( 上月線 ) opened in 1923 . \n")["input_ids"]
+    assert found["tokens_None"] == found[f"tokens_{MODEL_REV}"] == expected
+    assert found["tokenizer"] == ["</s>", "</s>", "right", MODEL_REV]
+
+    # model: the architecture and the very weights in the snapshot, loaded as float16
+    assert found["model"] == {"dtype": "torch.float16", "vocab_size": 512, **TINY_WITHOUT_POSITIONS}
+    loaded, original = load_file(str(out) + ".safetensors"), _hub_weights_fp16(hf_cache)
+    assert loaded.keys() == original.keys()
+    assert all(torch.equal(loaded[k], original[k]) for k in original)
+
+
+TINY_WITHOUT_POSITIONS = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
+
+
+def test_paper_profile_path_runs_offline_through_the_pipeline(hf_cache, tmp_path, monkeypatch):
+    """configs/paper.yaml (hub model, wikitext from datasets, the model's tokenizer, float16 load), pointed at the
+    cached tiny model and allowed on CPU: corpus, tokenizer, base_model, dataset metrics and the data card."""
+    import torch
+    from safetensors.torch import load_file
+
+    workdir = copy_workflow(tmp_path / "hub")
+    arch = "\n".join(f"    {k}: {v}" for k, v in {**TINY, "vocab_size": 512}.items())
+    (workdir / "hub.yaml").write_text(
+        f"allow_cpu: true\ndata:\n  max_length: 64\ntraining:\n  precision: fp32\n"
+        f"model:\n  hub_id: {MODEL_ID}\n  revision: {MODEL_REV}\n  architecture:\n{arch}\n")
+    for key in ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE"):
+        monkeypatch.setenv(key, hf_cache["env"][key])
+    card = "results/metrics/data_card"
+    snakemake(workdir, "--configfile", "configs/paper.yaml", "hub.yaml", "--cores", "2",
+              "results/metrics/dataset/train_samples.json", "results/metrics/dataset/vocab_size.json",
+              "results/base_model", f"{card}/data_revision.json", timeout=900)
+    value = lambda path: read_metric(workdir / path)["value"]  # noqa: E731
+    assert value(f"{card}/data_source.json") == "hf"
+    assert value(f"{card}/data_location.json") == "wikitext/wikitext-2-raw-v1"
+    assert value(f"{card}/data_revision.json") == DATA_REV  # resolved, though paper.yaml pins none
+    for split in SPLITS:
+        rows = hf_rows(split)
+        assert value(f"{card}/{split}_rows.json") == len(rows) == value(f"results/metrics/dataset/{split}_samples.json")
+        assert value(f"{card}/{split}_sha256.json") == hashlib.sha256(
+            b"".join(row.encode() + b"\xff" for row in rows)).hexdigest()
+        assert value(f"{card}/{split}_empty_rows.json") == rows.count("")
+    assert value(f"{card}/pretrain_rows.json") is None and value(f"{card}/tokenizer_corpus_sha256.json") is None
+    assert value(f"{card}/tokenizer_name.json") == MODEL_ID
+    assert value(f"{card}/tokenizer_revision.json") == MODEL_REV
+    assert value("results/metrics/dataset/vocab_size.json") == 512
+    saved = load_file(workdir / "results/base_model/model.safetensors")
+    original = _hub_weights_fp16(hf_cache)
+    assert saved.keys() == original.keys() and all(torch.equal(saved[k], original[k]) for k in original)

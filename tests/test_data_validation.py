@@ -211,12 +211,11 @@ def _card(workdir: Path) -> dict[str, bytes]:
 
 
 def _data_card_metrics() -> list[str]:
-    """DATA_CARD_METRICS as rules/data.smk defines it (its two assignments, evaluated alone)."""
+    """DATA_CARD_METRICS as rules/data.smk defines it (a literal list)."""
+    import ast
     source = (ROOT / "rules/data.smk").read_text()
-    block = source[source.index("SPLITS_WITH_PRETRAIN = "):source.index("\n)\n") + 3]
-    scope = {}
-    exec(block, scope)
-    return scope["DATA_CARD_METRICS"]
+    start = source.index("DATA_CARD_METRICS = [") + len("DATA_CARD_METRICS = ")
+    return ast.literal_eval(source[start:source.index("]", start) + 1])
 
 
 def _local_yaml(workdir: Path) -> str:

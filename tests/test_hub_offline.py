@@ -30,6 +30,7 @@ OTHER_REV = "1111111111111111111111111111111111111111"
 SPLITS = ("train", "validation", "test")
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
             intermediate_size=128, max_position_embeddings=128)
+TINY_WITHOUT_POSITIONS = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
 
 
 def hf_rows(split: str) -> list[str]:
@@ -201,9 +202,6 @@ def test_real_loading_code_reads_the_offline_cache(hf_cache, tmp_path):
     loaded, original = load_file(str(out) + ".safetensors"), _hub_weights_fp16(hf_cache)
     assert loaded.keys() == original.keys()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
-
-
-TINY_WITHOUT_POSITIONS = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
 
 
 def test_paper_profile_path_runs_offline_through_the_pipeline(hf_cache, tmp_path, monkeypatch):

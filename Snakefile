@@ -49,6 +49,11 @@ rule structure:
         ARCHITECTURE_ONLY_TARGETS,
 
 
+rule reference:
+    input:
+        rules.write_reference.output,
+
+
 rule memory:
     input:
         PROBE_TARGETS,

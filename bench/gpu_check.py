@@ -1,10 +1,11 @@
 """GPU check: a few training steps of each variant on the paper architecture with random weights.
 
-    python3 bench/gpu_check.py --out gpu_check.json [--steps 10] [--configfile configs/paper.yaml]
+    python3 bench/gpu_check.py --out gpu_check.json [--steps 20] [--warmup 5] [--configfile configs/paper.yaml]
 
 Needs a CUDA GPU, no hub access: the architecture comes from the profile, the weights are random.
-Writes time per step, tokens/s, MFU (analytic FLOPs against the GPU's spec-sheet peak) and peak GPU
-memory (torch.cuda.max_memory_allocated) for each variant, each measured in its own process.
+Writes the median step time after the warm-up steps and its spread (10th/90th percentile, min, max),
+tokens/s, MFU (model FLOPs over the median step against the GPU's spec-sheet peak) and peak GPU memory
+(torch.cuda.max_memory_allocated) for each variant, each measured in its own process.
 """
 from __future__ import annotations
 
@@ -30,26 +31,23 @@ def profile(configfile: str) -> dict:
 def one_variant(args) -> None:
     """Child process: one variant, so peak memory is its own."""
     import torch
+    from transformers import AutoConfig
 
-    from qrepro.modeling import count_parameters
+    from qrepro.modeling import expected_lora_params
     from qrepro.peak import cuda_peak
     from qrepro.probe import run_probe
-    from qrepro.structure import analytic_flops_per_token
+    from qrepro.structure import model_flops_per_token
 
     config = profile(args.configfile)
     hp = config["training"][args.variant]
     precision = config["training"]["precision"]
     seq_len = config["data"]["max_length"]
-    result = run_probe(args.base, args.variant, hp, precision, True, args.steps, seq_len, config["seed"], args.work)
-    from transformers import AutoConfig, AutoModelForCausalLM
+    result = run_probe(args.base, args.variant, hp, precision, True, args.steps, args.warmup, seq_len, config["seed"],
+                       args.work)
     model_config = AutoConfig.from_pretrained(args.base)
-    with torch.device("meta"):
-        total, _ = count_parameters(AutoModelForCausalLM.from_config(model_config))
-    from qrepro.modeling import expected_lora_params
     lora = hp["lora"] if args.variant == "qlora" else None
     lora_params = expected_lora_params(model_config, lora["target_modules"], lora["r"]) if lora else 0
-    flops_per_token = analytic_flops_per_token(model_config, total, seq_len, args.variant, lora_params,
-                                               hp["gradient_checkpointing"])
+    flops_per_token = model_flops_per_token(model_config, seq_len, args.variant, lora_params)
     peak, peak_source = cuda_peak()
     result.update({"gpu": torch.cuda.get_device_name(), "mfu_percent": 100 * flops_per_token * result["tokens_per_s"] / peak,
                    "peak_flops": peak, "peak_source": peak_source, "flops_per_token": flops_per_token})
@@ -59,7 +57,8 @@ def one_variant(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu_check.json")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5, help="first steps left out of the median")
     parser.add_argument("--configfile", default=str(ROOT / "configs/paper.yaml"))
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -84,13 +83,16 @@ def main() -> None:
         for variant in ("full", "qlora"):
             out = Path(tmp) / f"{variant}.json"
             subprocess.run([sys.executable, __file__, "--configfile", args.configfile, "--steps", str(args.steps),
+                            "--warmup", str(args.warmup),
                             "--variant", variant, "--base", str(base), "--work", str(Path(tmp) / variant),
                             "--result", str(out)], check=True)
             results[variant] = json.loads(out.read_text())
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for variant, r in results.items():
-        print(f"{variant:6s} step {r['step_time_s']:.3f} s, {r['tokens_per_s']:.0f} tokens/s, "
-              f"MFU {r['mfu_percent']:.1f}%, peak GPU memory {r['peak_memory_mb']:.0f} MB")
+        spread = r["step_time"]
+        print(f"{variant:6s} median step {r['step_time_s']:.3f} s (p10 {spread['p10_s']:.3f}, p90 {spread['p90_s']:.3f}, "
+              f"{spread['steps_timed']} steps after {spread['warmup_steps_excluded']} warm-up), "
+              f"{r['tokens_per_s']:.0f} tokens/s, MFU {r['mfu_percent']:.1f}%, peak GPU memory {r['peak_memory_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from qrepro.modeling import count_parameters, llama_config, random_model  # noqa: E402
 from qrepro.peak import measure_matmul_peak  # noqa: E402
-from qrepro.structure import analytic_flops_per_token  # noqa: E402
+from qrepro.hardware import cpu_supports_bf16  # noqa: E402
+from qrepro.structure import model_flops_per_token  # noqa: E402
 
 
 def main() -> None:
@@ -37,8 +38,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ids = torch.randint(3, args.vocab, (args.batch, args.seq))
 
+    dtype = torch.bfloat16 if cpu_supports_bf16() else torch.float32  # bf16 only where the CPU does it natively
+
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         optimizer.step()
@@ -50,11 +53,11 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     per_step = (time.perf_counter() - start) / args.steps
-    flops = analytic_flops_per_token(config, total, args.seq, "full") * args.batch * args.seq
-    peak = measure_matmul_peak(torch.bfloat16, args.threads)
+    flops = model_flops_per_token(config, args.seq, "full") * args.batch * args.seq
+    peak = measure_matmul_peak(dtype, args.threads)["best_flops"]
     print(f"{total / 1e6:.2f}M parameters, batch {args.batch} x seq {args.seq}: {per_step * 1e3:.1f} ms/step, "
           f"{args.batch * args.seq / per_step:.0f} tokens/s, MFU {100 * flops / per_step / peak:.1f}% "
-          f"of {peak / 1e12:.2f} TFLOP/s (bf16, {args.threads} thread)")
+          f"of {peak / 1e12:.2f} TFLOP/s ({dtype}, {args.threads} thread)")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(5):
             step()

@@ -12,9 +12,10 @@ from qrepro.config_checks import check as check_config  # noqa: E402
 # Everything but the device is checked at parse time. Device checks (fp16 or allow_cpu=false without CUDA)
 # wait for onstart: dry runs and weight-free targets (structure) must work on any machine.
 check_config(config, check_device=False)
-DEVICE_FREE_RULES = {"corpus", "tokenizer", "tokenize", "tokenize_pretrain", "dataset_metrics", "structure_metrics",
-                     "paper_structure_metrics", "structure", "tables", "figure1", "figure2", "manifest", "render",
-                     "pdf", "report", "html", "train", "metrics", "probe_base", "memory_probe", "memory"}
+DEVICE_FREE_RULES = {"corpus", "tokenizer", "tokenize", "tokenize_pretrain", "dataset_metrics", "data_card",
+                     "structure_metrics", "paper_structure_metrics", "architecture_comparisons", "comparisons",
+                     "structure", "tables", "figure1", "figure2", "manifest", "render", "pdf", "report", "html", "train",
+                     "metrics", "probe_base", "memory_probe", "memory"}
 
 
 onstart:
@@ -79,6 +80,15 @@ def base_model_inputs(wildcards):
         inputs["pretrain_data"] = rules.tokenize_pretrain.output.tokenized
     return inputs
 
+# One file each in results/metrics/data_card/<name>.json (rule data_card); pretrain_* are null without a pretrain split.
+DATA_CARD_METRICS = [
+    "data_source", "data_location", "data_revision",
+    "train_sha256", "train_rows", "train_empty_rows", "train_characters",
+    "validation_sha256", "validation_rows", "validation_empty_rows", "validation_characters",
+    "test_sha256", "test_rows", "test_empty_rows", "test_characters",
+    "pretrain_sha256", "pretrain_rows", "pretrain_empty_rows", "pretrain_characters",
+    "tokenizer_source", "tokenizer_name", "tokenizer_revision", "tokenizer_corpus_sha256", "tokenizer_sha256",
+]
 DATASET_METRICS = ["max_seq_length", "vocab_size", "packing"] + [
     f"{split}_{what}" for split in ("train", "validation", "test")
     for what in ("samples", "non_empty_rows", "tokens", "padding_efficiency")
@@ -170,6 +180,7 @@ METRIC_TARGETS = (
     + STRUCTURE_TARGETS
     + PAPER_STRUCTURE_TARGETS
     + metrics_for("dataset", DATASET_METRICS)
+    + metrics_for("data_card", DATA_CARD_METRICS)
     + metrics_for("device", ["peak_flops"])
     + [m for v in VARIANTS for m in metrics_for(v, SIZE_METRICS + FLOPS_METRICS + MFU_METRICS)]
     + [m for v in PERPLEXITY_MODELS for m in metrics_for(v, PERPLEXITY_METRICS)]
@@ -196,6 +207,28 @@ def reference_dir():
     if wanted not in found:
         raise ValueError(f"reference_run={wanted!r}: no reference/{wanted}/provenance.json (found: {found or 'none'})")
     return f"reference/{wanted}"
+
+
+def gpu_name():
+    """The GPU's name from nvidia-smi (no torch at parse time); None without one."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    names = result.stdout.strip().splitlines()
+    return names[0].strip() if result.returncode == 0 and names else None
+
+
+def reference_name():
+    """reference/<gpu>-<profile>, e.g. h200-paper-arch."""
+    import re
+
+    gpu = (gpu_name() or "no-gpu").lower()
+    gpu = re.sub(r"^(nvidia|tesla)\s+", "", gpu)
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu).strip("-")
+    return f"{slug}-{config['profile']}"
 
 
 REFERENCE = reference_dir()

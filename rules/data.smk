@@ -2,16 +2,6 @@
 # The corpus rule checks every split before it writes anything (qrepro.data_checks); data_card records
 # what was loaded, one metric file per fact.
 
-# One file each in results/metrics/data_card/<name>.json (rule data_card); pretrain_* are null without a pretrain split.
-DATA_CARD_METRICS = [
-    "data_source", "data_location", "data_revision",
-    "train_sha256", "train_rows", "train_empty_rows", "train_characters",
-    "validation_sha256", "validation_rows", "validation_empty_rows", "validation_characters",
-    "test_sha256", "test_rows", "test_empty_rows", "test_characters",
-    "pretrain_sha256", "pretrain_rows", "pretrain_empty_rows", "pretrain_characters",
-    "tokenizer_source", "tokenizer_name", "tokenizer_revision", "tokenizer_corpus_sha256", "tokenizer_sha256",
-]
-
 
 rule corpus:
     output:

@@ -169,6 +169,7 @@ rule perplexity:
         max_length=config["data"]["max_length"],
         paper_samples=config["evaluation"]["paper_perplexity_samples"],
         stride=config["evaluation"]["perplexity_stride"],
+        batch_size=config["evaluation"]["perplexity_batch_size"],
         init=config["model"]["init"],
         metrics_dir=metrics_dir,
     threads: config["threads"]

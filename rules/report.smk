@@ -85,7 +85,7 @@ rule render:
         tex="report/report.tex",
         html="report/report.html",
     input:
-        lib("collect", "claims", "render", "report_context", "report_tables", "metrics_io"),
+        lib("collect", "claims", "render", "report_context", "report_tables", "metrics_io", "reference"),
         "configs/paper.yaml",
         "templates/report.tex.j2",
         "templates/table.tex.j2",
@@ -130,3 +130,28 @@ rule pdf:
         CONDA_ENV
     script:
         "../scripts/compile_pdf.py"
+
+
+# `snakemake reference` on a CUDA machine (GPU profile, e.g. configs/paper-arch.yaml): the run's metric files,
+# manifest and benchmark times, with the command, commit, GPU, driver and package versions, into
+# reference/<gpu>-<profile>/ to be committed. Any later report (any profile) judges GPU-only claims from it.
+rule write_reference:
+    output:
+        directory(f"reference/{reference_name()}"),
+    input:
+        lib("collect", "metrics_io", "reference"),
+        manifest=rules.manifest.output.manifest,
+        metrics=REPORT_METRICS,
+        report=rules.render.output.html,  # the whole GPU-profile DAG has run
+    params:
+        run=run_settings(),
+        command=" ".join(["snakemake", *sys.argv[1:]]),
+        git_commit=git_commit(),
+        config_digest=config_digest(),
+        benchmarks_dir=BENCH,
+    log:
+        f"{LOGS}/write_reference.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/write_reference.py"

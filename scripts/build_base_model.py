@@ -1,5 +1,6 @@
 """Rule base_model: the model both variants fine-tune, saved as safetensors."""
 import pandas as pd
+import torch
 from transformers import AutoTokenizer
 
 from qrepro.base_model import from_hub_or_disk, pretrain, random_weights
@@ -12,7 +13,13 @@ with log_to(snakemake.log[0]):  # noqa: F821
     tokenizer = AutoTokenizer.from_pretrained(snakemake.input.tokenizer)  # noqa: F821
     history = []
     if p.init == "random":
-        model = random_weights(p.architecture, len(tokenizer), p.seed, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        # the declared vocabulary (the paper's 32,000) when there is one, so the architecture is exactly the paper's
+        vocab = p.architecture["vocab_size"] or len(tokenizer)
+        if vocab < len(tokenizer):
+            raise ValueError(f"model.architecture.vocab_size={vocab} is smaller than the tokenizer's {len(tokenizer)} "
+                             "tokens; raise it or lower tokenizer.vocab_size")
+        model = random_weights(p.architecture, vocab, p.seed, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        model = model.to(getattr(torch, p.load_dtype))  # stored like a hub checkpoint (the paper loads fp16)
     elif p.source == "pretrain":
         cuda, precision = device_and_precision(p.precision)
         claim_checkpoint_dir(p.work_dir, fingerprint(

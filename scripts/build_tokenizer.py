@@ -2,14 +2,13 @@
 from datasets import load_from_disk
 
 from qrepro.runlog import log_to
-from qrepro.tokenizer import from_model, train_bpe
+from qrepro.tokenizer import from_model, train_bpe, training_texts
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     if p.source == "train":
         raw = load_from_disk(snakemake.input.raw)  # noqa: F821
-        texts = list(raw["train"]["text"]) + (list(raw["pretrain"]["text"]) if "pretrain" in raw else [])
-        tokenizer = train_bpe(texts, p.vocab_size)
+        tokenizer = train_bpe(training_texts(raw), p.vocab_size)
     else:
         tokenizer = from_model(p.model_id, p.revision)
     tokenizer.save_pretrained(snakemake.output.tokenizer)  # noqa: F821

@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
                                               p.dtype, snakemake.threads)  # noqa: F821
     texts = list(load_from_disk(inp.raw)["test"]["text"])
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
-    token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride)
+    token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride, p.batch_size)
     source = [str(f) for f in inp if "qrepro" not in str(f)]
     meaningful = "" if p.init == "pretrained" else " Random weights (model.init: random): not meaningful."
     write_metrics(p.metrics_dir, kind, {

@@ -9,7 +9,7 @@ from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    for path in [*inp.metrics, *inp.probe]:
+    for path in [*inp.metrics, *inp.probe, *(f for f in inp.reference if "/metrics/" in f)]:
         read_metric(path)  # a truncated or malformed metric file stops here, named
     p = snakemake.params  # noqa: F821
     for path, state in p.artifacts.items():
@@ -21,6 +21,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             check_adapter(str(Path(path).parent))  # adapter config and weights must both be readable
         elif path.endswith(".safetensors"):
             check_safetensors(Path(path))
-    files = sorted(set(map(str, inp.metrics)) | set(map(str, inp.probe)) | set(map(str, inp.others)))
+    files = sorted(set(map(str, inp.metrics)) | set(map(str, inp.probe)) | set(map(str, inp.reference))
+                   | set(map(str, inp.others)))
     with open(out.manifest, "w") as handle:
         json.dump({"sha256": {path: sha256(path) for path in files}}, handle, indent=2, sort_keys=True)

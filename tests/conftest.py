@@ -10,6 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (tests/gpu); skipped without one")
+
+
 # What a clean checkout holds: generated outputs and caches are left behind.
 _SKIP = {".git", "results", ".snakemake", "__pycache__", ".pytest_cache", ".venv", ".whl", ".gl"}
 

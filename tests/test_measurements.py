@@ -22,19 +22,6 @@ def test_paper_formulas_reproduce_the_published_numbers():
     assert round(100 * TRAINABLE / N, 2) == 1.15
 
 
-def test_analytic_flops_by_hand():
-    arch = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128,
-                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    config = llama_config(arch, 100, 1, 2)
-    total = 2 * 100 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64
-    n = total - 100 * 64  # input embedding is a lookup
-    attention = 12 * 2 * 4 * 16 * 32  # 12 L H Q T with T = 32
-    assert S.analytic_flops_per_token(config, total, 32, "full") == 6 * n + attention
-    assert S.analytic_flops_per_token(config, total, 32, "qlora", lora_params=1000) == 4 * n + 6 * 1000 + attention
-    assert S.analytic_flops_per_token(config, total, 32, "qlora", 1000, gradient_checkpointing=True) == \
-        4 * n + 6 * 1000 + attention + 2 * n + 2 * 1000 + attention // 3
-
-
 def _quantized_linear(double_quant, out_features=4096, in_features=4096):
     import bitsandbytes as bnb
     layer = bnb.nn.Linear4bit(in_features, out_features, bias=False, quant_type="nf4",
@@ -99,8 +86,13 @@ def test_token_level_perplexity_is_exp_mean_nll(tiny_model):
     assert one_window["scored_tokens"] == 89
     assert one_window["perplexity"] == pytest.approx(math.exp(nll / 89), rel=1e-5)
     sliding = token_level(tiny_model, _Tokenizer(), texts, max_length=32, stride=16)
-    assert sliding["scored_tokens"] == 89 - 0  # every token after the first is scored exactly once
+    assert sliding["scored_tokens"] == 89  # every token after the first is scored exactly once
     assert sliding["perplexity"] > 1
+    # the same windows run several at a time give the same sums
+    for batch_size in (2, 3, 16):
+        batched = token_level(tiny_model, _Tokenizer(), texts, max_length=32, stride=16, batch_size=batch_size)
+        assert batched["scored_tokens"] == 89
+        assert batched["nll_sum"] == pytest.approx(sliding["nll_sum"], rel=1e-5)
 
 
 def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):
@@ -113,3 +105,26 @@ def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):
         loss = tiny_model(input_ids=first, attention_mask=mask, labels=first).loss.item()  # padding in the labels
     single = paper_protocol(tiny_model, _Tokenizer(), texts, max_length=8, n_samples=1)
     assert single["mean_loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_inference_counts_the_tokens_really_generated():
+    """Tokens are counted from the output ids: a model that ends every answer at once generates 1 token unless
+    min_new_tokens forces the full length, and tokens/s follows the count, not the setting."""
+    from qrepro.inference import time_generation
+    from qrepro.tokenizer import train_bpe
+
+    tokenizer = train_bpe(["the history of artificial intelligence", "climate change has become"] * 20, vocab_size=300)
+    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+    tiny_model = random_model(llama_config(arch, len(tokenizer), 1, 2), seed=1).eval()
+    prompt = "the history of"
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        first = int(tiny_model(input_ids=ids).logits[0, -1].argmax())
+    tiny_model.generation_config.eos_token_id = first  # greedy decoding now "ends" on its first token
+    stopped = time_generation(tiny_model, tokenizer, [prompt], new_tokens=5, repetitions=2, force_length=False)
+    forced = time_generation(tiny_model, tokenizer, [prompt], new_tokens=5, repetitions=2, force_length=True)
+    assert stopped["generated_tokens_per_run"] == [1, 1]
+    assert forced["generated_tokens_per_run"] == [5, 5]
+    assert stopped["tokens_per_s"] < 5 / stopped["max_s"]  # the paper's 50 / time would overstate it
+    assert forced["tokens_per_s"] == pytest.approx(5 / forced["median_s"], rel=0.5)

@@ -99,3 +99,20 @@ def test_first_layer_lora_keeps_learning_after_evaluation_inside_the_trainer(bas
     Trainer(model=model, args=args, train_dataset=data, eval_dataset=data.select(range(4)),
             data_collator=default_data_collator, callbacks=[Snapshot()]).train()
     assert not torch.equal(snapshots["after_eval"], snapshots["end"]), "layer-0 LoRA stopped learning after evaluation"
+
+
+def test_notebook_numbers_are_what_bitsandbytes_and_peft_report(base_dir):
+    """measure.notebook_numbers (used at TinyLlama's scale on the meta device) against a real QLoRA model:
+    numel over the packed 4-bit model, parameter bytes after prepare_model_for_kbit_training, peft's count."""
+    from qrepro.measure import notebook_numbers
+    model = _qlora(base_dir)
+    config = llama_config(ARCH, 256, 1, 2)
+    total, lora = count_parameters(model)
+    expected = notebook_numbers(config, total, lora)
+    params = list(model.parameters())
+    assert sum(p.numel() for p in params) == expected["packed_total"]
+    assert sum(p.numel() * p.element_size() for p in params) / 1024 ** 2 == pytest.approx(expected["size_mb"])
+    trainable, all_params = model.get_nb_trainable_parameters()
+    assert (trainable, all_params) == (lora, expected["peft_total"])
+    assert 100 * lora / expected["packed_total"] == pytest.approx(expected["trainable_percent_packed"])
+

@@ -23,12 +23,20 @@ def test_structure_target_reproduces_the_paper_exactly(paper_copy):
     assert round(v("structure", "size_4bit_base_mb_paper"), 2) == 524.54
     assert round(v("structure", "size_adapters_mb_paper"), 2) == 24.06
     assert round(v("structure", "size_qlora_total_mb_paper"), 2) == 548.61
-    assert round(v("structure", "compression_ratio_paper"), 2) == 3.82
-    assert round(v("structure", "size_reduction_percent_paper"), 1) == 73.9
+    assert round(v("comparison", "compression_ratio_paper_formula"), 2) == 3.82
+    assert round(v("comparison", "size_reduction_percent_paper_formula"), 1) == 73.9
     assert round(v("structure", "flops_per_step_full_paper") / 1e12, 2) == 13.52
     assert round(v("structure", "flops_per_step_qlora_paper") / 1e12, 2) == 3.53
+    assert round(v("comparison", "flops_reduction_percent_paper_formula"), 1) == 73.9
     # the real bitsandbytes layout: 16-bit embeddings and lm_head, quantization constants counted
-    assert 2.7 < v("structure", "compression_ratio_bnb") < 2.9
+    assert 2.7 < v("comparison", "compression_ratio_bnb_layout") < 2.9
+    # what the paper's notebook printed (PROTOCOL.md), exactly
+    assert v("structure", "total_params_packed_notebook") == 628_221_952
+    assert v("structure", "total_params_peft") == 1_112_664_064
+    assert round(v("structure", "size_qlora_mb_notebook"), 2) == 1010.48
+    assert round(v("structure", "trainable_percent_packed_notebook"), 4) == 2.0082
+    assert round(v("structure", "trainable_percent_peft"), 4) == 1.1338
+    assert round(v("comparison", "paper_arch_compression_ratio_notebook"), 2) == 2.08
     assert v("architecture", "hidden_size") == 2048 and v("architecture", "num_key_value_heads") == 4
     assert not (paper_copy / "results/base_model").exists()  # no weights were needed
 
@@ -100,3 +108,24 @@ def test_several_gpus_go_through_accelerate_launch(paper_copy):
     result = snakemake(paper_copy, "train", "--cores", "1", "--configfile", "configs/paper.yaml", "multi.yaml",
                        "--config", "allow_cpu=True", "training={'precision': 'bf16'}", check=False)
     assert "training.num_processes=4 runs one process per GPU and no CUDA device is visible" in result.stderr
+
+
+def test_offline_gpu_profile_is_the_paper_architecture_and_recipe(paper_copy):
+    """configs/paper-arch.yaml on top of configs/paper.yaml: the paper's architecture with random weights, the full
+    recipe, no hub; planned offline, refused without CUDA."""
+    import yaml
+    from snakemake.utils import update_config
+    config = yaml.safe_load((paper_copy / "config.yaml").read_text())
+    for name in ("configs/paper.yaml", "configs/paper-arch.yaml"):
+        update_config(config, yaml.safe_load((paper_copy / name).read_text()))
+    assert config["model"]["init"] == "random" and config["data"]["source"] == "synthetic"
+    assert config["data"]["synthetic"]["scale"] == 1.0 and config["model"]["architecture"]["vocab_size"] == 32000
+    assert (config["training"]["max_steps"], config["training"]["eval_steps"], config["training"]["save_steps"]) == (500, 200, 500)
+    assert config["training"]["qlora"]["gradient_checkpointing"] and not config["training"]["full"]["gradient_checkpointing"]
+    args = ["--configfile", "configs/paper.yaml", "configs/paper-arch.yaml"]
+    planned = snakemake(paper_copy, "-n", "html", *args).stdout
+    for rule in ("corpus", "tokenizer", "base_model", "finetune", "perplexity", "inference", "comparisons", "render"):
+        assert f"rule {rule}:" in planned, rule
+    assert "rule tokenize_pretrain:" not in planned  # random weights: nothing to pretrain
+    result = snakemake(paper_copy, "--cores", "1", "train", *args, check=False)
+    assert result.returncode != 0 and "no CUDA device is visible" in result.stderr

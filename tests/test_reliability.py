@@ -100,11 +100,21 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     snakemake(killed, *args, "--rerun-incomplete", TARGET)
     log = (killed / "results/logs/finetune_full.log").read_text()
     assert re.search(r"resumed from .*checkpoint-\d+", log)
-    details = read_metric(killed / "results/metrics/full/train_time_s.json")["details"]
-    assert details["resumed_from_checkpoint"] and details["steps_run_in_this_job"] <= 60 - first
+    train_time = read_metric(killed / "results/metrics/full/train_time_s.json")
+    details = train_time["details"]
+    assert details["resumed_from"] and details["steps_run_in_this_process"] <= 60 - first
     for name in ("train_steps", "train_loss_final", "trainable_params"):
         assert read_metric(killed / f"results/metrics/full/{name}.json")["value"] == \
             read_metric(reference / f"results/metrics/full/{name}.json")["value"], name
+    # times cover the whole run: the killed process up to its checkpoint, then the resumed one
+    saved = json.loads((Path(killed / details["resumed_from"]) / "timing.json").read_text())
+    assert details["wall_s_earlier_processes"] == saved["wall_s"] > 0
+    assert train_time["value"] == pytest.approx(saved["wall_s"] + details["wall_s_this_process"])
+    steps = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
+    assert steps["steps_recorded"] == 60 and steps["steps_timed"] == 60 - 4  # test profile: 4 warm-up steps
+    per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]
+    assert per_step == pytest.approx(train_time["value"] / 60)
+    assert "Nothing to be done" in snakemake(killed, *args, "-n", TARGET).stdout
 
 
 def _report_mtimes(run):

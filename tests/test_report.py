@@ -20,7 +20,9 @@ def _sample_values(run):
     return [fmt(m("architecture", "total_params"), "int"), fmt(m("qlora", "trainable_params"), "int"),
             fmt(m("full", "perplexity_token"), "f2"), fmt(m("qlora", "perplexity_paper"), "f2"),
             fmt(m("base", "perplexity_token"), "f2"), fmt(m("full", "tokens_per_s"), "f2"),
-            fmt(m("structure", "compression_ratio_paper"), "f2"), fmt(m("qlora", "train_time_s"), "f2")]
+            fmt(m("comparison", "compression_ratio_memory"), "f2"), fmt(m("qlora", "train_time_s"), "f2"),
+            fmt(m("qlora", "step_time_s"), "f4"), fmt(m("comparison", "inference_slowdown_x"), "f2"),
+            fmt(m("comparison", "flops_counted_over_executed_qlora"), "f4")]
 
 
 def test_pdf_has_every_table_figure_and_metric_value(test_run):
@@ -30,7 +32,8 @@ def test_pdf_has_every_table_figure_and_metric_value(test_run):
     assert "Figure 1:" in text and "Figure 2:" in text
     for value in _sample_values(test_run):
         assert value in text, value
-    assert "not comparable at this scale" in text and "3.82" in text
+    assert "computed from the paper's architecture (no training)" in text.replace("’", "'")
+    assert "No GPU reference run is present" in text
 
 
 def test_html_has_every_table_figure_and_metric_value(test_run):
@@ -51,9 +54,11 @@ def test_tables_are_written_three_ways_with_sources(test_run):
         audit = pd.read_csv(stem.with_suffix(".csv"))
         assert len(audit) > 0 and audit["source"].notna().all()
     table5 = pd.read_csv(test_run / "results/tables/table05.csv")
-    paper_row = table5[table5["row"] == "Compression ratio, paper formula"].iloc[0]
-    expected = read_metric(test_run / "results/metrics/structure/compression_ratio_paper.json")["value"]
+    paper_row = table5[table5["row"] == "Compression, measured in memory (x)"].iloc[0]
+    expected = read_metric(test_run / "results/metrics/comparison/compression_ratio_memory.json")["value"]
     assert paper_row["reproduced"] == pytest.approx(expected) and paper_row["paper"] == 3.82
+    assert paper_row["ratio"] == pytest.approx(expected / 3.82)
+    assert paper_row["source"] == "results/metrics/comparison/compression_ratio_memory.json"
 
 
 def test_special_characters_in_a_metric_are_shown_literally(run_copy):

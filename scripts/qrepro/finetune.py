@@ -17,7 +17,7 @@ def compute_dtype(quantization: dict, precision: str) -> str:
 def build_full(base_dir: str, weights_dtype: str, gradient_checkpointing: bool = False):
     model = load_pretrained(base_dir, dtype=DTYPES[weights_dtype])
     if gradient_checkpointing:  # transformers' default (non-reentrant), as TrainingArguments would enable it
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     return model
 
 

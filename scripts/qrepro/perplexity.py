@@ -20,28 +20,45 @@ def paper_protocol(model, tokenizer, texts: list[str], max_length: int, n_sample
             "mean_loss": sum(losses) / len(losses)}
 
 
-@torch.no_grad()
-def token_level(model, tokenizer, texts: list[str], max_length: int, stride: int) -> dict:
-    """transformers' "perplexity of fixed-length models": the split joined with "\\n\\n", a sliding
-    window of max_length moved by stride; tokens already scored are context (label -100);
-    exp(sum NLL / scored tokens)."""
-    ids = tokenizer("\n\n".join(texts), return_tensors="pt").input_ids.to(model.device)
-    length = ids.size(1)
-    nll_sum, scored, prev_end = 0.0, 0, 0
+def sliding_windows(length: int, max_length: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, scored) of each window: transformers' "perplexity of fixed-length models" schedule; the last
+    `scored` positions of a window are scored, the rest are context already scored by an earlier window."""
+    windows, prev_end = [], 0
     for begin in range(0, length, stride):
         end = min(begin + max_length, length)
-        target_len = end - prev_end
-        window = ids[:, begin:end]
-        labels = window.clone()
-        labels[:, :-target_len] = -100
-        # the model shifts labels by one, so a window scores (number of non -100 labels) - 1 at its start
-        n_scored = int((labels[:, 1:] != -100).sum())
-        if n_scored:
-            loss = model(input_ids=window, labels=labels).loss.float().item()
-            nll_sum += loss * n_scored
-            scored += n_scored
+        windows.append((begin, end, end - prev_end))
         prev_end = end
         if end == length:
             break
-    return {"perplexity": math.exp(nll_sum / scored), "scored_tokens": scored, "total_tokens": length,
-            "nll_sum": nll_sum}
+    return windows
+
+
+@torch.no_grad()
+def token_level(model, tokenizer, texts: list[str], max_length: int, stride: int, batch_size: int = 1) -> dict:
+    """transformers' "perplexity of fixed-length models": the split joined with "\\n\\n", a sliding window of
+    max_length moved by stride; tokens already scored are context; exp(sum NLL / scored tokens).
+
+    Windows of equal length are run `batch_size` at a time; each token's NLL is summed exactly once, so the
+    result does not depend on the batch size (tests/test_measurements.py)."""
+    ids = tokenizer("\n\n".join(texts), return_tensors="pt").input_ids[0]
+    windows = sliding_windows(len(ids), max_length, stride)
+    nll_sum, scored = 0.0, 0
+    groups: list[list[tuple[int, int, int]]] = []
+    for window in windows:  # consecutive windows of the same length share a batch
+        last = groups[-1] if groups else None
+        if last and len(last) < batch_size and last[0][1] - last[0][0] == window[1] - window[0]:
+            last.append(window)
+        else:
+            groups.append([window])
+    for group in groups:
+        batch = torch.stack([ids[begin:end] for begin, end, _ in group]).to(model.device)
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        targets = batch[:, 1:].clone()
+        for row, (begin, end, target_len) in enumerate(group):
+            # the model predicts position t from positions < t: the window's first token is never scored
+            targets[row, : max(0, (end - begin) - target_len - 1)] = -100
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum")
+        nll_sum += nll.item()
+        scored += int((targets != -100).sum())
+    return {"perplexity": math.exp(nll_sum / scored), "scored_tokens": scored, "total_tokens": len(ids),
+            "nll_sum": nll_sum, "windows": len(windows), "batch_size": batch_size}

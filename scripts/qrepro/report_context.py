@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import importlib.metadata
 from pathlib import Path
 
 from markupsafe import Markup
 
 from .collect import MetricStore, read_json, sha256
+from .reference import package_versions
 from .render import RawLatex
 from .report_tables import fmt
 
@@ -175,6 +175,17 @@ def deviations(run: dict, m: MetricStore, hyperparameters: dict[str, dict], pape
     return found
 
 
+def data_card(m: MetricStore) -> dict:
+    """What data and tokenizer the run measured, from results/metrics/data_card (rule data_card)."""
+    V = lambda name: m.value("data_card", name)  # noqa: E731
+    splits = [{"split": split, "rows": fmt(V(f"{split}_rows"), "int"), "empty_rows": fmt(V(f"{split}_empty_rows"), "int"),
+               "characters": fmt(V(f"{split}_characters"), "int"), "sha256": V(f"{split}_sha256")}
+              for split in ("train", "validation", "test", "pretrain") if V(f"{split}_rows") is not None]
+    return {"source": V("data_source"), "location": V("data_location"), "revision": V("data_revision") or "none",
+            "splits": splits, "tokenizer_name": V("tokenizer_name"), "tokenizer_revision": V("tokenizer_revision") or "none",
+            "tokenizer_sha256": V("tokenizer_sha256"), "tokenizer_corpus_sha256": V("tokenizer_corpus_sha256") or "none"}
+
+
 def figure(png: str, pdf: str) -> dict:
     """The vector PDF for LaTeX (path relative to report/, where latexmk runs) and the PNG inlined for HTML."""
     return {"pdf": str(Path("..") / pdf), "png_data": "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()}
@@ -183,19 +194,14 @@ def figure(png: str, pdf: str) -> dict:
 def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict], run: dict,
                   hyperparameters: dict[str, dict], paper: dict, provenance: dict, reference: dict | None) -> dict:
     run = run_description(run, metrics)
-    return {"run": run, "n": numbers(metrics), "tables": tables, "figures": figures, "claims": claims,
+    return {"run": run, "n": numbers(metrics), "data_card": data_card(metrics), "tables": tables, "figures": figures,
+            "claims": claims,
             "deviations": deviations(run, metrics, hyperparameters, paper), "provenance": provenance,
             "reference": reference}
 
 
 def provenance(*, git_commit: str, config_digest: str, manifest: dict[str, str], m: MetricStore) -> dict:
-    versions = []
-    for name in PACKAGES:
-        try:
-            versions.append((name, importlib.metadata.version(name)))
-        except importlib.metadata.PackageNotFoundError:
-            versions.append((name, "not installed"))
-    return {"git_commit": git_commit, "config_digest": config_digest, "packages": versions,
+    return {"git_commit": git_commit, "config_digest": config_digest, "packages": package_versions(PACKAGES),
             "hardware": m.record("device", "peak_flops")["details"]["hardware"],
             "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "files": sorted(manifest.items())}

@@ -191,6 +191,7 @@ def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
     first_step = 0
     if resume:
         first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+        print(f"resumed from {resume} (step {first_step})")
     with memory:
         timer.start()
         trainer.train(resume_from_checkpoint=resume)

@@ -1,0 +1,54 @@
+"""A GPU reference run, committed under reference/<gpu>-<profile>/: its metric files, manifest and job times,
+and where it came from (command, commit, GPU, driver, package versions)."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from .metrics_io import read_metric
+
+PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
+
+
+def package_versions(names=PACKAGES) -> list[list[str]]:
+    versions = []
+    for name in names:
+        try:
+            versions.append([name, importlib.metadata.version(name)])
+        except importlib.metadata.PackageNotFoundError:
+            versions.append([name, "not installed"])
+    return versions
+
+
+def nvidia_smi(field: str) -> str:
+    try:
+        result = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                                text=True, check=True)
+        return result.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "unknown"
+
+
+def write_reference(dest: str, metric_files: list[str], manifest: str, benchmarks_dir: str, origin: dict) -> None:
+    """Copy a finished GPU run into dest; refuse a run that did not measure on a GPU."""
+    device = read_metric(next(f for f in metric_files if f.endswith("device/peak_flops.json")))["details"]
+    if not device.get("cuda"):
+        raise RuntimeError("a reference run is a GPU run: results/metrics/device/peak_flops.json says this run did not "
+                           "use CUDA. Run the GPU profile on a CUDA machine (README, 'Reproducing the paper on a GPU').")
+    folder = Path(dest)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for path in metric_files:
+        target = tmp / "metrics" / Path(path).parent.name / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    shutil.copy2(manifest, tmp / "manifest.json")
+    shutil.copytree(benchmarks_dir, tmp / "benchmarks")
+    provenance = {**origin, "gpu": device.get("gpu") or nvidia_smi("name"), "driver": nvidia_smi("driver_version"),
+                  "packages": package_versions()}
+    (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)

@@ -1,0 +1,123 @@
+"""The GPU reference-run section, judged from a small fixture reference built here, and a planted wrong value
+that must change the report and the verdicts."""
+import json
+import re
+import shutil
+
+import pytest
+
+from conftest import pdf_text, snakemake
+from qrepro.collect import MetricStore
+from qrepro.comparisons import records
+from qrepro.metrics_io import read_metric, write_metrics
+
+NAME = "h200-paper-arch"
+ARCHITECTURE = ["total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
+                "intermediate_size", "vocab_size", "tie_word_embeddings"]
+# A reference at the paper's architecture on a GPU. Values are the fixture's own, chosen so that the training
+# slowdown (37.3%) and inference slowdown (3.1x) reproduce and the memory ratio (2.57x vs 3.82x) does not.
+FIXTURE = {("full", "train_time_s"): 1000.0, ("qlora", "train_time_s"): 1373.0,
+           ("full", "inference_time_s"): 1.0, ("qlora", "inference_time_s"): 3.1,
+           ("full", "peak_train_memory_mb"): 21600.0, ("qlora", "peak_train_memory_mb"): 8400.0}
+
+
+def _set(path, value=None, details=None):
+    record = json.loads(path.read_text())
+    if value is not None:
+        record["value"] = value
+    if details:
+        record["details"] = {**record.get("details", {}), **details}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _recompute_comparisons(metrics_dir):
+    paths = [str(p) for p in metrics_dir.glob("*/*.json") if p.parent.name != "comparison"]
+    store = MetricStore.load(paths)
+    for architecture_only in (True, False):
+        write_metrics(metrics_dir / "comparison", "comparison", records(store, architecture_only))
+
+
+def make_reference(run, values=FIXTURE):
+    """reference/<NAME>/ as `snakemake reference` writes it, from a finished test run's metric files."""
+    folder = run / "reference" / NAME
+    shutil.copytree(run / "results/metrics", folder / "metrics")
+    metrics = folder / "metrics"
+    for name in ARCHITECTURE:
+        _set(metrics / "architecture" / f"{name}.json", read_metric(metrics / "paper_architecture" / f"{name}.json")["value"])
+    _set(metrics / "device/peak_flops.json", 989e12, {"cuda": True, "gpu": "NVIDIA H200"})
+    for (scope, name), value in values.items():
+        _set(metrics / scope / f"{name}.json", value)
+    _recompute_comparisons(metrics)
+    (folder / "provenance.json").write_text(json.dumps({
+        "command": "snakemake --cores 16 reference --configfile configs/paper.yaml configs/paper-arch.yaml",
+        "git_commit": "0" * 40, "gpu": "NVIDIA H200", "driver": "580.00", "packages": [["torch", "2.11.0+cu130"]],
+        "run": {"init": "random", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False}}))
+    return folder
+
+
+def _claims(html):
+    rows = re.findall(r"<tr><td class=\"text\">(.*?)</td>.*?<td class=\"verdict-[a-z-]+\">(.*?)</td>"
+                      r"<td class=\"text\">(.*?)</td>", html, re.S)
+    return {statement: (verdict, basis) for statement, verdict, basis in rows}
+
+
+def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(run_copy):
+    reference = make_reference(run_copy)
+    args = ["--configfile", "configs/test.yaml", "--cores", "2", "report", "--config", f"reference_run={NAME}"]
+    snakemake(run_copy, *args)
+    html = (run_copy / "report/report.html").read_text()
+    claims = _claims(html)
+    basis = f"measured in a GPU run at the paper&#39;s architecture ({NAME})"
+    assert claims["QLoRA training takes 37.3% longer"] == ("reproduced", basis)
+    assert claims["QLoRA inference is 3.1x slower"] == ("reproduced", basis)
+    assert claims["QLoRA&#39;s 3.82x compression cuts the memory fine-tuning needs"] == ("not reproduced", basis)
+    assert claims["QLoRA achieves a 3.82x compression ratio"][1] == "computed from the paper&#39;s architecture (no training)"
+    assert claims["QLoRA perplexity is 18.73% higher"][0] == "not comparable"
+    assert 'id="table-13"' in html and f"Table 13: Paper scale on a GPU: reference run {NAME}" in html
+    text = re.sub(r"\s+", " ", pdf_text(run_copy / "report/report.pdf"))
+    assert f"Table 13: Paper scale on a GPU: reference run {NAME}" in text and "1,373.0" in text
+
+    # plant a doubled step time in this run, and a doubled QLoRA training time in the reference
+    step = run_copy / "results/metrics/qlora/step_time_s.json"
+    planted_step = 2 * read_metric(step)["value"]
+    _set(step, planted_step)
+    _set(reference / "metrics/qlora/train_time_s.json", 2 * 1373.0)
+    _recompute_comparisons(reference / "metrics")
+    snakemake(run_copy, *args)
+    html = (run_copy / "report/report.html").read_text()
+    claims = _claims(html)
+    assert claims["QLoRA training takes 37.3% longer"] == ("not reproduced", basis)
+    assert "174.6" in html  # the reference's new slowdown: 100 x (2746 / 1000 - 1)
+    slowdown = read_metric(run_copy / "results/metrics/comparison/training_slowdown_percent_per_step.json")["value"]
+    full_step = read_metric(run_copy / "results/metrics/full/step_time_s.json")["value"]
+    assert slowdown == pytest.approx(100 * (planted_step / full_step - 1))
+    assert f"{slowdown:.1f}" in html and f"{planted_step:.4f}" in html
+    mfu = read_metric(run_copy / "results/metrics/qlora/mfu_analytic.json")
+    assert mfu["details"]["achieved_flops"] == pytest.approx(
+        read_metric(run_copy / "results/metrics/qlora/flops_per_step_analytic.json")["value"] / planted_step)
+
+
+def test_write_reference_copies_a_gpu_run_and_refuses_a_cpu_run(tmp_path):
+    from qrepro.reference import write_reference
+    metrics = tmp_path / "results/metrics"
+    for scope, name, value in [("device", "peak_flops", 989e12), ("full", "train_time_s", 12.5)]:
+        write_metrics(metrics / scope, scope, {name: dict(value=value, unit="", method="a method text.", inputs=[],
+                                                          details={"cuda": True, "gpu": "NVIDIA H200"})})
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks/finetune_full.tsv").write_text("s\n12.9\n")
+    files = sorted(str(p) for p in metrics.rglob("*.json"))
+    origin = {"command": "snakemake reference", "git_commit": "abc", "config_digest": "d", "run": {"init": "random"}}
+    write_reference(str(tmp_path / "reference/h200-x"), files, str(tmp_path / "manifest.json"),
+                    str(tmp_path / "benchmarks"), origin)
+    copied = tmp_path / "reference/h200-x"
+    assert read_metric(copied / "metrics/full/train_time_s.json")["value"] == 12.5
+    provenance = json.loads((copied / "provenance.json").read_text())
+    assert provenance["gpu"] == "NVIDIA H200" and provenance["command"] == "snakemake reference"
+    assert dict(provenance["packages"])["torch"].startswith("2.") and (copied / "benchmarks/finetune_full.tsv").exists()
+
+    _set(metrics / "device/peak_flops.json", details={"cuda": False})
+    with pytest.raises(RuntimeError, match="a reference run is a GPU run"):
+        write_reference(str(tmp_path / "reference/cpu"), files, str(tmp_path / "manifest.json"),
+                        str(tmp_path / "benchmarks"), origin)
+    assert not (tmp_path / "reference/cpu").exists()

@@ -1,0 +1,101 @@
+"""The timing and memory instruments against known workloads: StepTimer, step_time_summary, PeakMemory, MFU."""
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from qrepro.measure import mfu_records, paper_protocol_peak
+from qrepro.peak import PAPER_T4_PEAK
+from qrepro.training import PeakMemory, StepTimer, step_time_summary
+
+
+def _drive(timer, output_dir, steps, load_s, work_s, eval_s, eval_every, save_every=0, first_step=0):
+    """Call the StepTimer as transformers' Trainer loop does (trainer.py _inner_training_loop): fetch a step's
+    batches, on_step_begin, forward/backward/optimizer, on_step_end, then log / evaluate / save."""
+    args = SimpleNamespace(output_dir=str(output_dir))
+    state = SimpleNamespace(global_step=first_step)
+    timer.on_train_begin(args, state, None)
+    for _ in range(steps):
+        time.sleep(load_s)                    # data loading, before on_step_begin
+        timer.on_step_begin(args, state, None)
+        time.sleep(work_s)                    # forward, backward, optimizer
+        state.global_step += 1
+        timer.on_step_end(args, state, None)
+        if state.global_step % eval_every == 0:
+            time.sleep(eval_s)                # an evaluation pass
+            timer.on_log(args, state, None)
+            timer.on_evaluate(args, state, None)
+        if save_every and state.global_step % save_every == 0:
+            (output_dir / f"checkpoint-{state.global_step}").mkdir()
+            timer.on_save(args, state, None)
+    return state
+
+
+def test_step_time_includes_data_loading_and_excludes_evaluation(tmp_path):
+    timer = StepTimer()
+    timer.start()
+    _drive(timer, tmp_path, steps=6, load_s=0.02, work_s=0.03, eval_s=0.2, eval_every=2)
+    durations = timer.step_times()
+    assert len(durations) == 6
+    # every step: 0.02 s loading + 0.03 s work; the 0.2 s evaluations fall outside every step
+    assert all(0.05 <= d < 0.09 for d in durations), durations
+    assert timer.wall_s() >= 6 * 0.05 + 3 * 0.2
+
+
+def test_median_after_warmup_and_spread():
+    durations = {1: 5.0, 2: 4.0, 3: 1.0, 4: 3.0, 5: 2.0, 6: 100.0}
+    summary = step_time_summary(durations, warmup_steps=2)
+    assert summary["median_s"] == 2.5 and summary["steps_timed"] == 4  # median of 1, 3, 2, 100
+    assert summary["min_s"] == 1.0 and summary["max_s"] == 100.0
+    with pytest.raises(ValueError, match="no step was timed after the first 6 warm-up steps"):
+        step_time_summary(durations, warmup_steps=6)
+
+
+def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path):
+    first = StepTimer()
+    first.start()
+    _drive(first, tmp_path, steps=4, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, save_every=2)
+    saved = json.loads((tmp_path / "checkpoint-4" / "timing.json").read_text())
+    assert sorted(int(s) for s in saved["durations"]) == [1, 2, 3, 4] and saved["wall_s"] >= 4 * 0.02
+    time.sleep(0.3)  # work after the checkpoint that a killed process loses: not counted
+
+    second = StepTimer()
+    second.resume(str(tmp_path / "checkpoint-4"))
+    second.start()
+    _drive(second, tmp_path, steps=3, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, first_step=4)
+    assert sorted(second.durations) == [1, 2, 3, 4, 5, 6, 7]
+    assert second.prior_wall_s == saved["wall_s"]
+    assert saved["wall_s"] + 3 * 0.02 <= second.wall_s() < saved["wall_s"] + 0.3
+
+
+def test_resuming_from_a_foreign_checkpoint_is_refused(tmp_path):
+    (tmp_path / "checkpoint-7").mkdir()
+    with pytest.raises(FileNotFoundError, match="timing.json is missing"):
+        StepTimer().resume(str(tmp_path / "checkpoint-7"))
+
+
+def test_peak_memory_on_cpu_is_what_the_block_allocates():
+    size_mb = 256
+    with PeakMemory(cuda=False) as memory:
+        block = torch.ones(size_mb * 1024 * 1024 // 4, dtype=torch.float32)  # touched, so resident
+        time.sleep(0.1)
+        del block
+    # the baseline (interpreter, torch) is excluded: the figure is the block's own allocation
+    assert size_mb * 0.95 <= memory.mb <= size_mb * 1.15, memory.details
+    assert memory.details["baseline_mb"] > 50
+
+
+def test_mfu_both_ways_from_their_parts():
+    flops = {"paper": 13.52e12, "analytic": 9.0e12}
+    records = mfu_records(flops, steps=500, train_time=1441.24, step_time=2.5, peak=65e12, peak_method="spec",
+                          peak_details={"gpu": "Tesla T4"}, source=[])
+    # the paper's protocol on a T4: its notebook's 35.58 TFLOP/s, and wall clock over 500 steps
+    assert records["achieved_tflops_paper"]["value"] == pytest.approx(13.52 * 500 / 1441.24)
+    assert records["mfu_paper"]["value"] == pytest.approx(100 * 13.52e12 * 500 / 1441.24 / 35.58e12)
+    assert round(records["mfu_paper"]["value"], 2) == 13.18  # the paper's Table 8
+    # the correct way: model FLOPs per median step against the device's own peak
+    assert records["mfu_analytic"]["value"] == pytest.approx(100 * 9.0e12 / 2.5 / 65e12)
+    assert paper_protocol_peak(989e12, {"gpu": "NVIDIA H200"})[0] == 989e12
+    assert paper_protocol_peak(65e12, {"gpu": "Tesla T4"})[0] == PAPER_T4_PEAK

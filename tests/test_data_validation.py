@@ -211,9 +211,9 @@ def _card(workdir: Path) -> dict[str, bytes]:
 
 
 def _data_card_metrics() -> list[str]:
-    """DATA_CARD_METRICS as rules/data.smk defines it (a literal list)."""
+    """DATA_CARD_METRICS as rules/common.smk defines it (a literal list)."""
     import ast
-    source = (ROOT / "rules/data.smk").read_text()
+    source = (ROOT / "rules/common.smk").read_text()
     start = source.index("DATA_CARD_METRICS = [") + len("DATA_CARD_METRICS = ")
     return ast.literal_eval(source[start:source.index("]", start) + 1])
 

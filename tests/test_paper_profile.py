@@ -72,25 +72,33 @@ def test_qlora_on_cuda_needs_bitsandbytes_cuda_kernels():
         require_bitsandbytes(cuda=True)
 
 
-def test_local_model_and_data_go_through_the_same_code(test_run, tmp_path):
-    """model.source: local and data.source: local, pointed at artifacts this project made itself."""
+def test_a_local_model_goes_through_the_same_code(test_run, tmp_path):
+    """model.source: local (with its own tokenizer), pointed at a base model this project made itself: loaded
+    from safetensors and checked against the declared architecture, as a hub model is."""
     import shutil
     workdir = copy_workflow(tmp_path / "local")
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    from datasets import load_from_disk
-    raw = load_from_disk(str(test_run / "results/data/raw"))
-    for split in ("train", "validation", "test"):
-        (data_dir / f"{split}.txt").write_text("".join(t if t.endswith("\n") else t + "\n" for t in raw[split]["text"]))
     shutil.copytree(test_run / "results/base_model", tmp_path / "model")
-    (workdir / "local.yaml").write_text(
-        f"data:\n  source: local\n  local_dir: {data_dir}\ntokenizer:\n  source: model\n"
-        f"model:\n  source: local\n  local_path: {tmp_path / 'model'}\n")
+    (workdir / "local.yaml").write_text(f"tokenizer:\n  source: model\nmodel:\n  source: local\n"
+                                        f"  local_path: {tmp_path / 'model'}\n")
     snakemake(workdir, "--configfile", "configs/test.yaml", "local.yaml", "--cores", "2",
-              "results/metrics/dataset/train_samples.json", "results/metrics/full/train_steps.json")
-    rows = read_metric(workdir / "results/metrics/dataset/train_samples.json")["value"]
-    assert rows == raw["train"].num_rows
-    assert read_metric(workdir / "results/metrics/full/train_steps.json")["value"] > 0
+              "results/metrics/dataset/vocab_size.json", "results/base_model")
+    from safetensors.torch import load_file
+    original = load_file(test_run / "results/base_model/model.safetensors")
+    loaded = load_file(workdir / "results/base_model/model.safetensors")
+    assert original.keys() == loaded.keys()
+    # stored in model.load_dtype (fp16), as a hub model is: the same weights, rounded to fp16
+    assert all(torch_equal(original[k].to(loaded[k].dtype), loaded[k]) for k in original)
+    assert read_metric(workdir / "results/metrics/dataset/vocab_size.json")["value"] == \
+        read_metric(test_run / "results/metrics/dataset/vocab_size.json")["value"]
+    (workdir / "wrong.yaml").write_text("model:\n  architecture:\n    hidden_size: 96\n    num_attention_heads: 2\n")
+    result = snakemake(workdir, "--configfile", "configs/test.yaml", "local.yaml", "wrong.yaml", "--cores", "1",
+                       "--forcerun", "base_model", "results/base_model", check=False)
+    assert result.returncode != 0 and "model.architecture does not match the loaded model (hidden_size" in result.stderr
+
+
+def torch_equal(a, b):
+    import torch
+    return bool(torch.equal(a, b))
 
 
 def test_several_gpus_go_through_accelerate_launch(paper_copy):

@@ -151,9 +151,10 @@ def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, 
     )
 
 
-def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+def latest_checkpoint(output_dir: str | os.PathLike, last_file: str = "trainer_state.json") -> str | None:
+    """The newest checkpoint whose last-written file exists: one a killed process left half written is skipped."""
     checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    complete = [c for c in checkpoints if (c / "trainer_state.json").exists()]
+    complete = [c for c in checkpoints if (c / "trainer_state.json").exists() and (c / last_file).exists()]
     return str(complete[-1]) if complete else None
 
 
@@ -186,7 +187,7 @@ def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
 
     Returns the paper-protocol wall clock of the whole run (earlier processes included, up to the checkpoint
     this one resumed from), the checkpoint resumed from and the optimizer steps run in this process."""
-    resume = latest_checkpoint(trainer.args.output_dir)
+    resume = latest_checkpoint(trainer.args.output_dir, StepTimer.FILE)  # StepTimer writes timing.json last
     timer.resume(resume)
     first_step = 0
     if resume:

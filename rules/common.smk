@@ -37,16 +37,18 @@ TRAIN_METRICS = [
 
 
 def scheduler_cores():
-    """Cores Snakemake was given (--cores); 1 where none were (a dry run)."""
+    """Cores Snakemake was given (--cores) with its local executor; 1 where none were (a dry run)."""
     try:
         return workflow.cores
     except WorkflowError:
         return 1
 
 
-# Timed jobs (training, inference, the MFU peak, the memory probe) reserve every core, so Snakemake runs no
-# other job beside them whatever --cores is; their metric files record it (runlog.alone_evidence).
+# Timed jobs (training, inference, the MFU peak, the memory probe) reserve every core, so Snakemake's local
+# executor runs no other job beside them whatever --cores is; their metric files record it
+# (runlog.alone_evidence). A cluster executor places jobs itself: there the files say it was not checked.
 ALONE = scheduler_cores()
+ALONE_EVIDENCE = ALONE if getattr(workflow, "local_exec", True) else 0
 
 
 def lib(*modules):
@@ -269,16 +271,31 @@ def run_settings():
     paper_data = (data["source"] == "hf" and data["hf"]["name"] == PAPER["data"]["hf"]["name"]
                   and data["hf"]["config"] == PAPER["data"]["hf"]["config"]
                   and data["max_length"] == PAPER["data"]["max_length"])
-    return {"label": config["run_label"], "profile": config["profile"], "model_source": model["source"],
+    return {"label": config["run_label"], "profile": config["profile"], "paper_recipe": is_paper_recipe(),
+            "model_source": model["source"],
             "hub_id": model["hub_id"], "revision": model["revision"], "local_path": model["local_path"],
             "init": model["init"], "data_source": data["source"], "hf_name": data["hf"]["name"],
             "hf_config": data["hf"]["config"], "local_dir": data["local_dir"], "packing": data["packing"],
             "paper_data": paper_data, "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
 
 
+def is_paper_recipe():
+    """Whether this run trains with the paper's recipe (Tables 3-4, configs/paper.yaml) at its sequence length:
+    a GPU run that does, at the paper's architecture, can judge the claims about time and memory ratios."""
+    recipe = lambda c: ({k: c["training"][k] for k in ("precision", "max_steps", "warmup_steps", "eval_steps",  # noqa: E731
+                                                       "eval_max_samples", "save_steps", "max_grad_norm")},
+                        {v: {k: c["training"][v][k] for k in ("batch_size", "eval_batch_size", "learning_rate",
+                                                              "gradient_accumulation_steps", "optim",
+                                                              "gradient_checkpointing")} for v in VARIANTS},
+                        c["training"]["qlora"]["quantization"], c["training"]["qlora"]["lora"],
+                        c["data"]["max_length"], c["data"]["packing"])
+    return recipe(config) == recipe(PAPER)
+
+
 def paper_setup():
     """The paper's setup where the report names it (configs/paper.yaml is its one home)."""
     return {"hub_id": PAPER["model"]["hub_id"], "max_length": PAPER["data"]["max_length"],
+            "max_steps": PAPER["training"]["max_steps"], "eval_steps": PAPER["training"]["eval_steps"],
             "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"]}
 
 

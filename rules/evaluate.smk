@@ -122,7 +122,7 @@ rule device_peak:
     # timed: holds every core, so nothing runs beside it; measured with the training jobs' thread count
     threads: ALONE
     resources:
-        scheduler_cores=ALONE,
+        scheduler_cores=ALONE_EVIDENCE,
     log:
         f"{LOGS}/device_peak.log",
     benchmark:
@@ -207,7 +207,7 @@ rule inference:
     # timed: holds every core, so nothing runs beside it
     threads: ALONE
     resources:
-        scheduler_cores=ALONE,
+        scheduler_cores=ALONE_EVIDENCE,
         mem_mb=8000,
         gpu=config["gpus"],
         runtime=240,

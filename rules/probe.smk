@@ -43,7 +43,7 @@ rule memory_probe:
     # timed: holds every core, so nothing runs beside it
     threads: ALONE
     resources:
-        scheduler_cores=ALONE,
+        scheduler_cores=ALONE_EVIDENCE,
         mem_mb=20000,
         gpu=config["gpus"],
         runtime=60,

@@ -30,7 +30,7 @@ rule finetune:
     # timed: holds every core, so nothing runs beside it (torch uses them all)
     threads: ALONE
     resources:
-        scheduler_cores=ALONE,
+        scheduler_cores=ALONE_EVIDENCE,
         mem_mb=8000,
         gpu=config["gpus"] * config["training"]["num_processes"],
         runtime=240,

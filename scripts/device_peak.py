@@ -13,11 +13,12 @@ job = snakemake  # noqa: F821
 with log_to(job.log[0]):
     cuda, precision = device_and_precision(p.precision)
     details = {"precision": precision, "hardware": describe(), "cuda": cuda, "torch": torch.__version__}
+    if cuda:
+        details["gpu"] = torch.cuda.get_device_name()  # the paper-protocol MFU needs to know a T4
     if p.override:
         peak, source, timing = p.override, "evaluation.peak_flops in the config", False
     elif cuda:
         (peak, source), timing = cuda_peak(), False
-        details["gpu"] = torch.cuda.get_device_name()
     else:
         measured = measure_matmul_peak(DTYPES[precision], job.threads)
         peak, timing = measured["best_flops"], True

@@ -19,10 +19,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
         reference_run = Run.from_metrics(Path(p.reference).name, MetricStore.load(list(inp.reference_metrics)),
                                          origin["run"])
         reference = {"label": reference_run.label, "dir": p.reference, "provenance": origin,
-                     "description": reference_run.describe()}
+                     "description": reference_run.describe(), "random_weights": origin["run"]["init"] == "random"}
     else:
         reference_run = None
     claims = verdicts(inp.claims, this_run, reference_run)
+    if reference:
+        reference["judges"] = any(reference_run.label in c["basis"] and c["verdict"] != "not comparable" for c in claims)
     tables = [table_entry(t, inp.tables) for t in read_json(inp.tables)]
     figures = {"figure1": figure(inp.figure1_png, inp.figure1_pdf), "figure2": figure(inp.figure2_png, inp.figure2_pdf)}
     hyperparameters = {"full": read_json(inp.hp_full), "qlora": read_json(inp.hp_qlora)}

@@ -74,7 +74,8 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
     return store
 
 
-SETTINGS = {"init": "pretrained", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False}
+SETTINGS = {"init": "pretrained", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False,
+            "paper_recipe": True}
 CLAIMS = {c["id"]: c for c in load_claims(str(ROOT / "templates/claims.yaml"))}
 
 
@@ -125,7 +126,8 @@ def test_perplexity_needs_the_papers_weights_and_data():
     verdict = judge(CLAIMS["perplexity_increase"], _run(comparison={"perplexity_change_percent_paper": 1.0}),
                     random_reference)
     assert verdict["verdict"] == NOT_COMPARABLE and "random weights" in verdict["basis"]
-    paper_setup = {"init": "pretrained", "model_source": "hub", "data_source": "hf", "paper_data": True}
+    paper_setup = {"init": "pretrained", "model_source": "hub", "data_source": "hf", "paper_data": True,
+                   "paper_recipe": True}
     real = _run(settings=paper_setup, comparison={"perplexity_change_percent_paper": 18.0}, cuda=True)
     verdict = judge(CLAIMS["perplexity_increase"], real, None)
     assert verdict["verdict"] == REPRODUCED and verdict["basis"] == BASIS_THIS_RUN
@@ -138,3 +140,60 @@ def test_every_claim_states_a_basis_and_fills_its_evidence_from_files():
         assert verdict["basis"] and "{" not in verdict["evidence"]
     store = _store({"compression_ratio_memory": 0.8912})
     assert fill("measured {comparison/compression_ratio_memory|f2}x", store) == "measured 0.89x"
+
+
+def test_mfu_takes_the_training_time_verdict():
+    from qrepro.claims import verdicts
+    cpu = _run(comparison={c["value"]: 1.0 for c in CLAIMS.values()}, paper_arch=False)
+    # an MFU ratio inside its own tolerance, a training time outside: the clock decides both
+    reference = _run("h200", comparison={**{c["value"]: 1.0 for c in CLAIMS.values()},
+                                         "training_slowdown_percent_total": 20.0, "mfu_ratio_paper": 5.0}, cuda=True)
+    judged = {v["id"]: v for v in verdicts(str(ROOT / "templates/claims.yaml"), cpu, reference)}
+    assert judged["training_slowdown"]["verdict"] == NOT_REPRODUCED
+    assert judged["mfu"]["verdict"] == NOT_REPRODUCED and judged["mfu"]["reproduced_value"] == 5.0
+    assert judged["mfu"]["basis"].startswith("folded into the claim \"QLoRA training takes 37.3% longer\"")
+
+
+def test_a_reference_run_with_another_recipe_cannot_judge():
+    other = _run("h200-short", settings={**SETTINGS, "paper_recipe": False},
+                 comparison={"training_slowdown_percent_total": 37.3}, cuda=True)
+    verdict = judge(CLAIMS["training_slowdown"], _run(comparison={"training_slowdown_percent_total": 1.0},
+                                                      paper_arch=False), other)
+    assert verdict["verdict"] == NOT_COMPARABLE and "with another recipe" in verdict["basis"]
+
+
+def test_the_comparison_files_are_wired_to_the_right_inputs():
+    """comparisons.records over a store holding the paper's own numbers gives its Table 12 column and headline
+    ratios: swapping a and b in any definition would flip a sign or invert a ratio here."""
+    p = PAPER
+    values = {("full", "trainable_params"): p["t6_trainable_full"], ("qlora", "trainable_params"): p["t6_trainable_qlora"],
+              ("structure", "size_fp16_mb_paper"): p["t5_fp16_mb"], ("structure", "size_qlora_total_mb_paper"): p["t5_qlora_total_mb"],
+              ("structure", "flops_per_step_full_paper"): p["t7_flops_full"] * 1e12,
+              ("structure", "flops_per_step_qlora_paper"): p["t7_flops_qlora"] * 1e12,
+              ("full", "mfu_paper"): p["t8_mfu_full"], ("qlora", "mfu_paper"): p["t8_mfu_qlora"],
+              ("full", "train_time_s"): p["t9_time_full"], ("qlora", "train_time_s"): p["t9_time_qlora"],
+              ("full", "perplexity_paper"): p["t10_ppl_full"], ("qlora", "perplexity_paper"): p["t10_ppl_qlora"],
+              ("full", "inference_time_s"): p["t11_time_full"], ("qlora", "inference_time_s"): p["t11_time_qlora"],
+              ("full", "tokens_per_s"): p["t11_tps_full"], ("qlora", "tokens_per_s"): p["t11_tps_qlora"]}
+    store = MetricStore()
+    for key in C.required_metrics(False) | C.required_metrics(True):
+        store.records[key] = {"value": values.get(key, 1.0), "timing": False}
+        store.paths[key] = "/".join(key) + ".json"
+    out = {name: record["value"] for name, record in {**C.records(store, False), **C.records(store, True)}.items()}
+    assert out["trainable_reduction_percent"] == pytest.approx(98.85, abs=0.005)
+    assert out["size_reduction_percent_paper_formula"] == pytest.approx(73.9, abs=0.05)
+    assert out["compression_ratio_paper_formula"] == pytest.approx(3.82, abs=0.005)
+    assert out["flops_reduction_percent_paper_formula"] == pytest.approx(73.9, abs=0.05)
+    assert out["mfu_difference_points_paper"] == pytest.approx(-10.67, abs=0.005)
+    assert out["mfu_ratio_paper"] == pytest.approx(13.18 / 2.51)
+    assert out["training_time_improvement_percent"] == pytest.approx(-37.3, abs=0.05)
+    assert out["training_slowdown_percent_total"] == pytest.approx(37.3, abs=0.05)
+    assert out["inference_time_improvement_percent"] == pytest.approx(-212.0, abs=0.1)
+    assert out["inference_slowdown_x"] == pytest.approx(3.1, abs=0.05)
+    assert out["tokens_per_s_change_percent"] == pytest.approx(-67.9, abs=0.05)
+    assert out["perplexity_change_percent_paper"] == pytest.approx(18.73, abs=0.01)
+    # Figure 2, the paper's normalization, through radar_sources
+    assert out["radar_paper_qlora_memory"] == pytest.approx(1 - 548.61 / 2098.18)
+    assert out["radar_paper_qlora_training_speed"] == pytest.approx(1441.24 / 1979.42)
+    assert out["radar_paper_qlora_quality"] == pytest.approx(18.42 / 21.87)
+    assert out["radar_paper_qlora_inference_speed"] == pytest.approx(10.62 / 33.12)

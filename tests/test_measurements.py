@@ -18,7 +18,8 @@ def test_paper_formulas_reproduce_the_published_numbers():
     assert flops["full"] == 6 * N * 512 * 4
     sizes = S.paper_sizes_mb(N, TRAINABLE)
     assert [round(sizes[k], 2) for k in ("fp16", "base_4bit", "adapters", "qlora_total")] == [2098.18, 524.54, 24.06, 548.61]
-    assert round(sizes["compression_ratio"], 2) == 3.82 and round(sizes["reduction_percent"], 1) == 73.9
+    assert round(sizes["fp16"] / sizes["qlora_total"], 2) == 3.82
+    assert round(100 * (1 - sizes["qlora_total"] / sizes["fp16"]), 1) == 73.9
     assert round(100 * TRAINABLE / N, 2) == 1.15
 
 
@@ -128,3 +129,26 @@ def test_inference_counts_the_tokens_really_generated():
     assert forced["generated_tokens_per_run"] == [5, 5]
     assert stopped["tokens_per_s"] < 5 / stopped["max_s"]  # the paper's 50 / time would overstate it
     assert forced["tokens_per_s"] == pytest.approx(5 / forced["median_s"], rel=0.5)
+
+
+def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
+    """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
+    the way model_size measures it: the adapters come back in fp32."""
+    from qrepro.finetune import build_qlora
+    from qrepro.loading import load_for_eval
+    from qrepro.modeling import LORA_TARGETS, count_parameters
+    arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
+                rope_theta=1e4)
+    random_model(llama_config(arch, 256, 1, 2), seed=0).to(torch.bfloat16).save_pretrained(tmp_path / "base")
+    quant = dict(quant_type="nf4", double_quant=True, compute_dtype="bf16")
+    lora = dict(r=16, alpha=32, dropout=0.0, bias="none", target_modules=list(LORA_TARGETS))
+    build_qlora(str(tmp_path / "base"), quant, lora, "bf16", cuda=False, gradient_checkpointing=False) \
+        .save_pretrained(tmp_path / "adapter")
+    model = load_for_eval("qlora", str(tmp_path / "base"), str(tmp_path / "adapter"), quant, "bf16", cuda=False)
+    total, _ = count_parameters(model)
+    lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)  # frozen once loaded
+    measured = memory_bytes(model)
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+    expected = S.bnb_footprint_bytes(model.config, total, True)["total_bytes"] + 4 * lora_params
+    assert measured["parameters"] + measured["quant_state"] == expected

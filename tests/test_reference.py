@@ -51,7 +51,8 @@ def make_reference(run, values=FIXTURE):
     (folder / "provenance.json").write_text(json.dumps({
         "command": "snakemake --cores 16 reference --configfile configs/paper.yaml configs/paper-arch.yaml",
         "git_commit": "0" * 40, "gpu": "NVIDIA H200", "driver": "580.00", "packages": [["torch", "2.11.0+cu130"]],
-        "run": {"init": "random", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False}}))
+        "run": {"init": "random", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False,
+                "paper_recipe": True}}))
     return folder
 
 
@@ -70,7 +71,10 @@ def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(
     basis = f"measured in a GPU run at the paper&#39;s architecture ({NAME})"
     assert claims["QLoRA training takes 37.3% longer"] == ("reproduced", basis)
     assert claims["QLoRA inference is 3.1x slower"] == ("reproduced", basis)
-    assert claims["QLoRA&#39;s 3.82x compression cuts the memory fine-tuning needs"] == ("not reproduced", basis)
+    assert claims["QLoRA&#39;s 3.82x compression cuts the memory fine-tuning needs (read as a training-memory ratio)"] \
+        == ("not reproduced", basis)
+    mfu = claims["MFU 13.18% (standard) vs 2.51% (QLoRA)"]
+    assert mfu[0] == "reproduced" and mfu[1].startswith("folded into the claim")
     assert claims["QLoRA achieves a 3.82x compression ratio"][1] == "computed from the paper&#39;s architecture (no training)"
     assert claims["QLoRA perplexity is 18.73% higher"][0] == "not comparable"
     assert 'id="table-13"' in html and f"Table 13: Paper scale on a GPU: reference run {NAME}" in html
@@ -87,6 +91,7 @@ def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(
     html = (run_copy / "report/report.html").read_text()
     claims = _claims(html)
     assert claims["QLoRA training takes 37.3% longer"] == ("not reproduced", basis)
+    assert claims["MFU 13.18% (standard) vs 2.51% (QLoRA)"][0] == "not reproduced"  # decided by the same clock
     assert "174.6" in html  # the reference's new slowdown: 100 x (2746 / 1000 - 1)
     slowdown = read_metric(run_copy / "results/metrics/comparison/training_slowdown_percent_per_step.json")["value"]
     full_step = read_metric(run_copy / "results/metrics/full/step_time_s.json")["value"]

@@ -99,6 +99,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     job.wait()
     assert not (killed / TARGET).exists()
     first = min(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*/timing.json"))
+    saved = {p.parent.name: json.loads(p.read_text()) for p in checkpoints.glob("checkpoint-*/timing.json")}
 
     snakemake(killed, "--unlock", *args)
     snakemake(killed, *args, "--rerun-incomplete", TARGET)
@@ -111,9 +112,15 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
         assert read_metric(killed / f"results/metrics/full/{name}.json")["value"] == \
             read_metric(reference / f"results/metrics/full/{name}.json")["value"], name
     # times cover the whole run: the killed process up to its checkpoint, then the resumed one
-    saved = json.loads((Path(killed / details["resumed_from"]) / "timing.json").read_text())
-    assert details["wall_s_earlier_processes"] == saved["wall_s"] > 0
-    assert train_time["value"] == pytest.approx(saved["wall_s"] + details["wall_s_this_process"])
+    resumed = saved[Path(details["resumed_from"]).name]
+    assert details["wall_s_earlier_processes"] == resumed["wall_s"] > 0
+    assert train_time["value"] == pytest.approx(resumed["wall_s"] + details["wall_s_this_process"])
+    assert len(details["processes"]) == 2 and details["ran_alone"]
+    # a second rerun finds only the finished run's last checkpoint: it trains again, never past max_steps
+    snakemake(killed, *args, "--forcerun", "finetune", TARGET)
+    again = read_metric(killed / "results/metrics/full/train_time_s.json")["details"]
+    assert again["resumed_from"] is None and len(again["processes"]) == 1
+    assert read_metric(killed / "results/metrics/full/train_steps.json")["value"] == 60
     steps = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
     assert steps["steps_recorded"] == 60 and steps["steps_timed"] == 60 - 4  # test profile: 4 warm-up steps
     per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]

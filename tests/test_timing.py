@@ -40,7 +40,7 @@ def test_step_time_includes_data_loading_and_excludes_evaluation(tmp_path):
     durations = timer.step_times()
     assert len(durations) == 6
     # every step: 0.02 s loading + 0.03 s work; the 0.2 s evaluations fall outside every step
-    assert all(0.05 <= d < 0.09 for d in durations), durations
+    assert all(0.05 <= d < 0.15 for d in durations), durations
     assert timer.wall_s() >= 6 * 0.05 + 3 * 0.2
 
 
@@ -54,20 +54,22 @@ def test_median_after_warmup_and_spread():
 
 
 def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path):
-    first = StepTimer()
+    first = StepTimer(process={"ran_alone": True})
     first.start()
     _drive(first, tmp_path, steps=4, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, save_every=2)
     saved = json.loads((tmp_path / "checkpoint-4" / "timing.json").read_text())
     assert sorted(int(s) for s in saved["durations"]) == [1, 2, 3, 4] and saved["wall_s"] >= 4 * 0.02
+    assert saved["saves"] == [2, 4] and saved["processes"] == [{"ran_alone": True}]
     time.sleep(0.3)  # work after the checkpoint that a killed process loses: not counted
 
-    second = StepTimer()
+    second = StepTimer(process={"ran_alone": False})
     second.resume(str(tmp_path / "checkpoint-4"))
     second.start()
     _drive(second, tmp_path, steps=3, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, first_step=4)
     assert sorted(second.durations) == [1, 2, 3, 4, 5, 6, 7]
     assert second.prior_wall_s == saved["wall_s"]
     assert saved["wall_s"] + 3 * 0.02 <= second.wall_s() < saved["wall_s"] + 0.3
+    assert second.processes() == [{"ran_alone": True}, {"ran_alone": False}]  # each process reports for itself
 
 
 def test_resuming_from_a_foreign_checkpoint_is_refused(tmp_path):
@@ -90,7 +92,7 @@ def test_peak_memory_on_cpu_is_what_the_block_allocates():
 def test_mfu_both_ways_from_their_parts():
     flops = {"paper": 13.52e12, "analytic": 9.0e12}
     records = mfu_records(flops, steps=500, train_time=1441.24, step_time=2.5, peak=65e12, peak_method="spec",
-                          peak_details={"gpu": "Tesla T4"}, source=[])
+                          peak_details={"gpu": "Tesla T4"}, sources={"paper": [], "analytic": []})
     # the paper's protocol on a T4: its notebook's 35.58 TFLOP/s, and wall clock over 500 steps
     assert records["achieved_tflops_paper"]["value"] == pytest.approx(13.52 * 500 / 1441.24)
     assert records["mfu_paper"]["value"] == pytest.approx(100 * 13.52e12 * 500 / 1441.24 / 35.58e12)
@@ -99,3 +101,36 @@ def test_mfu_both_ways_from_their_parts():
     assert records["mfu_analytic"]["value"] == pytest.approx(100 * 9.0e12 / 2.5 / 65e12)
     assert paper_protocol_peak(989e12, {"gpu": "NVIDIA H200"})[0] == 989e12
     assert paper_protocol_peak(65e12, {"gpu": "Tesla T4"})[0] == PAPER_T4_PEAK
+
+
+def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp_path):
+    """The same, driven by transformers' own loop: a collator that takes 0.1 s per micro-batch (2 per step) and an
+    evaluation of 8 batches (0.8 s) every 3 steps; PaperEvaluationSchedule drops the extra one at the last step."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from qrepro.modeling import llama_config, random_model
+    from qrepro.training import PaperEvaluationSchedule
+
+    def slow_collator(features):
+        time.sleep(0.1)
+        return default_data_collator(features)
+
+    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                max_position_embeddings=32, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+    model = random_model(llama_config(arch, 64, 1, 2), seed=0)
+    ids = torch.randint(3, 64, (64, 16), generator=torch.Generator().manual_seed(0)).tolist()
+    data = Dataset.from_dict({"input_ids": ids, "labels": ids})
+    timer = StepTimer()
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, per_device_eval_batch_size=2, eval_strategy="steps",
+                             eval_steps=3, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                             logging_steps=1)
+    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data.select(range(16)),
+                      data_collator=slow_collator, callbacks=[timer, PaperEvaluationSchedule()])
+    timer.start()
+    trainer.train()
+    durations = timer.step_times()
+    assert len(durations) == 8 and timer.evaluations == [3, 6]  # not again at step 8
+    assert all(0.2 <= d < 0.2 + 0.5 for d in durations), durations  # two loads in, an 0.8 s evaluation out
+    assert timer.wall_s() >= sum(durations) + 2 * 8 * 0.1

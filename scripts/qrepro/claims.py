@@ -37,6 +37,7 @@ class Run:
     cuda: bool
     gpu: str | None
     paper_architecture: bool
+    paper_recipe: bool               # the paper's Tables 3-4 at its sequence length (configs/paper.yaml)
     pretrained_paper_model: bool     # the paper's TinyLlama weights (not random, not a small stand-in)
     paper_data: bool                 # WikiText-2 (raw), at the paper's sequence length
 
@@ -45,7 +46,7 @@ class Run:
         device = m.record("device", "peak_flops")["details"]
         same_arch = all(m.value("architecture", k) == m.value("paper_architecture", k) for k in ARCHITECTURE_KEYS)
         return cls(label=label, metrics=m, cuda=bool(device["cuda"]), gpu=device.get("gpu"),
-                   paper_architecture=same_arch,
+                   paper_architecture=same_arch, paper_recipe=bool(settings.get("paper_recipe", False)),
                    pretrained_paper_model=same_arch and settings["init"] == "pretrained"
                    and settings["model_source"] in ("hub", "local"),
                    paper_data=settings["data_source"] in ("hf", "local") and settings.get("paper_data", False))
@@ -53,8 +54,9 @@ class Run:
     def describe(self) -> str:
         arch = "the paper's architecture" if self.paper_architecture else (
             f"a {fmt(self.metrics.value('architecture', 'total_params'), 'int')}-parameter stand-in model")
+        recipe = "" if self.paper_recipe else " with another recipe or sequence length"
         where = f"a GPU ({self.gpu})" if self.cuda else "a CPU"
-        return f"{arch} on {where}"
+        return f"{arch}{recipe} on {where}"
 
 
 def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
@@ -64,15 +66,16 @@ def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
     if kind == "architecture":
         run, basis = this_run, BASIS_ARCHITECTURE
     elif kind == "gpu_paper_architecture":
-        if this_run.cuda and this_run.paper_architecture:
+        if this_run.cuda and this_run.paper_architecture and this_run.paper_recipe:
             run, basis = this_run, BASIS_THIS_RUN
-        elif reference is not None and reference.cuda and reference.paper_architecture:
+        elif reference is not None and reference.cuda and reference.paper_architecture and reference.paper_recipe:
             run, basis = reference, f"{BASIS_REFERENCE} ({reference.label})"
         else:
             reason = (f"this run is {this_run.describe()}; the claim is a ratio of times or memory that needs the "
-                      "paper's architecture on a GPU" + (", and no reference run is present (reference/)"
-                                                         if reference is None else
-                                                         f", which the reference run ({reference.describe()}) is not"))
+                      "paper's architecture and recipe on a GPU" + (", and no reference run is present (reference/)"
+                                                                    if reference is None else
+                                                                    f", which the reference run ({reference.describe()}) "
+                                                                    "is not"))
     elif kind == "paper_setup":
         candidates = [(this_run, BASIS_THIS_RUN)] + ([(reference, f"{BASIS_REFERENCE} ({reference.label})")]
                                                      if reference else [])
@@ -112,4 +115,12 @@ def load_claims(path: str) -> list[dict]:
 
 
 def verdicts(claims_path: str, this_run: Run, reference: Run | None) -> list[dict]:
-    return [judge(claim, this_run, reference) for claim in load_claims(claims_path)]
+    """Every claim judged. A claim with `folded_into` takes the verdict of that claim: its value is shown, but
+    it adds nothing the other claim's measurement does not already decide (templates/claims.yaml says why)."""
+    judged = {claim["id"]: judge(claim, this_run, reference) for claim in load_claims(claims_path)}
+    for verdict in judged.values():
+        if verdict.get("folded_into"):
+            decider = judged[verdict["folded_into"]]
+            verdict["verdict"] = decider["verdict"]
+            verdict["basis"] = f"folded into the claim \"{decider['statement']}\": {decider['basis']}"
+    return list(judged.values())

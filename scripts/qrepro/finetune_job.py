@@ -25,11 +25,16 @@ def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
 
 
 def claim_checkpoints(job, precision: str) -> None:
-    """Resume only checkpoints written with these settings and input bytes (see training.claim_checkpoint_dir)."""
+    """Resume only checkpoints written by this job: the same settings, input bytes, library code and package
+    versions (see training.claim_checkpoint_dir). How step times are summarised is not part of it."""
+    from .reference import package_versions
+
     p = job.params
+    shared = {k: v for k, v in p.shared.items() if k != "step_time_warmup"}
     training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
-        {"variant": job.wildcards.variant, "hp": p.hp, "shared": p.shared, "seed": p.seed, "precision": precision},
-        [job.input.base_model, job.input.tokenized]))
+        {"variant": job.wildcards.variant, "hp": p.hp, "shared": shared, "seed": p.seed, "precision": precision,
+         "packages": package_versions()},
+        [job.input.base_model, job.input.tokenized, str(Path(__file__).resolve().parent)]))
 
 
 def launch(job) -> None:
@@ -69,10 +74,11 @@ def run(job) -> None:
     print(f"memory estimate: {estimate}")
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
     args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
-    timer = training.StepTimer(cuda)
-    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer])
     memory = training.PeakMemory(cuda)
+    timer = training.StepTimer(cuda, memory, alone_evidence(job.threads, job.resources.scheduler_cores))
+    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                      callbacks=[timer, training.PaperEvaluationSchedule()])
     run_times = training.train(trainer, timer, memory)
     print(f"trained {variant}: {run_times}")
 
@@ -88,7 +94,10 @@ def run(job) -> None:
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
     step_time = training.step_time_summary(timer.durations, p.shared["step_time_warmup"])
-    alone = alone_evidence(job.threads, job.resources.scheduler_cores)
+    processes = timer.processes()
+    processes[-1]["peak_memory_mb"] = memory.mb
+    # every process that contributed steps must have run alone (runlog.alone_evidence)
+    alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
     sources = [inp.base_model, inp.tokenized]
     write_metrics(p.metrics_dir, variant, {
         "total_params": dict(value=total, unit="parameters", inputs=[inp.base_model], method=(
@@ -118,10 +127,11 @@ def run(job) -> None:
         "precision": dict(value=precision, unit="dtype", inputs=[], method=(
             "Training precision that ran: bf16/fp16 mixed precision via the Trainer, or fp32; "
             "fp16 on CPU is refused because accelerate would silently run fp32.")),
-        "peak_train_memory_mb": dict(value=memory.mb, unit="MB (1024^2 bytes)", inputs=sources, timing=True,
-                                     method=f"Peak memory of trainer.train(): {memory.method}.",
-                                     details={**memory.details, **alone,
-                                              "resumed": run_times["resumed_from"] is not None}),
+        "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), unit="MB (1024^2 bytes)",
+                                     inputs=sources, timing=True, method=(
+                                         f"Peak memory of trainer.train(): {memory.method}; after a resume, the "
+                                         "largest of the processes' peaks."),
+                                     details={**memory.details, **alone}),
     })
 
 

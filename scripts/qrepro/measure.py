@@ -58,7 +58,7 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
     paper = S.paper_sizes_mb(total_params, lora_params)
     flops = S.paper_flops_per_step(total_params, lora_params, seq_len)
     bnb = S.bnb_footprint_bytes(config, total_params, double_quant)
-    real_total = (bnb["total_bytes"] + lora_params * 2) / S.MB
+    real_total = (bnb["total_bytes"] + lora_params * 4) / S.MB
     notebook = notebook_numbers(config, total_params, lora_params)
     formula = "Paper formula (PROTOCOL.md): "
     printed = "As the paper's notebook printed it (PROTOCOL.md), computed from the architecture: "
@@ -76,9 +76,10 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
         "flops_per_step_qlora_paper": rec(flops["qlora"], "FLOPs", formula + "6 x N x seq_len x 4 x 0.25 + 6 x "
                                           "trainable x seq_len x 4; the 0.25 is an assumed 4-bit speed-up, not a FLOP count."),
         "size_qlora_bnb_mb": rec(real_total, MB_UNIT, (
-            "What bitsandbytes really holds: projections as NF4 with their quantization constants "
-            f"({'double' if double_quant else 'single'} quantization), embeddings, lm_head and norms in 16 bit, "
-            "plus 16-bit adapters."), details={k: v for k, v in bnb.items()}),
+            "What a loaded QLoRA model really holds: projections as NF4 with their quantization constants "
+            f"({'double' if double_quant else 'single'} quantization), embeddings, lm_head and norms in 16 bit "
+            "(bitsandbytes' layout), plus the LoRA weights in fp32, the dtype peft keeps them in beside a 16-bit or "
+            "4-bit base."), details={**bnb, "lora_bytes": lora_params * 4}),
         "size_qlora_mb_notebook": rec(notebook["size_mb"], MB_UNIT, printed + (
             "parameter bytes after prepare_model_for_kbit_training: packed NF4 weights (1 byte per 2 weights, "
             "quantization constants not counted), embeddings, lm_head and norms upcast to fp32, fp32 LoRA weights.")),
@@ -142,7 +143,7 @@ def paper_protocol_peak(device_peak: float, device_details: dict) -> tuple[float
 
 
 def mfu_records(flops: dict[str, float], steps: int, train_time: float, step_time: float, peak: float,
-                peak_method: str, peak_details: dict, source: list[str]) -> dict:
+                peak_method: str, peak_details: dict, sources: dict[str, list[str]]) -> dict:
     """Table 8 two ways.
 
     paper:    flops_per_step_paper x steps / train_time_s (wall clock, evaluation and saves included)
@@ -158,10 +159,10 @@ def mfu_records(flops: dict[str, float], steps: int, train_time: float, step_tim
     records = {}
     for label in ("paper", "analytic"):
         divisor, divisor_source = peaks[label]
-        records[f"achieved_tflops_{label}"] = dict(value=achieved[label] / 1e12, unit="TFLOP/s", inputs=source,
+        records[f"achieved_tflops_{label}"] = dict(value=achieved[label] / 1e12, unit="TFLOP/s", inputs=sources[label],
                                                    timing=True, method=f"{how[label]}.")
         records[f"mfu_{label}"] = dict(
-            value=100 * achieved[label] / divisor, unit="%", inputs=source, timing=True,
+            value=100 * achieved[label] / divisor, unit="%", inputs=sources[label], timing=True,
             method=f"{how[label]} / peak ({divisor / 1e12:.3f} TFLOP/s: {divisor_source}) x 100.",
             details={"peak_flops": divisor, "peak_source": divisor_source, "achieved_flops": achieved[label]})
     return records

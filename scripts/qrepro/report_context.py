@@ -157,19 +157,28 @@ def deviations(run: dict, m: MetricStore, hyperparameters: dict[str, dict], pape
     if V("full", "precision") != "fp16":
         found.append(f"Precision: {V('full', 'precision')} (fp16 autocast needs CUDA) instead of fp16.")
     weights = hyperparameters["full"].get("weights_dtype")
-    if weights and weights != "float16":
-        found.append(f"Standard fine-tuning keeps {weights} master weights under mixed-precision autocast; the paper's "
-                     "notebook loaded fp16 weights.")
+    if weights == "float32" and V("full", "precision") in ("fp16", "bf16"):
+        found.append(f"Standard fine-tuning keeps float32 master weights under {V('full', 'precision')} autocast; the "
+                     "paper's notebook loaded fp16 weights (which the AMP grad scaler cannot train).")
     for variant in ("full", "qlora"):
-        hp = hyperparameters[variant]
-        saves = hp["max_steps"] // hp["save_steps"]
-        if saves != 1:
-            found.append(f"{'Standard fine-tuning' if variant == 'full' else 'QLoRA'} saved {saves} checkpoints "
-                         f"(every {hp['save_steps']} steps, for resuming) where the paper saved one at step "
-                         f"{hp['max_steps']}; the paper-protocol training time includes them.")
-    threads = m.record("full", "train_time_s")["details"]["reserved_cores"]
-    found.append(f"Timed jobs (training, inference, the MFU peak) ran alone, each holding all {threads} core(s) given to "
-                 "Snakemake; untimed jobs (FLOP counting, perplexity, sizes) ran side by side.")
+        details = m.record(variant, "train_time_s")["details"]
+        name = "Standard fine-tuning" if variant == "full" else "QLoRA"
+        saves, evaluations = details["saves_at_steps"], details["evaluations_at_steps"]
+        if saves != [paper["max_steps"]]:
+            found.append(f"{name} saved {len(saves)} checkpoint(s) (at steps {', '.join(map(str, saves))}, for "
+                         f"resuming) where the paper saved one at step {paper['max_steps']}; the paper-protocol "
+                         "training time includes them.")
+        if len(evaluations) != paper["max_steps"] // paper["eval_steps"]:
+            found.append(f"{name} evaluated {len(evaluations)} time(s) (at steps {', '.join(map(str, evaluations))}) "
+                         f"where the paper evaluated {paper['max_steps'] // paper['eval_steps']} times; the "
+                         "paper-protocol training time includes them.")
+    processes = m.record("full", "train_time_s")["details"]["processes"]
+    alone = all(m.record(v, "train_time_s")["details"]["ran_alone"] for v in ("full", "qlora"))
+    found.append(("Timed jobs (training, inference, the MFU peak) ran alone, each holding all "
+                  f"{processes[-1]['reserved_cores']} core(s) given to Snakemake; untimed jobs (FLOP counting, "
+                  "perplexity, sizes) ran side by side.") if alone else
+                 "Timed jobs were not shown to run alone (a cluster executor placed them): times may include "
+                 "other jobs' load.")
     if run["packing"]:
         found.append("Sequence packing is on (data.packing: true); the paper pads every row to max_length.")
     return found

@@ -296,7 +296,7 @@ def build_tables(b: Builder) -> list[Table]:
             ("Difference, paper protocol (points)", {"MFU (%)": b.metric("comparison", "mfu_difference_points_paper", "f2",
                                                                           "t12_mfu_improvement")}),
             ("Difference, model FLOPs (points)", {"MFU (%)": b.metric("comparison", "mfu_difference_points_analytic", "f2")}),
-            ("Peak used (TFLOP/s)", {"Achieved (TFLOP/s)": b.metric("device", "peak_flops", "f3", scale=1e-12)})]
+            ("Peak of this device (TFLOP/s)", {"Achieved (TFLOP/s)": b.metric("device", "peak_flops", "f3", scale=1e-12)})]
     tables.append(Table(8, "Mean FLOPs utilization", ["MFU (%)", "Achieved (TFLOP/s)"], rows, [
         f"Paper protocol: {m.record('full', 'mfu_paper')['method']}",
         f"Correct method: {m.record('full', 'mfu_analytic')['method']}"]))
@@ -453,6 +453,5 @@ def reference_table(b: Builder, label: str) -> Table:
     ]
     device = b.m.record("device", "peak_flops")["details"]
     return Table(REFERENCE_TABLE, f"Paper scale on a GPU: reference run {label}", [s, q], rows, [
-        f"Measured on {device.get('gpu') or 'an unnamed GPU'} at the paper's architecture and recipe (results of the "
-        f"reference run in reference/{label}/); the paper used a Tesla T4, so absolute times and MFU do not compare, "
-        "ratios may. Perplexity is not shown: the reference run's weights are random."])
+        f"Measured on {device.get('gpu') or 'an unnamed GPU'} (results of the reference run in reference/{label}/); the "
+        "paper used a Tesla T4, so absolute times and MFU do not compare, ratios may. Perplexity is not part of it."])

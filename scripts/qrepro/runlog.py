@@ -25,8 +25,14 @@ def log_to(path: str):
 
 
 def alone_evidence(reserved_threads: int, scheduler_cores: int) -> dict:
-    """Why a timed job ran alone: it reserved every core Snakemake was given, so the scheduler could start no
-    other job beside it. Raises if that did not hold, rather than write a timing taken under shared load."""
+    """Whether a timed job ran alone, and why: with Snakemake's local executor the rule reserves every core
+    Snakemake was given (threads = --cores), so the scheduler can start no other job beside it.
+
+    scheduler_cores is 0 where that cannot be known (a cluster executor, which places jobs on allocations of its
+    own): the job is then not claimed to have run alone."""
+    if not scheduler_cores:
+        return {"ran_alone": False, "reserved_cores": reserved_threads, "scheduler_cores": None,
+                "how": "not checked: a cluster executor ran this job; whether others shared its node is unknown"}
     if reserved_threads < scheduler_cores:
         raise RuntimeError(f"a timed job must run alone: it holds {reserved_threads} of the {scheduler_cores} cores "
                            "Snakemake was given, so other jobs could run beside it")

@@ -19,9 +19,7 @@ def paper_sizes_mb(total_params: int, trainable_params: int) -> dict:
     fp16 = total_params * 2 / MB
     base = total_params * 0.5 / MB
     adapters = trainable_params * 2 / MB
-    qlora_total = base + adapters
-    return {"fp16": fp16, "base_4bit": base, "adapters": adapters, "qlora_total": qlora_total,
-            "compression_ratio": fp16 / qlora_total, "reduction_percent": 100 * (1 - qlora_total / fp16)}
+    return {"fp16": fp16, "base_4bit": base, "adapters": adapters, "qlora_total": base + adapters}
 
 
 def paper_flops_per_step(total_params: int, trainable_params: int, seq_len: int) -> dict:

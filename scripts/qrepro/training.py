@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
 import threading
 import time
@@ -33,9 +32,14 @@ class StepTimer(TrainerCallback):
 
     FILE = "timing.json"
 
-    def __init__(self, cuda: bool = False):
+    def __init__(self, cuda: bool = False, memory: "PeakMemory | None" = None, process: dict | None = None):
         self.cuda = cuda
+        self.memory = memory                    # its peak so far is stored with each checkpoint
+        self.process = process or {}            # what this process reports about itself (e.g. that it ran alone)
         self.durations: dict[int, float] = {}   # global step -> seconds
+        self.evaluations: list[int] = []        # global steps after which an evaluation ran
+        self.saves: list[int] = []              # global steps at which a checkpoint was saved
+        self.earlier: list[dict] = []           # what earlier processes reported, up to the resumed checkpoint
         self.prior_wall_s = 0.0                 # wall clock of earlier processes, up to the resumed checkpoint
         self.resumed_from: str | None = None
         self._train_start: float | None = None
@@ -47,7 +51,7 @@ class StepTimer(TrainerCallback):
         return time.perf_counter()
 
     def resume(self, checkpoint: str | None) -> None:
-        """Take over the durations and wall clock recorded in the checkpoint a run resumes from."""
+        """Take over the durations, wall clock and process reports recorded in the checkpoint a run resumes from."""
         self.resumed_from = checkpoint
         if checkpoint is None:
             return
@@ -57,6 +61,8 @@ class StepTimer(TrainerCallback):
                                     "StepTimer, so its time cannot be counted; delete the checkpoint folder")
         saved = json.loads(path.read_text())
         self.durations = {int(step): seconds for step, seconds in saved["durations"].items()}
+        self.evaluations, self.saves = list(saved["evaluations"]), list(saved["saves"])
+        self.earlier = list(saved["processes"])
         self.prior_wall_s = saved["wall_s"]
 
     def start(self) -> None:
@@ -67,10 +73,21 @@ class StepTimer(TrainerCallback):
         """Wall clock of the whole run so far: earlier processes up to their checkpoint, plus this one."""
         return self.prior_wall_s + (time.perf_counter() - self._train_start)
 
+    def processes(self) -> list[dict]:
+        """One report per process that contributed steps: earlier ones, then this one (its memory peak so far)."""
+        this = dict(self.process)
+        if self.memory is not None:
+            this["peak_memory_mb"] = self.memory.current_mb()
+        return self.earlier + [this]
+
     def _set_mark(self, *args, **kwargs):
         self._mark = self._now()
 
-    on_train_begin = on_log = on_evaluate = _set_mark
+    on_train_begin = on_log = _set_mark
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluations.append(state.global_step)
+        self._set_mark()
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self._now()
@@ -79,15 +96,29 @@ class StepTimer(TrainerCallback):
         self._mark = now
 
     def on_save(self, args, state, control, **kwargs):
+        self.saves.append(state.global_step)
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             payload = {"durations": {str(k): v for k, v in sorted(self.durations.items())}, "wall_s": self.wall_s(),
-                       "global_step": state.global_step}
+                       "global_step": state.global_step, "evaluations": self.evaluations, "saves": self.saves,
+                       "processes": self.processes()}
             (folder / self.FILE).write_text(json.dumps(payload, indent=1))
         self._mark = self._now()
 
     def step_times(self) -> list[float]:
         return [self.durations[step] for step in sorted(self.durations)]
+
+
+class PaperEvaluationSchedule(TrainerCallback):
+    """Evaluate every eval_steps, and not again at the last step.
+
+    transformers (5.x) adds an evaluation at the final step when eval_steps does not divide max_steps; the
+    paper's run (eval every 200 of 500 steps) evaluated twice, and its training time includes two passes."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and state.eval_steps and state.global_step % state.eval_steps:
+            control.should_evaluate = False
+        return control
 
 
 def step_time_summary(durations: dict[int, float], warmup_steps: int) -> dict:
@@ -185,9 +216,16 @@ def claim_checkpoint_dir(checkpoint_dir: str, job_fingerprint: str) -> None:
 def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
     """Run trainer.train() under a peak-memory monitor, resuming from the last complete checkpoint.
 
+    A checkpoint at max_steps is never resumed: the Trainer would run one step past it; the run starts over.
     Returns the paper-protocol wall clock of the whole run (earlier processes included, up to the checkpoint
     this one resumed from), the checkpoint resumed from and the optimizer steps run in this process."""
-    resume = latest_checkpoint(trainer.args.output_dir, StepTimer.FILE)  # StepTimer writes timing.json last
+    output_dir = Path(trainer.args.output_dir)
+    resume = latest_checkpoint(output_dir, StepTimer.FILE)  # StepTimer writes timing.json last
+    if resume and json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] >= trainer.args.max_steps:
+        print(f"{resume} is the finished run's last checkpoint: training again from the start")
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        resume = None
     timer.resume(resume)
     first_step = 0
     if resume:
@@ -198,7 +236,8 @@ def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
         trainer.train(resume_from_checkpoint=resume)
         wall_s = timer.wall_s()
     return {"wall_s": wall_s, "resumed_from": resume, "steps_run_in_this_process": trainer.state.global_step - first_step,
-            "wall_s_this_process": wall_s - timer.prior_wall_s, "wall_s_earlier_processes": timer.prior_wall_s}
+            "wall_s_this_process": wall_s - timer.prior_wall_s, "wall_s_earlier_processes": timer.prior_wall_s,
+            "evaluations_at_steps": timer.evaluations, "saves_at_steps": timer.saves}
 
 
 def log_history_frame(log_history: list[dict]) -> pd.DataFrame:
@@ -221,10 +260,10 @@ def first_train_loss(log_history: list[dict]) -> float:
 
 
 class PeakMemory:
-    """Peak memory that the block itself adds.
+    """Peak memory while the block runs.
 
-    CUDA: torch.cuda.max_memory_allocated (the caching allocator's peak of live tensors, weights included)
-    and its rise above the allocation at the start of the block.
+    CUDA: torch.cuda.max_memory_allocated, the caching allocator's peak of live tensors (model weights
+    included); details also give its rise above the allocation at the start of the block.
     CPU: the process's resident set size, sampled every 10 ms; the value is the peak above the RSS at the
     start of the block (the baseline: interpreter, libraries and the loaded model), so the Python runtime and
     model loading do not count. The CPU has no allocator-level peak to read, so none is reported.
@@ -271,6 +310,12 @@ class PeakMemory:
         """The reported figure: the allocator's peak on CUDA, the peak RSS above the baseline on CPU."""
         return (self.peak_bytes if self.cuda else self.peak_bytes - self.baseline_bytes) / 1024 ** 2
 
+    def current_mb(self) -> float:
+        """The reported figure so far, while the block still runs (for checkpoints)."""
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 1024 ** 2
+        return (max(self.peak_bytes, self._rss()) - self.baseline_bytes) / 1024 ** 2
+
     @property
     def details(self) -> dict:
         return {"baseline_mb": self.baseline_bytes / 1024 ** 2, "peak_mb": self.peak_bytes / 1024 ** 2,
@@ -285,11 +330,6 @@ class PeakMemory:
         return ("peak resident set size of the process during the block minus its RSS just before it (interpreter, "
                 "libraries and the loaded model excluded; gradients, optimizer states and activations included); "
                 "sampled every 10 ms")
-
-
-def lifetime_peak_rss_mb() -> float:
-    """Peak RSS over the whole process, model loading included (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def device_and_precision(requested: str) -> tuple[bool, str]:

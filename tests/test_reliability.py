@@ -116,15 +116,15 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     assert details["wall_s_earlier_processes"] == resumed["wall_s"] > 0
     assert train_time["value"] == pytest.approx(resumed["wall_s"] + details["wall_s_this_process"])
     assert len(details["processes"]) == 2 and details["ran_alone"]
+    steps = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
+    assert steps["steps_recorded"] == 60 and steps["steps_timed"] == 60 - 4  # test profile: 4 warm-up steps
+    per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]
+    assert per_step == pytest.approx(train_time["value"] / 60)
     # a second rerun finds only the finished run's last checkpoint: it trains again, never past max_steps
     snakemake(killed, *args, "--forcerun", "finetune", TARGET)
     again = read_metric(killed / "results/metrics/full/train_time_s.json")["details"]
     assert again["resumed_from"] is None and len(again["processes"]) == 1
     assert read_metric(killed / "results/metrics/full/train_steps.json")["value"] == 60
-    steps = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
-    assert steps["steps_recorded"] == 60 and steps["steps_timed"] == 60 - 4  # test profile: 4 warm-up steps
-    per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]
-    assert per_step == pytest.approx(train_time["value"] / 60)
     assert "Nothing to be done" in snakemake(killed, *args, "-n", TARGET).stdout
 
 

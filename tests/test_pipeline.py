@@ -93,8 +93,9 @@ def test_measurement_files_are_consistent(test_run):
     assert m("paper_structure", "total_params_packed_notebook") == 628_221_952
     assert m(c, "paper_arch_compression_ratio_paper_formula") == pytest.approx(3.8246, abs=1e-4)
     for variant in ("full", "qlora"):
-        # counted FLOPs (FlopCounterMode) against the analytic executed count, padding included: equal
-        assert m(variant, "flops_per_step_counted") == m(variant, "flops_per_step_executed")
+        # counted FLOPs (FlopCounterMode) against the analytic executed count, padding included: equal here (fp32);
+        # 0.1 % leaves room for another machine's autocast kernels and still catches any missing term (>= 1.8 %)
+        assert m(variant, "flops_per_step_counted") == pytest.approx(m(variant, "flops_per_step_executed"), rel=1e-3)
         assert m(variant, "perplexity_token") < m("base", "perplexity_token")
         # MFU from its parts, both ways
         peak = m("device", "peak_flops")

@@ -94,8 +94,7 @@ def run(job) -> None:
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
     step_time = training.step_time_summary(timer.durations, p.shared["step_time_warmup"])
-    processes = timer.processes()
-    processes[-1]["peak_memory_mb"] = memory.mb
+    processes = timer.processes()  # after the block: this process's figure is its final peak
     # every process that contributed steps must have run alone (runlog.alone_evidence)
     alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
     sources = [inp.base_model, inp.tokenized]

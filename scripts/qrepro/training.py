@@ -221,15 +221,14 @@ def train(trainer, timer: StepTimer, memory: PeakMemory) -> dict:
     this one resumed from), the checkpoint resumed from and the optimizer steps run in this process."""
     output_dir = Path(trainer.args.output_dir)
     resume = latest_checkpoint(output_dir, StepTimer.FILE)  # StepTimer writes timing.json last
-    if resume and json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] >= trainer.args.max_steps:
+    first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"] if resume else 0
+    if first_step >= trainer.args.max_steps:
         print(f"{resume} is the finished run's last checkpoint: training again from the start")
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)
-        resume = None
+        resume, first_step = None, 0
     timer.resume(resume)
-    first_step = 0
     if resume:
-        first_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
         print(f"resumed from {resume} (step {first_step})")
     with memory:
         timer.start()
@@ -274,6 +273,7 @@ class PeakMemory:
         self.baseline_bytes = 0
         self.peak_bytes = 0
         self._stop = threading.Event()
+        self._done = False
 
     def _rss(self) -> int:
         import psutil
@@ -303,6 +303,7 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_bytes = max(self.peak_bytes, self._rss())
+        self._done = True
         return False
 
     @property
@@ -311,7 +312,9 @@ class PeakMemory:
         return (self.peak_bytes if self.cuda else self.peak_bytes - self.baseline_bytes) / 1024 ** 2
 
     def current_mb(self) -> float:
-        """The reported figure so far, while the block still runs (for checkpoints)."""
+        """The reported figure so far: while the block runs (for checkpoints), and its final value after it."""
+        if self._done:
+            return self.mb
         if self.cuda:
             return torch.cuda.max_memory_allocated() / 1024 ** 2
         return (max(self.peak_bytes, self._rss()) - self.baseline_bytes) / 1024 ** 2

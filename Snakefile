@@ -20,6 +20,9 @@ include: "rules/report.smk"
 include: "rules/probe.smk"
 
 
+declare_library_inputs(workflow.rules)
+
+
 rule report:
     default_target: True
     input:

@@ -33,10 +33,10 @@ def one_variant(args) -> None:
     import torch
     from transformers import AutoConfig
 
-    from qrepro.modeling import expected_lora_params
-    from qrepro.peak import cuda_peak
-    from qrepro.probe import run_probe
-    from qrepro.structure import model_flops_per_token
+    from qrepro.evaluation.device_peak import cuda_peak
+    from qrepro.model.analytic import model_flops_per_token
+    from qrepro.model.llama import expected_lora_params
+    from qrepro.training.probe import run_probe
 
     config = profile(args.configfile)
     hp = config["training"][args.variant]
@@ -71,7 +71,7 @@ def main() -> None:
     import torch
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_check.py needs a CUDA GPU (torch.cuda.is_available() is False).")
-    from qrepro.base_model import random_weights
+    from qrepro.model.base import random_weights
 
     config = profile(args.configfile)
     arch = config["model"]["architecture"]

@@ -6,20 +6,18 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from qrepro import comparisons  # noqa: E402
+from qrepro.evaluation import comparisons  # noqa: E402
 from qrepro.config_checks import check as check_config  # noqa: E402
+from qrepro.dependencies import library_files  # noqa: E402
 
-# Everything but the device is checked at parse time. Device checks (fp16 or allow_cpu=false without CUDA)
-# wait for onstart: dry runs and weight-free targets (structure) must work on any machine.
+# Everything but the device is checked at parse time. The device checks (fp16, or allow_cpu=false, without CUDA)
+# wait for onstart, and apply only when a job that runs on the accelerator (a rule with the `gpu` resource) will
+# run: dry runs and weight-free targets (structure, tables) work on any machine.
 check_config(config, check_device=False)
-DEVICE_FREE_RULES = {"corpus", "tokenizer", "tokenize", "tokenize_pretrain", "dataset_metrics", "data_card",
-                     "structure_metrics", "paper_structure_metrics", "architecture_comparisons", "comparisons",
-                     "structure", "tables", "figure1", "figure2", "manifest", "render", "pdf", "report", "html", "train",
-                     "metrics", "probe_base", "memory_probe", "memory"}
 
 
 onstart:
-    if {job.rule.name for job in workflow.dag.needrun_jobs()} - DEVICE_FREE_RULES:
+    if any("gpu" in job.rule.resources for job in workflow.dag.needrun_jobs()):
         check_config(config, check_device=True)
 
 VARIANTS = ["full", "qlora"]
@@ -51,9 +49,13 @@ ALONE = scheduler_cores()
 ALONE_EVIDENCE = ALONE if getattr(workflow, "local_exec", True) else 0
 
 
-def lib(*modules):
-    """Library modules imported by a job, declared as inputs so that editing one re-runs its users."""
-    return [f"scripts/qrepro/{m}.py" for m in ("__init__", "runlog") + modules]
+def declare_library_inputs(rules_):
+    """Make every library file a rule's script imports (qrepro.dependencies: an ast walk, transitive) an input of
+    that rule, so editing a module re-runs exactly the rules that use it. Called once, after all rules exist."""
+    for rule_ in rules_:
+        if rule_.script:
+            script = Path(rule_.snakefile).parent / rule_.script
+            rule_.set_input(*library_files(script, Path(workflow.basedir) / "scripts", workflow.basedir))
 
 
 def metrics_for(variant, names):

@@ -1,5 +1,5 @@
 # Data: raw splits from the configured source → tokenizer → tokenized splits (datasets save_to_disk).
-# The corpus rule checks every split before it writes anything (qrepro.data_checks); data_card records
+# The corpus rule checks every split before it writes anything (qrepro.data.checks); data_card records
 # what was loaded, one metric file per fact.
 
 
@@ -7,7 +7,6 @@ rule corpus:
     output:
         raw=directory(f"{RESULTS}/data/raw"),
     input:
-        lib("data", "data_checks", "corpus", "hub"),
     params:
         source=config["data"]["source"],
         seed=config["seed"],
@@ -33,7 +32,6 @@ rule tokenizer:
     output:
         tokenizer=directory(f"{RESULTS}/tokenizer"),
     input:
-        lib("tokenizer", "hub"),
         raw=rules.corpus.output.raw,
     params:
         source=config["tokenizer"]["source"],
@@ -55,7 +53,6 @@ rule tokenize:
         tokenized=directory(f"{RESULTS}/data/tokenized"),
         stats=f"{RESULTS}/data/split_stats.json",
     input:
-        lib("data", "data_checks", "tokenizer"),
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
@@ -75,7 +72,6 @@ rule tokenize_pretrain:
     output:
         tokenized=directory(f"{RESULTS}/data/pretrain_tokenized"),
     input:
-        lib("data", "data_checks", "tokenizer"),
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
@@ -94,7 +90,6 @@ rule data_card:
     output:
         metrics_for("data_card", DATA_CARD_METRICS),
     input:
-        lib("data", "data_checks", "tokenizer", "hub", "metrics_io"),
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:

@@ -5,7 +5,6 @@ rule dataset_metrics:
     output:
         metrics_for("dataset", DATASET_METRICS),
     input:
-        lib("metrics_io"),
         stats=rules.tokenize.output.stats,
     params:
         metrics_dir=metrics_dir,
@@ -22,7 +21,6 @@ rule structure_metrics:
         STRUCTURE_TARGETS,
     input:
         unpack(structure_inputs),
-        lib("measure", "structure", "modeling", "metrics_io"),
     params:
         architecture=config["model"]["architecture"],
         lora=config["training"]["qlora"]["lora"],
@@ -42,7 +40,6 @@ use rule structure_metrics as paper_structure_metrics with:
     output:
         PAPER_STRUCTURE_TARGETS,
     input:
-        lib("measure", "structure", "modeling", "metrics_io"),
         "configs/paper.yaml",
     params:
         architecture=PAPER["model"]["architecture"],
@@ -59,7 +56,6 @@ rule model_size:
     output:
         metrics_for("{variant}", SIZE_METRICS),
     input:
-        lib("footprint", "loading", "modeling", "quant", "metrics_io"),
         base_model=rules.base_model.output.model,
         model=variant_model,
     params:
@@ -85,7 +81,6 @@ rule flops:
     output:
         metrics_for("{variant}", FLOPS_METRICS),
     input:
-        lib("flop_count", "measure", "structure", "finetune", "training", "modeling", "quant", "metrics_io"),
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
         tokenized=rules.tokenize.output.tokenized,
@@ -114,7 +109,6 @@ rule device_peak:
     output:
         metrics_for("device", ["peak_flops"]),
     input:
-        lib("peak", "hardware", "quant", "training", "metrics_io"),
     params:
         precision=config["training"]["precision"],
         override=config["evaluation"]["peak_flops"],
@@ -123,6 +117,7 @@ rule device_peak:
     threads: ALONE
     resources:
         scheduler_cores=ALONE_EVIDENCE,
+        gpu=config["gpus"],
     log:
         f"{LOGS}/device_peak.log",
     benchmark:
@@ -137,7 +132,6 @@ rule mfu:
     output:
         metrics_for("{variant}", MFU_METRICS),
     input:
-        lib("measure", "metrics_io"),
         peak=f"{RESULTS}/metrics/device/peak_flops.json",
         paper_flops=f"{RESULTS}/metrics/structure/flops_per_step_{{variant}}_paper.json",
         analytic_flops=f"{RESULTS}/metrics/{{variant}}/flops_per_step_analytic.json",
@@ -159,7 +153,6 @@ rule perplexity:
         metrics_for("{model}", PERPLEXITY_METRICS),
     input:
         unpack(trained_model),
-        lib("perplexity", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training", "hardware"),
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
         raw=rules.corpus.output.raw,
@@ -194,7 +187,6 @@ rule inference:
         metrics_for("{model}", INFERENCE_METRICS),
     input:
         unpack(trained_model),
-        lib("inference", "loading", "modeling", "quant", "metrics_io", "tokenizer", "training", "hardware"),
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
@@ -227,7 +219,6 @@ rule comparisons:
     output:
         metrics_for("comparison", COMPARISON_METRICS),
     input:
-        lib("comparisons", "collect", "metrics_io"),
         metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(COMPARISON_INPUTS)],
     params:
         metrics_dir=metrics_dir,
@@ -246,7 +237,6 @@ use rule comparisons as architecture_comparisons with:
     output:
         metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS),
     input:
-        lib("comparisons", "collect", "metrics_io"),
         metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(ARCHITECTURE_COMPARISON_INPUTS)],
     params:
         metrics_dir=metrics_dir,

@@ -7,7 +7,6 @@ rule base_model:
         log_history=f"{RESULTS}/train/base/pretrain_log_history.csv",
     input:
         unpack(base_model_inputs),
-        lib("base_model", "modeling", "training", "hardware", "hub"),
     params:
         source=config["model"]["source"],
         init=config["model"]["init"],

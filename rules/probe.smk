@@ -7,7 +7,6 @@ rule probe_base:
         model=directory(f"{RESULTS}/probe/base_model"),
     input:
         unpack(structure_inputs),
-        lib("base_model", "modeling", "training", "hardware", "hub", "quant"),
     params:
         architecture=config["model"]["architecture"],
         weights_dtype=config["probe"]["weights_dtype"],
@@ -28,7 +27,6 @@ rule memory_probe:
     output:
         metrics_for("probe_{variant}", ["peak_train_memory_mb", "step_time_s"]),
     input:
-        lib("probe", "finetune", "training", "resources", "structure", "modeling", "quant", "metrics_io"),
         model=rules.probe_base.output.model,
     params:
         hp=variant_hp,

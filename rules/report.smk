@@ -9,7 +9,6 @@ rule tables:
         html=report(TABLE_FILES["html"], category="Tables"),
         index=f"{RESULTS}/tables/index.json",
     input:
-        lib("collect", "report_tables", "metrics_io"),
         probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
         hp_full=HYPERPARAMETERS["full"],
@@ -32,7 +31,6 @@ rule figure1:
         png=report(f"{RESULTS}/figures/figure1.png", category="Figures", caption="../templates/figure1.rst"),
         pdf=f"{RESULTS}/figures/figure1.pdf",
     input:
-        lib("collect", "metrics_io"),
         metrics=REPORT_METRICS,
         style="templates/plot.mplstyle",
     log:
@@ -48,7 +46,6 @@ rule figure2:
         png=report(f"{RESULTS}/figures/figure2.png", category="Figures", caption="../templates/figure2.rst"),
         pdf=f"{RESULTS}/figures/figure2.pdf",
     input:
-        lib("collect", "comparisons", "metrics_io"),
         metrics=REPORT_METRICS,
         style="templates/plot.mplstyle",
     log:
@@ -63,7 +60,6 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.json",
     input:
-        lib("collect", "metrics_io", "loading"),
         [f for v in VARIANTS for f in model_files(v)],
         probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
@@ -85,7 +81,6 @@ rule render:
         tex="report/report.tex",
         html="report/report.html",
     input:
-        lib("collect", "claims", "render", "report_context", "report_tables", "metrics_io", "reference"),
         "configs/paper.yaml",
         "templates/report.tex.j2",
         "templates/table.tex.j2",
@@ -121,7 +116,6 @@ rule pdf:
     output:
         pdf="report/report.pdf",
     input:
-        lib(),
         tex=rules.render.output.tex,
         figures=[rules.figure1.output.pdf, rules.figure2.output.pdf],
     log:
@@ -139,7 +133,6 @@ rule write_reference:
     output:
         directory(f"reference/{reference_name()}"),
     input:
-        lib("collect", "metrics_io", "reference"),
         manifest=rules.manifest.output.manifest,
         metrics=REPORT_METRICS,
         report=rules.render.output.html,  # the whole GPU-profile DAG has run

@@ -13,9 +13,6 @@ rule finetune:
         hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
         metrics=metrics_for("{variant}", TRAIN_METRICS),
     input:
-        lib("finetune", "finetune_job", "training", "modeling", "quant", "hardware", "hub", "metrics_io", "tokenizer",
-            "resources", "structure"),
-        "schemas/metric.schema.json",
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
         tokenized=rules.tokenize.output.tokenized,

@@ -1,7 +1,7 @@
 """Rule inference: greedy generation speed for full, qlora and qlora_merged (Table 11)."""
-from qrepro.inference import time_generation
-from qrepro.loading import prepare_eval
+from qrepro.evaluation.inference import time_generation
 from qrepro.metrics_io import write_metrics
+from qrepro.model.loading import prepare_eval
 from qrepro.runlog import alone_evidence, log_to
 
 p = snakemake.params  # noqa: F821

@@ -1,8 +1,8 @@
 """Rule probe_base: the configured architecture with random weights (no hub, no pretraining), saved once."""
 from transformers import AutoTokenizer
 
-from qrepro.base_model import random_weights
-from qrepro.quant import DTYPES
+from qrepro.model.base import random_weights
+from qrepro.model.quant import DTYPES
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821

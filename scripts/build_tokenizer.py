@@ -1,8 +1,8 @@
 """Rule tokenizer: train a BPE on the training text, or take the model's own tokenizer."""
 from datasets import load_from_disk
 
+from qrepro.data.tokenizer import from_model, train_bpe, training_texts
 from qrepro.runlog import log_to
-from qrepro.tokenizer import from_model, train_bpe, training_texts
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821

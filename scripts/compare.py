@@ -1,8 +1,8 @@
 """Rules comparisons and architecture_comparisons: every derived number (ratios, reductions, changes, radar
 values) written once, as files: from the architecture alone, or from a run's measurements."""
-from qrepro.collect import MetricStore
-from qrepro.comparisons import records
+from qrepro.evaluation.comparisons import records
 from qrepro.metrics_io import write_metrics
+from qrepro.report.store import MetricStore
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821

@@ -4,14 +4,15 @@ import json
 from datasets import load_from_disk
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
-from qrepro import finetune, training
-from qrepro.flop_count import counted_step_flops
-from qrepro.measure import analytic_flops_records
+from qrepro.data.tokenizer import finish
+from qrepro.evaluation.flop_count import counted_step_flops
+from qrepro.evaluation.records import analytic_flops_records
 from qrepro.metrics_io import write_metrics
-from qrepro.modeling import count_parameters
-from qrepro.quant import DTYPES
+from qrepro.model.llama import count_parameters
+from qrepro.model.quant import DTYPES
 from qrepro.runlog import log_to
-from qrepro.tokenizer import finish
+from qrepro.training import trainer as training
+from qrepro.training import variants as finetune
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
@@ -44,7 +45,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     records["flops_per_step_counted"] = dict(value=counted["total"], unit="FLOPs", inputs=source + [inp.tokenized],
         method=("torch.utils.flop_counter.FlopCounterMode over forward and backward of every micro-batch of one real "
                 "optimizer step, with formulas registered for the CPU flash-attention kernel and bitsandbytes' 4-bit "
-                "matmul (qrepro/flop_count.py); dequantization is not counted, recomputation is."),
+                "matmul (qrepro/evaluation/flop_count.py); dequantization is not counted, recomputation is."),
         details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len,
                  "per_operator": counted["per_operator"]})
     write_metrics(p.metrics_dir, variant, records)

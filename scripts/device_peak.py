@@ -1,12 +1,12 @@
 """Rule device_peak: the peak FLOP/s that MFU divides by."""
 import torch
 
+from qrepro.evaluation.device_peak import cuda_peak, measure_matmul_peak
 from qrepro.hardware import describe
 from qrepro.metrics_io import write_metrics
-from qrepro.peak import cuda_peak, measure_matmul_peak
-from qrepro.quant import DTYPES
+from qrepro.model.quant import DTYPES
 from qrepro.runlog import alone_evidence, log_to
-from qrepro.training import device_and_precision
+from qrepro.training.trainer import device_and_precision
 
 p = snakemake.params  # noqa: F821
 job = snakemake  # noqa: F821

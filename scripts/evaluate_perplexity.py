@@ -1,9 +1,9 @@
 """Rule perplexity: base, full and qlora on the test split, the paper's way and token-level (Table 10)."""
 from datasets import load_from_disk
 
-from qrepro import perplexity
-from qrepro.loading import prepare_eval
+from qrepro.evaluation import perplexity
 from qrepro.metrics_io import write_metrics
+from qrepro.model.loading import prepare_eval
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from qrepro.collect import MetricStore, load_paper_values, read_json
-from qrepro.report_tables import Builder, build_tables, reference_table, write_table
+from qrepro.report.store import MetricStore, load_paper_values, read_json
+from qrepro.report.tables import Builder, build_tables, reference_table, write_table
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821

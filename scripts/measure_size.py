@@ -1,13 +1,12 @@
 """Rule model_size: a variant's real size in memory and on disk (Table 5, measured)."""
 import tempfile
-
 from pathlib import Path
 
 import torch
 
-from qrepro.footprint import disk_bytes, memory_bytes
-from qrepro.loading import load_4bit_base, load_for_eval
+from qrepro.evaluation.footprint import disk_bytes, memory_bytes
 from qrepro.metrics_io import write_metrics
+from qrepro.model.loading import load_4bit_base, load_for_eval
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821

@@ -1,8 +1,9 @@
 """Rule memory_probe: peak training memory and step time of one variant at the configured architecture."""
-from qrepro import resources, training
 from qrepro.metrics_io import write_metrics
-from qrepro.probe import run_probe
 from qrepro.runlog import alone_evidence, log_to
+from qrepro.training import resources
+from qrepro.training import trainer as training
+from qrepro.training.probe import run_probe
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821

@@ -1,5 +1,5 @@
 """Rule mfu: model FLOPs utilization and achieved TFLOP/s, the paper's way and the correct way (Table 8)."""
-from qrepro.measure import mfu_records
+from qrepro.evaluation.records import mfu_records
 from qrepro.metrics_io import read_metric, write_metrics
 from qrepro.runlog import log_to
 

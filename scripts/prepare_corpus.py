@@ -1,8 +1,8 @@
 """Rule corpus: raw train/validation/test (+ pretrain) rows from the configured source, checked before
-anything is written (qrepro.data_checks): a bad split fails here with one message naming the file."""
+anything is written (qrepro.data.checks): a bad split fails here with one message naming the file."""
 import sys
 
-from qrepro.data import load_corpus, save_corpus
+from qrepro.data.splits import load_corpus, save_corpus
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821 (injected by Snakemake)

@@ -1,10 +1,10 @@
 """Rule render: one Jinja2 context → report/report.tex and report/report.html."""
 from pathlib import Path
 
-from qrepro import render as R
-from qrepro.claims import Run, verdicts
-from qrepro.collect import MetricStore, read_json
-from qrepro.report_context import build_context, figure, provenance, table_entry, verify_manifest
+from qrepro.report import render as R
+from qrepro.report.claims import Run, verdicts
+from qrepro.report.context import build_context, figure, provenance, table_entry, verify_manifest
+from qrepro.report.store import MetricStore, read_json
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821

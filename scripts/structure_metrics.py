@@ -1,9 +1,9 @@
 """Rule structure: Tables 2, 5, 6 and the paper-formula Table 7 from the architecture alone (meta device)."""
 from pathlib import Path
 
-from qrepro.measure import architecture_records, meta_model, structure_records
+from qrepro.evaluation.records import architecture_records, meta_model, structure_records
 from qrepro.metrics_io import write_metrics
-from qrepro.modeling import count_parameters, expected_lora_params
+from qrepro.model.llama import count_parameters, expected_lora_params
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821

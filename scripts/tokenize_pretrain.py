@@ -2,9 +2,9 @@
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from qrepro.data import save, tokenize_packed
+from qrepro.data.splits import save, tokenize_packed
+from qrepro.data.tokenizer import finish
 from qrepro.runlog import log_to
-from qrepro.tokenizer import finish
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821

@@ -4,9 +4,9 @@ import json
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from qrepro.data import save, split_stats, tokenize_splits
+from qrepro.data.splits import save, split_stats, tokenize_splits
+from qrepro.data.tokenizer import finish
 from qrepro.runlog import log_to
-from qrepro.tokenizer import finish
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821

@@ -1,5 +1,5 @@
 """Rule write_reference: this GPU run's results, with their provenance, into reference/<gpu>-<profile>/."""
-from qrepro.reference import write_reference
+from qrepro.report.reference import write_reference
 from qrepro.runlog import log_to
 
 p, inp = snakemake.params, snakemake.input  # noqa: F821

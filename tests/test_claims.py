@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from qrepro import comparisons as C
-from qrepro.claims import (BASIS_ARCHITECTURE, BASIS_REFERENCE, BASIS_THIS_RUN, NOT_COMPARABLE, NOT_REPRODUCED,
-                           REPRODUCED, Run, fill, judge, load_claims, placeholders)
-from qrepro.collect import MetricStore
+from qrepro.evaluation import comparisons as C
+from qrepro.report.claims import (BASIS_ARCHITECTURE, BASIS_REFERENCE, BASIS_THIS_RUN, NOT_COMPARABLE, NOT_REPRODUCED,
+                                  REPRODUCED, Run, fill, judge, load_claims, placeholders)
+from qrepro.report.store import MetricStore
 
 PAPER = {e["id"]: e["value"] for e in yaml.safe_load((ROOT / "templates/paper_values.yaml").read_text())["values"]}
 FORMULA = {kind: fn for kind, (_, fn) in C.FORMULAS.items()}
@@ -143,7 +143,7 @@ def test_every_claim_states_a_basis_and_fills_its_evidence_from_files():
 
 
 def test_mfu_takes_the_training_time_verdict():
-    from qrepro.claims import verdicts
+    from qrepro.report.claims import verdicts
     cpu = _run(comparison={c["value"]: 1.0 for c in CLAIMS.values()}, paper_arch=False)
     # an MFU ratio inside its own tolerance, a training time outside: the clock decides both
     reference = _run("h200", comparison={**{c["value"]: 1.0 for c in CLAIMS.values()},

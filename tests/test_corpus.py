@@ -1,6 +1,6 @@
 import re
 
-from qrepro.corpus import WIKITEXT2_ROWS, generate_corpus, split_row_targets
+from qrepro.data.corpus import WIKITEXT2_ROWS, generate_corpus, split_row_targets
 
 ARGS = dict(scale=0.02, pretrain_rows=800, people=20, cities=6)
 TITLE = re.compile(r"^ = [^=].* = \n$")

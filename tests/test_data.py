@@ -1,8 +1,8 @@
 import pytest
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
-from qrepro.data import synthetic_raw, tokenize_packed, tokenize_padded, split_stats, tokenize_splits
-from qrepro.tokenizer import finish, train_bpe
+from qrepro.data.splits import split_stats, synthetic_raw, tokenize_packed, tokenize_padded, tokenize_splits
+from qrepro.data.tokenizer import finish, train_bpe
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, copy_workflow, snakemake
-from qrepro.data_checks import (DataValidationError, check_parquet_file, check_rows, check_text_file,
-                                local_split_files, long_rows_warning, rows_sha256)
+from qrepro.data.checks import (DataValidationError, check_parquet_file, check_rows, check_text_file, local_split_files,
+                                long_rows_warning, rows_sha256)
 from qrepro.metrics_io import read_metric
 
 FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
@@ -136,7 +136,7 @@ def test_row_hash_is_sha256_of_rows_each_ended_by_0xff():
 
 
 def test_synthetic_corpus_passes_the_same_checks_and_a_broken_one_is_an_assertion(monkeypatch):
-    from qrepro import data
+    from qrepro.data import splits as data
     small = dict(scale=0.01, pretrain_rows=200, people=12, cities=4)
     corpus = data.load_corpus("synthetic", seed=3, synthetic=small, hf={}, local_dir=None, max_length=64)
     assert {s: corpus.raw[s].num_rows > 0 for s in ("train", "validation", "test", "pretrain")} == dict.fromkeys(

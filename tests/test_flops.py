@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from qrepro import structure as S
-from qrepro.finetune import build_full, build_qlora
-from qrepro.flop_count import counted_step_flops
-from qrepro.modeling import LORA_TARGETS, llama_config, random_model
+from qrepro.evaluation.flop_count import counted_step_flops
+from qrepro.model import analytic as S
+from qrepro.model.llama import LORA_TARGETS, llama_config, random_model
+from qrepro.training.variants import build_full, build_qlora
 
 ARCH = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=384,
             max_position_embeddings=256, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)

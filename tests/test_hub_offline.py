@@ -77,7 +77,7 @@ def hf_cache(tmp_path_factory):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qrepro.tokenizer import train_bpe
+    from qrepro.data.tokenizer import train_bpe
 
     root = tmp_path_factory.mktemp("hf_home")
     stage = root / "stage"
@@ -104,11 +104,11 @@ LOADING = r"""
 import json, sys
 import torch
 from safetensors.torch import save_file
-from qrepro.data import load_corpus
-from qrepro.data_checks import DataValidationError
+from qrepro.data.splits import load_corpus
+from qrepro.data.checks import DataValidationError
 from qrepro.hub import HubUnavailableError
-from qrepro.modeling import load_pretrained
-from qrepro.tokenizer import from_model, model_tokenizer_revision
+from qrepro.model.llama import load_pretrained
+from qrepro.data.tokenizer import from_model, model_tokenizer_revision
 
 model_id, model_rev, data_rev, other_rev, out = sys.argv[1:]
 found = {}
@@ -146,8 +146,8 @@ json.dump(found, open(out, "w"))
 
 
 def _hub_weights_fp16(hf_cache) -> dict:
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
     return {k: v.to(torch.float16) for k, v in load_file(hf_cache["stage"] / "model.safetensors").items()}
 
 

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from qrepro import structure as S
-from qrepro.footprint import memory_bytes
-from qrepro.modeling import llama_config, random_model
-from qrepro.perplexity import paper_protocol, token_level
+from qrepro.evaluation.footprint import memory_bytes
+from qrepro.evaluation.perplexity import paper_protocol, token_level
+from qrepro.model import analytic as S
+from qrepro.model.llama import llama_config, random_model
 
 N, TRAINABLE = 1_100_048_384, 12_615_680
 
@@ -44,8 +44,8 @@ def test_nf4_storage_bits_on_a_real_bitsandbytes_layer(double_quant, bits):
 
 
 def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
-    from qrepro.loading import load_4bit_base
-    from qrepro.modeling import count_parameters
+    from qrepro.model.llama import count_parameters
+    from qrepro.model.loading import load_4bit_base
     arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                 intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
                 rope_theta=1e4)
@@ -111,8 +111,8 @@ def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):
 def test_inference_counts_the_tokens_really_generated():
     """Tokens are counted from the output ids: a model that ends every answer at once generates 1 token unless
     min_new_tokens forces the full length, and tokens/s follows the count, not the setting."""
-    from qrepro.inference import time_generation
-    from qrepro.tokenizer import train_bpe
+    from qrepro.data.tokenizer import train_bpe
+    from qrepro.evaluation.inference import time_generation
 
     tokenizer = train_bpe(["the history of artificial intelligence", "climate change has become"] * 20, vocab_size=300)
     arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
@@ -134,9 +134,9 @@ def test_inference_counts_the_tokens_really_generated():
 def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
     the way model_size measures it: the adapters come back in fp32."""
-    from qrepro.finetune import build_qlora
-    from qrepro.loading import load_for_eval
-    from qrepro.modeling import LORA_TARGETS, count_parameters
+    from qrepro.model.llama import LORA_TARGETS, count_parameters
+    from qrepro.model.loading import load_for_eval
+    from qrepro.training.variants import build_qlora
     arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                 intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
                 rope_theta=1e4)

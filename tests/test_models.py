@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from qrepro.modeling import LORA_TARGETS, count_parameters, expected_lora_params, llama_config, random_model
-from qrepro.quant import disable_cpu_weight_repacking
 from qrepro.hardware import cpu_supports_bf16
+from qrepro.model.llama import LORA_TARGETS, count_parameters, expected_lora_params, llama_config, random_model
+from qrepro.model.quant import disable_cpu_weight_repacking
 
 ARCH = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
             intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=False,
@@ -29,8 +29,8 @@ def base_dir(tmp_path_factory):
 
 
 def _qlora(base_dir, guard=True):
-    from qrepro.finetune import build_qlora
-    from qrepro.quant import linear4bit_modules
+    from qrepro.model.quant import linear4bit_modules
+    from qrepro.training.variants import build_qlora
     quant = dict(quant_type="nf4", double_quant=True, compute_dtype="auto")
     lora = dict(r=16, alpha=32, dropout=0.0, bias="none", target_modules=list(LORA_TARGETS))
     model = build_qlora(base_dir, quant, lora, precision="bf16", cuda=False, gradient_checkpointing=False)
@@ -104,7 +104,7 @@ def test_first_layer_lora_keeps_learning_after_evaluation_inside_the_trainer(bas
 def test_notebook_numbers_are_what_bitsandbytes_and_peft_report(base_dir):
     """measure.notebook_numbers (used at TinyLlama's scale on the meta device) against a real QLoRA model:
     numel over the packed 4-bit model, parameter bytes after prepare_model_for_kbit_training, peft's count."""
-    from qrepro.measure import notebook_numbers
+    from qrepro.evaluation.records import notebook_numbers
     model = _qlora(base_dir)
     config = llama_config(ARCH, 256, 1, 2)
     total, lora = count_parameters(model)

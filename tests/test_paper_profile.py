@@ -56,8 +56,8 @@ def test_paper_profile_refuses_to_train_without_cuda(paper_copy):
 
 
 def test_hub_errors_name_the_local_options():
-    from qrepro.data import hf_raw
-    from qrepro.modeling import load_pretrained
+    from qrepro.data.splits import hf_raw
+    from qrepro.model.llama import load_pretrained
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(HubUnavailableError, match=r"HF_HUB_OFFLINE=1 is set.*data.source: local"):
         hf_raw("wikitext", "wikitext-2-raw-v1", None)
@@ -66,7 +66,7 @@ def test_hub_errors_name_the_local_options():
 
 
 def test_qlora_on_cuda_needs_bitsandbytes_cuda_kernels():
-    from qrepro.quant import QuantizationUnavailableError, require_bitsandbytes
+    from qrepro.model.quant import QuantizationUnavailableError, require_bitsandbytes
     require_bitsandbytes(cuda=False)
     with pytest.raises(QuantizationUnavailableError, match="no CUDA kernels"):
         require_bitsandbytes(cuda=True)
@@ -105,10 +105,10 @@ def test_several_gpus_go_through_accelerate_launch(paper_copy):
     import subprocess
     import sys
 
-    from qrepro.finetune_job import accelerate_command
+    from qrepro.training.job import accelerate_command
     command = accelerate_command(4, "job.pickle")
     assert command[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
-                           "-m", "qrepro.finetune_job", "job.pickle"]
+                           "-m", "qrepro.training.job", "job.pickle"]
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--help"], check=True, capture_output=True)
     (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
     planned = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml").stdout

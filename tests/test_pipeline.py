@@ -8,7 +8,7 @@ import yaml
 
 from conftest import snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.modeling import LORA_TARGETS, expected_lora_params, llama_config
+from qrepro.model.llama import LORA_TARGETS, expected_lora_params, llama_config
 
 TRAIN_METRICS = ["total_params", "trainable_params", "trainable_percent", "train_time_s", "time_per_step_s",
                  "step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",
@@ -125,7 +125,7 @@ def test_qlora_uses_gradient_checkpointing_as_the_paper_and_standard_does_not(te
     # the 4-bit matmuls run twice per step: the forward, and its recomputation in the backward
     config = _config(test_run)
     arch = llama_config(config["model"]["architecture"], config["tokenizer"]["vocab_size"], 1, 2)
-    from qrepro.structure import linear_weights
+    from qrepro.model.analytic import linear_weights
     tokens = forward["details"]["tokens_per_step"]
     assert counted["bitsandbytes.gemm_4bit"] == 2 * 2 * sum(linear_weights(arch)) * tokens
 

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from conftest import pdf_text, snakemake
-from qrepro.collect import MetricStore
-from qrepro.comparisons import records
+from qrepro.evaluation.comparisons import records
 from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.report.store import MetricStore
 
 NAME = "h200-paper-arch"
 ARCHITECTURE = ["total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
@@ -103,7 +103,7 @@ def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(
 
 
 def test_write_reference_copies_a_gpu_run_and_refuses_a_cpu_run(tmp_path):
-    from qrepro.reference import write_reference
+    from qrepro.report.reference import write_reference
     metrics = tmp_path / "results/metrics"
     for scope, name, value in [("device", "peak_flops", 989e12), ("full", "train_time_s", 12.5)]:
         write_metrics(metrics / scope, scope, {name: dict(value=value, unit="", method="a method text.", inputs=[],

@@ -157,7 +157,7 @@ def test_deleted_adapter_weights_are_noticed_not_reported_stale(run_copy):
 
 
 def test_manifest_catches_a_result_edited_after_it_was_written(run_copy):
-    from qrepro.report_context import ManifestError, verify_manifest
+    from qrepro.report.context import ManifestError, verify_manifest
     os.chdir(run_copy)
     try:
         verify_manifest("results/manifest.json")
@@ -177,13 +177,13 @@ def test_no_unsafe_loading_or_shell_calls_in_the_code():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
         assert "use_safetensors=False" not in text, path
-    assert "use_safetensors=True" in sources[ROOT / "scripts/qrepro/modeling.py"]
+    assert "use_safetensors=True" in sources[ROOT / "scripts/qrepro/model/llama.py"]
     assert "-no-shell-escape" in sources[ROOT / "scripts/compile_pdf.py"]
 
 
 def test_memory_guard_refuses_what_cannot_fit():
-    from qrepro.modeling import llama_config
-    from qrepro.resources import GIB, InsufficientMemoryError, guard, training_memory_estimate
+    from qrepro.model.llama import llama_config
+    from qrepro.training.resources import GIB, InsufficientMemoryError, guard, training_memory_estimate
     arch = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
                 intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False, rms_norm_eps=1e-5,
                 rope_theta=1e4)

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from qrepro.measure import mfu_records, paper_protocol_peak
-from qrepro.peak import PAPER_T4_PEAK
-from qrepro.training import PeakMemory, StepTimer, step_time_summary
+from qrepro.evaluation.device_peak import PAPER_T4_PEAK
+from qrepro.evaluation.records import mfu_records, paper_protocol_peak
+from qrepro.training.trainer import PeakMemory, StepTimer, step_time_summary
 
 
 def _drive(timer, output_dir, steps, load_s, work_s, eval_s, eval_every, save_every=0, first_step=0):
@@ -109,8 +109,8 @@ def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from qrepro.modeling import llama_config, random_model
-    from qrepro.training import PaperEvaluationSchedule
+    from qrepro.model.llama import llama_config, random_model
+    from qrepro.training.trainer import PaperEvaluationSchedule
 
     def slow_collator(features):
         time.sleep(0.1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .hardware import cuda_visible_without_torch
+from qrepro.hardware import cuda_visible_without_torch
 
 
 class ConfigError(ValueError):

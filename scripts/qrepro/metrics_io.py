@@ -9,7 +9,8 @@ from typing import Any, Iterable
 
 import jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "metric.schema.json"
+WORKFLOW_FILES = ("schemas/metric.schema.json",)  # read at run time (qrepro.dependencies)
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / WORKFLOW_FILES[0]
 _SCHEMA = None
 
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.modeling import LORA_TARGETS, llama_config, random_model
+from qrepro.model.llama import LORA_TARGETS, llama_config, random_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -32,8 +32,8 @@ def test_qlora_trains_on_cuda_and_keeps_learning_after_evaluation(base_dir, tmp_
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from qrepro.finetune import build_qlora
-    from qrepro.quant import linear4bit_modules
+    from qrepro.model.quant import linear4bit_modules
+    from qrepro.training.variants import build_qlora
 
     model = build_qlora(base_dir, QUANT, LORA, precision="fp16", cuda=True, gradient_checkpointing=True)
     layers = linear4bit_modules(model)
@@ -62,8 +62,8 @@ def test_qlora_trains_on_cuda_and_keeps_learning_after_evaluation(base_dir, tmp_
 
 def test_merged_model_gives_the_adapted_models_predictions(base_dir, tmp_path):
     """qlora_merged (adapter folded into the dequantized NF4 base) predicts what the 4-bit base plus adapter does."""
-    from qrepro.finetune import build_qlora
-    from qrepro.loading import load_for_eval
+    from qrepro.model.loading import load_for_eval
+    from qrepro.training.variants import build_qlora
 
     model = build_qlora(base_dir, QUANT, {**LORA, "dropout": 0.0}, precision="fp16", cuda=True, gradient_checkpointing=False)
     with torch.no_grad():

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .metrics_io import read_metric
+from qrepro.metrics_io import read_metric
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
 

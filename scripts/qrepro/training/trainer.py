@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from .hardware import resolve_precision
+from qrepro.hardware import resolve_precision
 
 LOG_COLUMNS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .modeling import load_pretrained
-from .quant import (DTYPES, assert_quantized, bnb_config, disable_cpu_weight_repacking,
-                    require_bitsandbytes)
+from qrepro.model.llama import load_pretrained
+from qrepro.model.quant import DTYPES, assert_quantized, bnb_config, disable_cpu_weight_repacking, require_bitsandbytes
 
 
 def compute_dtype(quantization: dict, precision: str) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from .collect import MetricStore
-from .report_tables import fmt
+from qrepro.report.store import MetricStore
+from qrepro.report.tables import fmt
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 BASIS_ARCHITECTURE = "computed from the paper's architecture (no training)"

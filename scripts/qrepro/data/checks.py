@@ -35,7 +35,7 @@ def long_row_chars(max_length: int) -> int:
 
 
 def is_blank(text: str) -> bool:
-    """The paper's notion of an empty row (qrepro.data.non_empty keeps the others)."""
+    """The paper's notion of an empty row (qrepro.data.splits.non_empty keeps the others)."""
     return not text.strip()
 
 

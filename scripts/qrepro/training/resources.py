@@ -1,7 +1,7 @@
 """Resource guard: refuse a training job that cannot fit, before anything is loaded."""
 from __future__ import annotations
 
-from .structure import bnb_footprint_bytes
+from qrepro.model.analytic import bnb_footprint_bytes
 
 GIB = 1024 ** 3
 
@@ -53,7 +53,7 @@ def estimate_for_job(base_dir: str, variant: str, hp: dict, seq_len: int) -> dic
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .modeling import count_parameters, expected_lora_params
+    from qrepro.model.llama import count_parameters, expected_lora_params
 
     config = AutoConfig.from_pretrained(base_dir)
     with torch.device("meta"):

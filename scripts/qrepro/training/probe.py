@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from . import finetune, training
+from qrepro.training import trainer as training
+from qrepro.training import variants as finetune
 
 
 def random_batches(vocab_size: int, count: int, seq_len: int, seed: int):

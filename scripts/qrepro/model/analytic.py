@@ -53,7 +53,7 @@ def quantized_linear_bytes(numel: int, double_quant: bool) -> int:
 
 def linear_weights(config) -> list[int]:
     """numel of each decoder-layer projection (the ones bitsandbytes quantizes)."""
-    from .modeling import linear_shapes
+    from qrepro.model.llama import linear_shapes
     shapes = linear_shapes(config)
     return [i * o for _ in range(config.num_hidden_layers) for i, o in shapes.values()]
 
@@ -102,7 +102,7 @@ def model_flops_per_token(config, seq_len: int, variant: str, lora_params: int =
 
 def lora_params_by_layer_module(config, target_modules, r: int) -> dict[str, tuple[int, int]]:
     """(lora_A, lora_B) parameter counts of one layer's targeted projection: r·in and out·r."""
-    from .modeling import linear_shapes
+    from qrepro.model.llama import linear_shapes
     shapes = linear_shapes(config)
     return {m: (r * shapes[m][0], r * shapes[m][1]) for m in target_modules}
 
@@ -123,7 +123,7 @@ def executed_flops_per_token(config, seq_len: int, variant: str, lora: dict | No
       transformers' default (non-reentrant, which stops recomputing once the last saved tensor is rebuilt:
       down_proj's forward is skipped).
     """
-    from .modeling import linear_shapes
+    from qrepro.model.llama import linear_shapes
     shapes = linear_shapes(config)
     n = matmul_params(config)
     projections = sum(linear_weights(config))

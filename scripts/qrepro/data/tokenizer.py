@@ -6,7 +6,7 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from .hub import hub_error, snapshot_commit
+from qrepro.hub import hub_error, snapshot_commit
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 

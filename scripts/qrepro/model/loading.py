@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .modeling import load_pretrained
-from .quant import DTYPES, assert_quantized, bnb_config, require_bitsandbytes
+from qrepro.model.llama import load_pretrained
+from qrepro.model.quant import DTYPES, assert_quantized, bnb_config, require_bitsandbytes
 
 
 class ArtifactError(ValueError):
@@ -44,7 +44,7 @@ def check_safetensors(path: Path) -> None:
 
 def eval_dtype(requested: str, cuda: bool) -> str:
     """Evaluation dtype: 'auto' resolves as training precision does; an explicit dtype is used as given."""
-    from .hardware import resolve_precision
+    from qrepro.hardware import resolve_precision
     return resolve_precision(requested, cuda) if requested == "auto" else requested
 
 
@@ -86,8 +86,8 @@ def prepare_eval(kind: str, base_dir: str, model_files: list[str] | None, tokeni
     """Everything an evaluation job starts with: threads, device, dtype, tokenizer and the loaded model."""
     from transformers import AutoTokenizer
 
-    from .tokenizer import finish
-    from .training import set_threads
+    from qrepro.data.tokenizer import finish
+    from qrepro.training.trainer import set_threads
 
     set_threads(threads)
     cuda = torch.cuda.is_available()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .metrics_io import read_metric
+from qrepro.metrics_io import read_metric
 
 
 @dataclass

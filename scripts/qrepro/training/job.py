@@ -11,23 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import finetune, resources, training
-from .metrics_io import write_metrics
-from .runlog import alone_evidence
-from .modeling import count_parameters
-from .tokenizer import finish
+from qrepro.data.tokenizer import finish
+from qrepro.metrics_io import write_metrics
+from qrepro.model.llama import count_parameters
+from qrepro.runlog import alone_evidence
+from qrepro.training import resources
+from qrepro.training import trainer as training
+from qrepro.training import variants as finetune
 
 
 def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
     """The command that re-runs this job on num_processes GPUs (no shell, list arguments)."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-            str(num_processes), "-m", "qrepro.finetune_job", spec_path]
+            str(num_processes), "-m", "qrepro.training.job", spec_path]
 
 
 def claim_checkpoints(job, precision: str) -> None:
     """Resume only checkpoints written by this job: the same settings, input bytes, library code and package
     versions (see training.claim_checkpoint_dir). How step times are summarised is not part of it."""
-    from .reference import package_versions
+    from qrepro.report.reference import package_versions
 
     p = job.params
     shared = {k: v for k, v in p.shared.items() if k != "step_time_warmup"}
@@ -135,7 +137,7 @@ def run(job) -> None:
 
 
 if __name__ == "__main__":  # the worker entry under accelerate launch
-    from .runlog import log_to
+    from qrepro.runlog import log_to
     with open(sys.argv[1], "rb") as handle:
         worker_job = pickle.load(handle)
     rank = os.environ.get("RANK", "0")

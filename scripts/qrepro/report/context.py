@@ -8,10 +8,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from .collect import MetricStore, read_json, sha256
-from .reference import package_versions
-from .render import RawLatex
-from .report_tables import fmt
+from qrepro.report.reference import package_versions
+from qrepro.report.render import RawLatex
+from qrepro.report.store import MetricStore, read_json, sha256
+from qrepro.report.tables import fmt
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers", "snakemake",
             "jinja2", "matplotlib", "pandas"]

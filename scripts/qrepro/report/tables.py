@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .collect import MetricStore
+from qrepro.report.store import MetricStore
 
 VARIANT_LABEL = {"full": "Standard FT", "qlora": "QLoRA", "qlora_merged": "QLoRA merged", "base": "Base (no fine-tuning)"}
 DASH = "—"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .collect import MetricStore
+from qrepro.report.store import MetricStore
 
 FORMULAS = {
     "ratio": ("a / b", lambda a, b: a / b),

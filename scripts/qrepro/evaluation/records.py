@@ -1,7 +1,7 @@
 """Metric records for Tables 2, 5, 7 and 8: each function returns {metric name: write_metric kwargs}."""
 from __future__ import annotations
 
-from . import structure as S
+from qrepro.model import analytic as S
 
 MB_UNIT = "MB (1024^2 bytes)"
 
@@ -9,7 +9,8 @@ MB_UNIT = "MB (1024^2 bytes)"
 def meta_model(arch: dict, vocab_size: int):
     """The architecture on the meta device: shapes and counts, no weights, no memory."""
     import torch
-    from .modeling import llama_config, random_model
+
+    from qrepro.model.llama import llama_config, random_model
     config = llama_config(arch, vocab_size, 1, 2)
     with torch.device("meta"):
         return config, random_model(config, seed=0)
@@ -135,7 +136,7 @@ def analytic_flops_records(config, lora: dict | None, lora_params: int, variant:
 
 def paper_protocol_peak(device_peak: float, device_details: dict) -> tuple[float, str]:
     """The peak the paper's MFU divides by: its notebook's 35.58 TFLOP/s on a T4, else this device's own peak."""
-    from .peak import PAPER_T4_PEAK
+    from qrepro.evaluation.device_peak import PAPER_T4_PEAK
     gpu = device_details.get("gpu") or ""
     if "T4" in gpu:
         return PAPER_T4_PEAK, f"the paper notebook's 35.58 TFLOP/s for a T4 ({gpu}; the spec sheet says 65)"

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .modeling import llama_config, load_pretrained, random_model
-from .training import latest_checkpoint, seed_everything, set_threads
-
+from qrepro.model.llama import llama_config, load_pretrained, random_model
+from qrepro.training.trainer import latest_checkpoint, seed_everything, set_threads
 
 STRUCTURAL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                    "intermediate_size", "tie_word_embeddings")

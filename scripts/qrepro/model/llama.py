@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import hub_error
+from qrepro.hub import hub_error
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .corpus import generate_corpus
-from .data_checks import (FINETUNE_SPLITS, DataValidationError, check_local_file, check_splits,
-                          local_split_files)
-from .hub import hub_error
+from qrepro.data.checks import FINETUNE_SPLITS, DataValidationError, check_local_file, check_splits, local_split_files
+from qrepro.data.corpus import generate_corpus
+from qrepro.hub import hub_error
 
 PROVENANCE_FILE = "provenance.json"  # beside the saved splits: where the rows came from (read by the data card)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -106,11 +105,11 @@ def load_corpus(source: str, *, seed: int, synthetic: dict, hf: dict, local_dir:
     if source == "synthetic":
         raw = synthetic_raw(seed, synthetic["scale"], synthetic["pretrain_rows"], synthetic["people"],
                             synthetic["cities"])
-        provenance = {"source": "synthetic", "generator": "qrepro.corpus.generate_corpus", "seed": seed,
+        provenance = {"source": "synthetic", "generator": "qrepro.data.corpus.generate_corpus", "seed": seed,
                       **{k: synthetic[k] for k in ("scale", "pretrain_rows", "people", "cities")}}
         try:
             warnings = check_splits(raw, lambda split: f"synthetic corpus split {split}",
-                                    "this is a bug in qrepro.corpus", max_length, packing)
+                                    "this is a bug in qrepro.data.corpus", max_length, packing)
         except DataValidationError as err:  # the generator's own output: an assertion, not a user error
             raise AssertionError(f"the synthetic corpus generator produced bad data: {err}") from err
         return Corpus(raw, provenance, warnings)

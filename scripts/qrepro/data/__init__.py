@@ -1,0 +1,1 @@
+"""data stage of the workflow (rules/data*.smk)."""

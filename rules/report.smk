@@ -13,7 +13,7 @@ rule tables:
         metrics=REPORT_METRICS,
         hp_full=HYPERPARAMETERS["full"],
         hp_qlora=HYPERPARAMETERS["qlora"],
-        paper_values="templates/paper_values.yaml",
+        paper_values="paper/paper_values.yaml",
         reference_metrics=REFERENCE_METRICS,
     params:
         tables_dir=lambda wc, output: str(Path(output.index).parent),
@@ -82,13 +82,11 @@ rule render:
         html="report/report.html",
     input:
         "configs/paper.yaml",
-        "templates/report.tex.j2",
-        "templates/table.tex.j2",
-        "templates/report.html.j2",
+        templates=["templates/report.tex.j2", "templates/table.tex.j2", "templates/report.html.j2"],
         manifest=rules.manifest.output.manifest,
         metrics=REPORT_METRICS,
         tables=rules.tables.output.index,
-        claims="templates/claims.yaml",
+        claims="paper/claims.yaml",
         figure1_png=rules.figure1.output.png,
         figure1_pdf=rules.figure1.output.pdf,
         figure2_png=rules.figure2.output.png,
@@ -98,7 +96,7 @@ rule render:
         reference_metrics=REFERENCE_METRICS,
         reference_provenance=REFERENCE_PROVENANCE,
     params:
-        template_dir=lambda wc, input: str(Path(input.claims).parent),
+        template_dir=lambda wc, input: str(Path(input.templates[0]).parent),
         run=run_settings(),
         paper=paper_setup(),
         reference=REFERENCE or "",

@@ -10,7 +10,7 @@ from qrepro.report.claims import (BASIS_ARCHITECTURE, BASIS_REFERENCE, BASIS_THI
                                   REPRODUCED, Run, fill, judge, load_claims, placeholders)
 from qrepro.report.store import MetricStore
 
-PAPER = {e["id"]: e["value"] for e in yaml.safe_load((ROOT / "templates/paper_values.yaml").read_text())["values"]}
+PAPER = {e["id"]: e["value"] for e in yaml.safe_load((ROOT / "paper/paper_values.yaml").read_text())["values"]}
 FORMULA = {kind: fn for kind, (_, fn) in C.FORMULAS.items()}
 
 
@@ -59,7 +59,7 @@ ARCH = {"total_params": 1_100_048_384, "hidden_size": 2048, "num_layers": 22, "n
 def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> MetricStore:
     """An in-memory metric store: the given comparison values, every other metric a claim's evidence names = 1."""
     store = MetricStore()
-    claims = load_claims(str(ROOT / "templates/claims.yaml"))
+    claims = load_claims(str(ROOT / "paper/claims.yaml"))
     needed = set(itertools.chain.from_iterable(placeholders(c["evidence"])
                                                for c in claims))
     values = {key: 1.0 for key in needed}
@@ -76,7 +76,7 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
 
 SETTINGS = {"init": "pretrained", "model_source": "pretrain", "data_source": "synthetic", "paper_data": False,
             "paper_recipe": True}
-CLAIMS = {c["id"]: c for c in load_claims(str(ROOT / "templates/claims.yaml"))}
+CLAIMS = {c["id"]: c for c in load_claims(str(ROOT / "paper/claims.yaml"))}
 
 
 def _run(label="this run", settings=SETTINGS, **kwargs):
@@ -148,7 +148,7 @@ def test_mfu_takes_the_training_time_verdict():
     # an MFU ratio inside its own tolerance, a training time outside: the clock decides both
     reference = _run("h200", comparison={**{c["value"]: 1.0 for c in CLAIMS.values()},
                                          "training_slowdown_percent_total": 20.0, "mfu_ratio_paper": 5.0}, cuda=True)
-    judged = {v["id"]: v for v in verdicts(str(ROOT / "templates/claims.yaml"), cpu, reference)}
+    judged = {v["id"]: v for v in verdicts(str(ROOT / "paper/claims.yaml"), cpu, reference)}
     assert judged["training_slowdown"]["verdict"] == NOT_REPRODUCED
     assert judged["mfu"]["verdict"] == NOT_REPRODUCED and judged["mfu"]["reproduced_value"] == 5.0
     assert judged["mfu"]["basis"].startswith("folded into the claim \"QLoRA training takes 37.3% longer\"")

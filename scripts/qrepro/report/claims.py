@@ -1,4 +1,4 @@
-"""Verdicts on the paper's headline claims. templates/claims.yaml says what each claim is judged on and its
+"""Verdicts on the paper's headline claims. paper/claims.yaml says what each claim is judged on and its
 threshold; the judged value is a comparison file of the run that can judge it; every verdict states its basis."""
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def load_claims(path: str) -> list[dict]:
 
 def verdicts(claims_path: str, this_run: Run, reference: Run | None) -> list[dict]:
     """Every claim judged. A claim with `folded_into` takes the verdict of that claim: its value is shown, but
-    it adds nothing the other claim's measurement does not already decide (templates/claims.yaml says why)."""
+    it adds nothing the other claim's measurement does not already decide (paper/claims.yaml says why)."""
     judged = {claim["id"]: judge(claim, this_run, reference) for claim in load_claims(claims_path)}
     for verdict in judged.values():
         if verdict.get("folded_into"):

@@ -48,8 +48,6 @@ rule metrics:
 rule structure:
     input:
         STRUCTURE_TARGETS,
-        PAPER_STRUCTURE_TARGETS,
-        ARCHITECTURE_ONLY_TARGETS,
 
 
 rule reference:

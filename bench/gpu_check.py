@@ -21,21 +21,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def profile(configfile: str) -> dict:
-    import yaml
-    from snakemake.utils import update_config
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    update_config(config, yaml.safe_load(Path(configfile).read_text()))
-    return config
+    from qrepro.config_checks import merged_profile
+    return merged_profile(ROOT / "config.yaml", configfile)
 
 
 def one_variant(args) -> None:
     """Child process: one variant, so peak memory is its own."""
     import torch
-    from transformers import AutoConfig
 
     from qrepro.evaluation.device_peak import cuda_peak
     from qrepro.model.analytic import model_flops_per_token
-    from qrepro.model.llama import expected_lora_params
+    from qrepro.model.llama import meta_parameter_counts
     from qrepro.training.probe import run_probe
 
     config = profile(args.configfile)
@@ -44,11 +40,11 @@ def one_variant(args) -> None:
     seq_len = config["data"]["max_length"]
     result = run_probe(args.base, args.variant, hp, precision, True, args.steps, args.warmup, seq_len, config["seed"],
                        args.work)
-    model_config = AutoConfig.from_pretrained(args.base)
     lora = hp["lora"] if args.variant == "qlora" else None
-    lora_params = expected_lora_params(model_config, lora["target_modules"], lora["r"]) if lora else 0
+    model_config, _, lora_params = meta_parameter_counts(args.base, lora)
     flops_per_token = model_flops_per_token(model_config, seq_len, args.variant, lora_params)
-    peak, peak_source = cuda_peak()
+    peak, accelerator, gpu = cuda_peak()
+    peak_source = f"spec-sheet dense fp16/bf16 peak of {accelerator} ({gpu})"
     result.update({"gpu": torch.cuda.get_device_name(), "mfu_percent": 100 * flops_per_token * result["tokens_per_s"] / peak,
                    "peak_flops": peak, "peak_source": peak_source, "flops_per_token": flops_per_token})
     Path(args.result).write_text(json.dumps(result, indent=2))

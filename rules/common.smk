@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from qrepro.evaluation import comparisons  # noqa: E402
+from qrepro import catalogue  # noqa: E402
 from qrepro.config_checks import check as check_config  # noqa: E402
 from qrepro.dependencies import library_files  # noqa: E402
 
@@ -27,11 +27,14 @@ RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 
-TRAIN_METRICS = [
-    "total_params", "trainable_params", "trainable_percent", "train_time_s", "time_per_step_s",
-    "step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",
-    "peak_train_memory_mb",
-]
+# Every metric file, its rule, unit and method: paper/metrics.yaml. Targets and declared outputs come from it.
+CATALOGUE = catalogue.load("paper/metrics.yaml")
+
+
+def declared_metrics(wildcards, output):
+    """A job's metric outputs with their catalogue entries (params.metrics): what write_metrics checks it writes.
+    As a param, an edited unit or method re-runs exactly the rule that writes that metric."""
+    return CATALOGUE.declared(output)
 
 
 def scheduler_cores():
@@ -58,10 +61,6 @@ def declare_library_inputs(rules_):
             rule_.set_input(*library_files(script, Path(workflow.basedir) / "scripts", workflow.basedir))
 
 
-def metrics_for(variant, names):
-    return [f"{RESULTS}/metrics/{variant}/{name}.json" for name in names]
-
-
 def variant_hp(wildcards):
     return config["training"][wildcards.variant]
 
@@ -70,7 +69,7 @@ def shared_training():
     return {k: v for k, v in config["training"].items() if k not in VARIANTS}
 
 
-TRAIN_TARGETS = [m for v in VARIANTS for m in metrics_for(v, TRAIN_METRICS)] + [
+TRAIN_TARGETS = [s.path for s in CATALOGUE.specs.values() if s.rule == "finetune"] + [
     f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS
 ]
 
@@ -84,40 +83,8 @@ def base_model_inputs(wildcards):
         inputs["pretrain_data"] = rules.tokenize_pretrain.output.tokenized
     return inputs
 
-# One file each in results/metrics/data_card/<name>.json (rule data_card); pretrain_* are null without a pretrain split.
-DATA_CARD_METRICS = [
-    "data_source", "data_location", "data_revision",
-    "train_sha256", "train_rows", "train_empty_rows", "train_characters",
-    "validation_sha256", "validation_rows", "validation_empty_rows", "validation_characters",
-    "test_sha256", "test_rows", "test_empty_rows", "test_characters",
-    "pretrain_sha256", "pretrain_rows", "pretrain_empty_rows", "pretrain_characters",
-    "tokenizer_source", "tokenizer_name", "tokenizer_revision", "tokenizer_corpus_sha256", "tokenizer_sha256",
-]
-DATASET_METRICS = ["max_seq_length", "vocab_size", "packing"] + [
-    f"{split}_{what}" for split in ("train", "validation", "test")
-    for what in ("samples", "non_empty_rows", "tokens", "padding_efficiency")
-]
-ARCHITECTURE_METRICS = ["total_params", "hidden_size", "num_layers", "num_attention_heads",
-                        "num_key_value_heads", "intermediate_size", "vocab_size", "tie_word_embeddings"]
-STRUCTURE_METRICS = [
-    "lora_trainable_params", "lora_trainable_percent", "size_fp16_mb_paper", "size_4bit_base_mb_paper",
-    "size_adapters_mb_paper", "size_qlora_total_mb_paper", "flops_per_step_full_paper", "flops_per_step_qlora_paper",
-    "size_qlora_bnb_mb", "size_qlora_mb_notebook", "total_params_packed_notebook", "trainable_percent_packed_notebook",
-    "total_params_peft", "trainable_percent_peft", "flops_per_token_full_analytic", "flops_per_token_qlora_analytic",
-    "nf4_bits_per_weight",
-]
-SIZE_METRICS = ["model_size_memory_mb", "model_size_disk_mb"]
-FLOPS_METRICS = ["flops_per_step_analytic", "flops_per_step_analytic_real_tokens", "flops_per_step_executed",
-                 "flops_per_step_counted"]
-MFU_METRICS = ["mfu_paper", "mfu_analytic", "achieved_tflops_paper", "achieved_tflops_analytic"]
-PERPLEXITY_MODELS = ["base", "full", "qlora"]
-PERPLEXITY_METRICS = ["perplexity_paper", "perplexity_token"]
-INFERENCE_MODELS = ["full", "qlora", "qlora_merged"]
-INFERENCE_METRICS = ["inference_time_s", "tokens_per_s"]
-COMPARISON_METRICS = comparisons.names(architecture_only=False)
-COMPARISON_INPUTS = comparisons.required_metrics(architecture_only=False)
-ARCHITECTURE_COMPARISON_METRICS = comparisons.names(architecture_only=True)
-ARCHITECTURE_COMPARISON_INPUTS = comparisons.required_metrics(architecture_only=True)
+PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
+INFERENCE_MODELS = CATALOGUE.scopes("inference")
 
 
 def model_files(variant):
@@ -160,44 +127,19 @@ def quantization():
     return config["training"]["qlora"]["quantization"]
 
 
-STRUCTURE_TARGETS = metrics_for("architecture", ARCHITECTURE_METRICS) + metrics_for("structure", STRUCTURE_METRICS)
-ARCHITECTURE_ONLY_TARGETS = metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS)
-# The paper's own architecture (configs/paper.yaml), so architecture-only claims are judged at its scale in every run.
-PAPER_STRUCTURE_TARGETS = metrics_for("paper_architecture", ARCHITECTURE_METRICS) + metrics_for(
-    "paper_structure", STRUCTURE_METRICS
-)
-
-
 def paper_profile():
     """configs/paper.yaml on top of config.yaml, as `--configfile configs/paper.yaml` would give."""
-    import yaml
-    from snakemake.utils import update_config
+    from qrepro.config_checks import merged_profile
 
-    profile = yaml.safe_load(Path("config.yaml").read_text())
-    update_config(profile, yaml.safe_load(Path("configs/paper.yaml").read_text()))
-    return profile
+    return merged_profile("config.yaml", "configs/paper.yaml")
 
 
 PAPER = paper_profile()
-METRIC_TARGETS = (
-    TRAIN_TARGETS
-    + STRUCTURE_TARGETS
-    + PAPER_STRUCTURE_TARGETS
-    + metrics_for("dataset", DATASET_METRICS)
-    + metrics_for("data_card", DATA_CARD_METRICS)
-    + metrics_for("device", ["peak_flops"])
-    + [m for v in VARIANTS for m in metrics_for(v, SIZE_METRICS + FLOPS_METRICS + MFU_METRICS)]
-    + [m for v in PERPLEXITY_MODELS for m in metrics_for(v, PERPLEXITY_METRICS)]
-    + [m for v in INFERENCE_MODELS for m in metrics_for(v, INFERENCE_METRICS)]
-    + metrics_for("comparison", COMPARISON_METRICS)
-    + metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS)
-    + [f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS]
-)
+METRIC_TARGETS = CATALOGUE.paths() + [f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS]
+# Weight-free: the architecture, formulas and the notebook's numbers, for this run's and the paper's architecture.
+STRUCTURE_TARGETS = (CATALOGUE.outputs("structure_metrics") + CATALOGUE.outputs("paper_structure_metrics")
+                     + CATALOGUE.outputs("architecture_comparisons"))
 
-
-def metrics_dir(wildcards, output):
-    """Folder of a job's metric outputs, derived from them (no hard-coded prefix)."""
-    return str(Path(output[0]).parent)
 
 # A committed GPU reference run (reference/<gpu>-<profile>/, written by `snakemake reference` on a CUDA machine):
 # the report judges the GPU-only ratio claims from it when this run cannot.
@@ -240,7 +182,7 @@ REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.jso
 REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
 
 
-TABLE_NUMBERS = list(range(1, 13)) + ([13] if REFERENCE else [])  # 13: the GPU reference run
+TABLE_NUMBERS = [t["number"] for t in CATALOGUE.tables if REFERENCE or not t.get("reference")]
 TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
 REPORT_METRICS = [m for m in METRIC_TARGETS if "/metrics/" in m]
 HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
@@ -301,7 +243,7 @@ def paper_setup():
             "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"]}
 
 
-PROBE_TARGETS = [m for v in VARIANTS for m in metrics_for(f"probe_{v}", ["peak_train_memory_mb", "step_time_s"])]
+PROBE_TARGETS = CATALOGUE.paths(target="memory")
 
 
 def existing_probe_metrics(wildcards):

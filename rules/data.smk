@@ -88,12 +88,12 @@ rule tokenize_pretrain:
 
 rule data_card:
     output:
-        metrics_for("data_card", DATA_CARD_METRICS),
+        CATALOGUE.outputs("data_card"),
     input:
         raw=rules.corpus.output.raw,
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
         tokenizer_source=rules.tokenizer.params.source,
         vocab_size=rules.tokenizer.params.vocab_size,
         model_id=rules.tokenizer.params.model_id,

@@ -3,11 +3,11 @@
 
 rule dataset_metrics:
     output:
-        metrics_for("dataset", DATASET_METRICS),
+        CATALOGUE.outputs("dataset_metrics"),
     input:
         stats=rules.tokenize.output.stats,
     params:
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     log:
         f"{LOGS}/dataset_metrics.log",
     conda:
@@ -18,7 +18,7 @@ rule dataset_metrics:
 
 rule structure_metrics:
     output:
-        STRUCTURE_TARGETS,
+        CATALOGUE.outputs("structure_metrics"),
     input:
         unpack(structure_inputs),
     params:
@@ -26,8 +26,7 @@ rule structure_metrics:
         lora=config["training"]["qlora"]["lora"],
         double_quant=config["training"]["qlora"]["quantization"]["double_quant"],
         max_length=config["data"]["max_length"],
-        architecture_dir=lambda wc, output: str(Path(output[0]).parent),
-        structure_dir=lambda wc, output: str(Path(output[-1]).parent),
+        metrics=declared_metrics,
     log:
         f"{LOGS}/structure_metrics.log",
     conda:
@@ -38,7 +37,7 @@ rule structure_metrics:
 
 use rule structure_metrics as paper_structure_metrics with:
     output:
-        PAPER_STRUCTURE_TARGETS,
+        CATALOGUE.outputs("paper_structure_metrics"),
     input:
         "configs/paper.yaml",
     params:
@@ -46,22 +45,21 @@ use rule structure_metrics as paper_structure_metrics with:
         lora=PAPER["training"]["qlora"]["lora"],
         double_quant=PAPER["training"]["qlora"]["quantization"]["double_quant"],
         max_length=PAPER["data"]["max_length"],
-        architecture_dir=lambda wc, output: str(Path(output[0]).parent),
-        structure_dir=lambda wc, output: str(Path(output[-1]).parent),
+        metrics=declared_metrics,
     log:
         f"{LOGS}/paper_structure_metrics.log",
 
 
 rule model_size:
     output:
-        metrics_for("{variant}", SIZE_METRICS),
+        CATALOGUE.outputs("model_size", "{variant}"),
     input:
         base_model=rules.base_model.output.model,
         model=variant_model,
     params:
         quantization=quantization(),
         dtype_16bit="fp16",
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -79,7 +77,7 @@ rule model_size:
 
 rule flops:
     output:
-        metrics_for("{variant}", FLOPS_METRICS),
+        CATALOGUE.outputs("flops", "{variant}"),
     input:
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -89,7 +87,7 @@ rule flops:
         hp=variant_hp,
         precision=config["training"]["precision"],
         seed=config["seed"],
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -107,12 +105,12 @@ rule flops:
 
 rule device_peak:
     output:
-        metrics_for("device", ["peak_flops"]),
+        CATALOGUE.outputs("device_peak"),
     input:
     params:
         precision=config["training"]["precision"],
         override=config["evaluation"]["peak_flops"],
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it; measured with the training jobs' thread count
     threads: ALONE
     resources:
@@ -130,7 +128,7 @@ rule device_peak:
 
 rule mfu:
     output:
-        metrics_for("{variant}", MFU_METRICS),
+        CATALOGUE.outputs("mfu", "{variant}"),
     input:
         peak=f"{RESULTS}/metrics/device/peak_flops.json",
         paper_flops=f"{RESULTS}/metrics/structure/flops_per_step_{{variant}}_paper.json",
@@ -139,7 +137,7 @@ rule mfu:
         train_time=f"{RESULTS}/metrics/{{variant}}/train_time_s.json",
         step_time=f"{RESULTS}/metrics/{{variant}}/step_time_s.json",
     params:
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     log:
         f"{LOGS}/mfu_{{variant}}.log",
     conda:
@@ -150,7 +148,7 @@ rule mfu:
 
 rule perplexity:
     output:
-        metrics_for("{model}", PERPLEXITY_METRICS),
+        CATALOGUE.outputs("perplexity", "{model}"),
     input:
         unpack(trained_model),
         base_model=rules.base_model.output.model,
@@ -164,7 +162,7 @@ rule perplexity:
         stride=config["evaluation"]["perplexity_stride"],
         batch_size=config["evaluation"]["perplexity_batch_size"],
         init=config["model"]["init"],
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -184,7 +182,7 @@ rule perplexity:
 
 rule inference:
     output:
-        metrics_for("{model}", INFERENCE_METRICS),
+        CATALOGUE.outputs("inference", "{model}"),
     input:
         unpack(trained_model),
         base_model=rules.base_model.output.model,
@@ -195,7 +193,7 @@ rule inference:
         prompts=config["evaluation"]["prompts"],
         new_tokens=config["evaluation"]["new_tokens"],
         repetitions=config["evaluation"]["repetitions"],
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it
     threads: ALONE
     resources:
@@ -217,12 +215,13 @@ rule inference:
 
 rule comparisons:
     output:
-        metrics_for("comparison", COMPARISON_METRICS),
+        CATALOGUE.outputs("comparisons"),
     input:
-        metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(COMPARISON_INPUTS)],
+        metrics=CATALOGUE.comparison_inputs(architecture_only=False),
     params:
-        metrics_dir=metrics_dir,
-        architecture_only=False,
+        metrics=declared_metrics,
+        comparisons=CATALOGUE.comparison_params(architecture_only=False),
+        radar=True,
     log:
         f"{LOGS}/comparisons.log",
     conda:
@@ -235,11 +234,12 @@ rule comparisons:
 # so `snakemake structure` has them too.
 use rule comparisons as architecture_comparisons with:
     output:
-        metrics_for("comparison", ARCHITECTURE_COMPARISON_METRICS),
+        CATALOGUE.outputs("architecture_comparisons"),
     input:
-        metrics=[f"{RESULTS}/metrics/{scope}/{name}.json" for scope, name in sorted(ARCHITECTURE_COMPARISON_INPUTS)],
+        metrics=CATALOGUE.comparison_inputs(architecture_only=True),
     params:
-        metrics_dir=metrics_dir,
-        architecture_only=True,
+        metrics=declared_metrics,
+        comparisons=CATALOGUE.comparison_params(architecture_only=True),
+        radar=False,
     log:
         f"{LOGS}/architecture_comparisons.log",

@@ -25,7 +25,7 @@ rule probe_base:
 
 rule memory_probe:
     output:
-        metrics_for("probe_{variant}", ["peak_train_memory_mb", "step_time_s"]),
+        CATALOGUE.outputs("memory_probe", "probe_{variant}"),
     input:
         model=rules.probe_base.output.model,
     params:
@@ -36,7 +36,7 @@ rule memory_probe:
         warmup_steps=config["probe"]["warmup_steps"],
         seq_len=config["probe"]["seq_len"] or config["data"]["max_length"],
         seed=config["seed"],
-        metrics_dir=metrics_dir,
+        metrics=declared_metrics,
         work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
     # timed: holds every core, so nothing runs beside it
     threads: ALONE

@@ -17,6 +17,7 @@ rule tables:
         reference_metrics=REFERENCE_METRICS,
     params:
         tables_dir=lambda wc, output: str(Path(output.index).parent),
+        tables=CATALOGUE.tables,
         reference=REFERENCE or "",
     log:
         f"{LOGS}/tables.log",
@@ -82,7 +83,7 @@ rule render:
         html="report/report.html",
     input:
         "configs/paper.yaml",
-        templates=["templates/report.tex.j2", "templates/table.tex.j2", "templates/report.html.j2"],
+        templates=["templates/report.tex.j2", "templates/table.tex.j2", "templates/report.html.j2", "templates/prose.j2"],
         manifest=rules.manifest.output.manifest,
         metrics=REPORT_METRICS,
         tables=rules.tables.output.index,

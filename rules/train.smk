@@ -11,7 +11,7 @@ rule finetune:
         model_config=f"{RESULTS}/models/{{variant}}/config.json",
         log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
         hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
-        metrics=metrics_for("{variant}", TRAIN_METRICS),
+        metrics=CATALOGUE.outputs("finetune", "{variant}"),
     input:
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -21,7 +21,7 @@ rule finetune:
         shared=shared_training(),
         seed=config["seed"],
         max_length=config["data"]["max_length"],
-        metrics_dir=lambda wc, output: str(Path(output.metrics[0]).parent),
+        metrics=declared_metrics,
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
     # timed: holds every core, so nothing runs beside it (torch uses them all)
@@ -50,6 +50,6 @@ use rule finetune as finetune_qlora with:
         model_config=f"{RESULTS}/models/{{variant}}/adapter_config.json",
         log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
         hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
-        metrics=metrics_for("{variant}", TRAIN_METRICS),
+        metrics=CATALOGUE.outputs("finetune", "{variant}"),
     wildcard_constraints:
         variant="qlora",

@@ -14,15 +14,10 @@ with log_to(job.log[0]):
                                                  p.dtype, job.threads)
     result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
     source = [inp.base_model, *inp.model]
-    how = (f"greedy generate(max_new_tokens=min_new_tokens={p.new_tokens}) in {dtype} on "
-           f"{'CUDA' if cuda else f'CPU ({job.threads} thread(s))'}, one warm-up then {p.repetitions} timed runs for "
-           f"each of the paper's {len(p.prompts)} prompts, the same prompts for every variant (the paper used one "
-           "prompt for standard FT and three others for QLoRA)")
+    fields = {"new_tokens": p.new_tokens, "dtype": dtype, "cuda": cuda, "threads": job.threads,
+              "repetitions": p.repetitions, "prompts": len(p.prompts)}
     details = {**result, **alone}
-    write_metrics(p.metrics_dir, kind, {
-        "inference_time_s": dict(value=result["median_s"], unit="s", inputs=source, timing=True,
-                                 method=f"Median run time of {how}; spread in details.", details=details),
-        "tokens_per_s": dict(value=result["tokens_per_s"], unit="tokens/s", inputs=source, timing=True,
-                             method=(f"Median over runs of tokens generated (counted from the output ids) / run "
-                                     f"time, {how}."), details=details),
+    write_metrics(p.metrics, {
+        "inference_time_s": dict(value=result["median_s"], inputs=source, method_fields=fields, details=details),
+        "tokens_per_s": dict(value=result["tokens_per_s"], inputs=source, method_fields=fields, details=details),
     })

@@ -42,10 +42,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if cuda and variant == "full":
         model = model.to(device)
     counted = counted_step_flops(model, batches, autocast)
-    records["flops_per_step_counted"] = dict(value=counted["total"], unit="FLOPs", inputs=source + [inp.tokenized],
-        method=("torch.utils.flop_counter.FlopCounterMode over forward and backward of every micro-batch of one real "
-                "optimizer step, with formulas registered for the CPU flash-attention kernel and bitsandbytes' 4-bit "
-                "matmul (qrepro/evaluation/flop_count.py); dequantization is not counted, recomputation is."),
+    records["flops_per_step_counted"] = dict(
+        value=counted["total"], inputs=source + [inp.tokenized],
         details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len,
                  "per_operator": counted["per_operator"]})
-    write_metrics(p.metrics_dir, variant, records)
+    write_metrics(p.metrics, records)

@@ -8,20 +8,11 @@ p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     source = [snakemake.input.stats]  # noqa: F821
     stats = json.loads(open(source[0]).read())
-    records = {
-        "max_seq_length": dict(value=stats["max_length"], unit="tokens", inputs=source,
-                               method="data.max_length: every sample is truncated (and, in the paper protocol, padded) to it."),
-        "vocab_size": dict(value=stats["vocab_size"], unit="tokens", inputs=source, method="len(tokenizer)."),
-        "packing": dict(value=stats["packing"], unit="", inputs=source,
-                        method="false = paper protocol (one padded sample per row); true = concatenate and chunk."),
-    }
+    records = {name: dict(value=stats[key], inputs=source)
+               for name, key in (("max_seq_length", "max_length"), ("vocab_size", "vocab_size"), ("packing", "packing"))}
     for split, s in stats["splits"].items():
-        records[f"{split}_samples"] = dict(value=s["rows"], unit="rows", inputs=source, method=(
-            "Raw rows of the split, empty rows included, as the paper's Table 1 counts them."))
-        records[f"{split}_non_empty_rows"] = dict(value=s["non_empty_rows"], unit="rows", inputs=source, method=(
-            "Rows with non-whitespace text: what training actually uses."))
-        records[f"{split}_tokens"] = dict(value=s["tokens"], unit="tokens", inputs=source, method=(
-            "Non-padding tokens after tokenization (sum of the attention mask)."))
-        records[f"{split}_padding_efficiency"] = dict(value=s["tokens"] / s["tokens_with_padding"], unit="fraction",
-            inputs=source, method="Non-padding tokens / all tokens the model processes for this split.")
-    write_metrics(p.metrics_dir, "dataset", records)
+        records[f"{split}_samples"] = dict(value=s["rows"], inputs=source)
+        records[f"{split}_non_empty_rows"] = dict(value=s["non_empty_rows"], inputs=source)
+        records[f"{split}_tokens"] = dict(value=s["tokens"], inputs=source)
+        records[f"{split}_padding_efficiency"] = dict(value=s["tokens"] / s["tokens_with_padding"], inputs=source)
+    write_metrics(p.metrics, records)

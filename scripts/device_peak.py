@@ -16,18 +16,15 @@ with log_to(job.log[0]):
     if cuda:
         details["gpu"] = torch.cuda.get_device_name()  # the paper-protocol MFU needs to know a T4
     if p.override:
-        peak, source, timing = p.override, "evaluation.peak_flops in the config", False
+        peak, fields = p.override, {"source": "override"}
     elif cuda:
-        (peak, source), timing = cuda_peak(), False
+        peak, accelerator, gpu = cuda_peak()
+        fields = {"source": "cuda", "accelerator": accelerator, "gpu": gpu}
     else:
         measured = measure_matmul_peak(DTYPES[precision], job.threads)
-        peak, timing = measured["best_flops"], True
-        source = (f"measured: the best of {measured['runs']} timed runs of four {measured['size']}x{measured['size']} "
-                  f"{precision} matmuls on this CPU with {job.threads} thread(s), the training jobs' thread count "
-                  "(a peak is the best rate reached, not a typical one)")
+        peak = measured["best_flops"]
+        fields = {"source": "measured", "runs": measured["runs"], "size": measured["size"], "precision": precision,
+                  "threads": job.threads}
         details.update(measured)
         details.update(alone_evidence(job.threads, job.resources.scheduler_cores))
-    write_metrics(p.metrics_dir, "device", {
-        "peak_flops": dict(value=peak, unit="FLOP/s", inputs=[], timing=timing, method=f"Peak for MFU: {source}.",
-                           details=details),
-    })
+    write_metrics(p.metrics, {"peak_flops": dict(value=peak, inputs=[], method_fields=fields, details=details)})

@@ -15,15 +15,11 @@ with log_to(snakemake.log[0]):  # noqa: F821
     texts = list(load_from_disk(inp.raw)["test"]["text"])
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride, p.batch_size)
-    source = [str(f) for f in inp if "qrepro" not in str(f)]
-    meaningful = "" if p.init == "pretrained" else " Random weights (model.init: random): not meaningful."
-    write_metrics(p.metrics_dir, kind, {
-        "perplexity_paper": dict(value=paper["perplexity"], unit="", inputs=source, method=(
-            f"Paper protocol: exp(mean per-sample loss) over the first {paper['samples']} non-empty test rows, each "
-            f"padded to {p.max_length} with labels = input_ids, so padding (eos) tokens are scored ({dtype})."
-            + meaningful), details=paper),
-        "perplexity_token": dict(value=token["perplexity"], unit="", inputs=source, method=(
-            f"Token-level: whole test split joined with blank lines, sliding window {p.max_length}, stride "
-            f"{p.stride}, context tokens masked, exp(sum NLL / {token['scored_tokens']} scored tokens) ({dtype})."
-            + meaningful), details=token),
+    source = [inp.base_model, inp.tokenizer, inp.raw, *inp.get("model", [])]
+    fields = {"max_length": p.max_length, "dtype": dtype, "init": p.init}
+    write_metrics(p.metrics, {
+        "perplexity_paper": dict(value=paper["perplexity"], inputs=source, details=paper,
+                                 method_fields={**fields, "samples": paper["samples"]}),
+        "perplexity_token": dict(value=token["perplexity"], inputs=source, details=token,
+                                 method_fields={**fields, "stride": p.stride, "scored_tokens": token["scored_tokens"]}),
     })

@@ -1,22 +1,20 @@
-"""Rule tables: Tables 1-12 as CSV (audit), LaTeX (booktabs) and HTML under results/tables/."""
+"""Rule tables: the tables of paper/metrics.yaml as CSV (audit), LaTeX (booktabs) and HTML under results/tables/."""
 import json
 from pathlib import Path
 
 from qrepro.report.store import MetricStore, load_paper_values, read_json
-from qrepro.report.tables import Builder, build_tables, reference_table, write_table
+from qrepro.report.tables import Sources, build_tables, write_table
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    metrics = MetricStore.load(list(inp.metrics) + list(inp.probe))
     hp_files = {"full": inp.hp_full, "qlora": inp.hp_qlora}
-    builder = Builder(metrics, {v: read_json(f) for v, f in hp_files.items()}, hp_files)
+    sources = Sources(MetricStore.load(list(inp.metrics) + list(inp.probe)),
+                      {v: read_json(f) for v, f in hp_files.items()}, hp_files)
+    reference = Sources(MetricStore.load(list(inp.reference_metrics))) if p.reference else None
     paper = load_paper_values(inp.paper_values)
-    tables = build_tables(builder)
-    if p.reference:
-        reference = Builder(MetricStore.load(list(inp.reference_metrics)), {}, {})
-        tables.append(reference_table(reference, Path(p.reference).name))
+    tables = build_tables(p.tables, sources, paper, reference, Path(p.reference).name if p.reference else None)
     index = []
     for table in tables:
         stem = Path(p.tables_dir) / f"table{table.number:02d}"

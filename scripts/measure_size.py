@@ -19,9 +19,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
     model = load_for_eval(variant, inp.base_model, str(Path(inp.model[0]).parent), p.quantization, p.dtype_16bit, cuda)
     memory = memory_bytes(model)
     adapter_dtypes = sorted({str(t.dtype).removeprefix("torch.") for n, t in model.named_parameters() if "lora_" in n})
-    held = (f"the {p.dtype_16bit} model" if variant == "full" else
-            f"the NF4 base ({p.dtype_16bit} for what bitsandbytes leaves unquantized) plus the LoRA adapters in "
-            f"{', '.join(adapter_dtypes)}, the dtype peft loads them in (the paper's formula counts 2 bytes each)")
     if variant == "qlora":
         memory["adapter_dtypes"] = adapter_dtypes
         memory["adapter_bytes"] = sum(t.numel() * t.element_size() for n, t in model.named_parameters() if "lora_" in n)
@@ -29,17 +26,13 @@ with log_to(snakemake.log[0]):  # noqa: F821
         if variant == "full":
             model.save_pretrained(tmp)
             on_disk = disk_bytes(tmp)
-            disk_method = f"Bytes of the {p.dtype_16bit} model saved as safetensors."
         else:
             del model  # the adapted model holds LoRA layers; save the plain NF4 base instead
             load_4bit_base(inp.base_model, p.quantization, p.dtype_16bit, cuda).save_pretrained(tmp)
             on_disk = disk_bytes(tmp) + disk_bytes(Path(inp.model[0]).parent)
-            disk_method = ("Bytes of the NF4 base saved as safetensors (bitsandbytes serialization) + the adapter file "
-                           "as training saved it.")
     source = [inp.base_model, *inp.model]
-    write_metrics(p.metrics_dir, variant, {
-        "model_size_memory_mb": dict(value=memory["total"] / MB, unit="MB (1024^2 bytes)", inputs=source, method=(
-            f"Bytes of every parameter and buffer of {held}, plus bitsandbytes quantization state (absmax and "
-            "nested double-quant state) that get_memory_footprint() omits."), details=memory),
-        "model_size_disk_mb": dict(value=on_disk / MB, unit="MB (1024^2 bytes)", inputs=source, method=disk_method),
+    fields = {"dtype_16bit": p.dtype_16bit, "adapter_dtypes": ", ".join(adapter_dtypes)}
+    write_metrics(p.metrics, {
+        "model_size_memory_mb": dict(value=memory["total"] / MB, inputs=source, method_fields=fields, details=memory),
+        "model_size_disk_mb": dict(value=on_disk / MB, inputs=source, method_fields=fields),
     })

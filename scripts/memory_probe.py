@@ -19,16 +19,12 @@ with log_to(job.log[0]):
     result = run_probe(inp.model, variant, hp, precision, cuda, p.steps, p.warmup_steps, p.seq_len, p.seed,
                        p.work_dir)
     print(result)
-    how = (f"{p.steps} optimizer steps of {variant} on random token ids (batch {hp['batch_size']} x {p.seq_len} "
-           f"tokens, no accumulation, gradient checkpointing {'on' if hp['gradient_checkpointing'] else 'off'}), "
-           f"the configured architecture with random {p.weights_dtype} weights, {precision}, "
-           f"{'CUDA' if cuda else 'CPU'}, {job.threads} thread(s)")
-    write_metrics(p.metrics_dir, f"probe_{variant}", {
-        "peak_train_memory_mb": dict(value=result["peak_memory_mb"], unit="MB (1024^2 bytes)", inputs=[inp.model],
-                                     timing=True, method=f"{result['peak_memory_method']}; over {how}.",
+    fields = {"steps": p.steps, "warmup_steps": p.warmup_steps, "variant": variant, "batch_size": hp["batch_size"],
+              "seq_len": p.seq_len, "gradient_checkpointing": hp["gradient_checkpointing"],
+              "weights_dtype": p.weights_dtype, "precision": precision, "cuda": cuda, "threads": job.threads}
+    write_metrics(p.metrics, {
+        "peak_train_memory_mb": dict(value=result["peak_memory_mb"], inputs=[inp.model], method_fields=fields,
                                      details={**result, "estimate_bytes": estimate, **alone}),
-        "step_time_s": dict(value=result["step_time_s"], unit="s", inputs=[inp.model], timing=True,
-                            method=(f"Median optimizer-step time after the first {p.warmup_steps} warm-up step(s) "
-                                    f"(TrainerCallback, data loading included) in {how}."),
+        "step_time_s": dict(value=result["step_time_s"], inputs=[inp.model], method_fields=fields,
                             details={**result["step_time"], **alone}),
     })

@@ -5,7 +5,6 @@ from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
-variant = snakemake.wildcards.variant  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     value = lambda path: read_metric(path)["value"]  # noqa: E731
     peak = read_metric(inp.peak)
@@ -14,4 +13,4 @@ with log_to(snakemake.log[0]):  # noqa: F821
                "analytic": [inp.peak, inp.analytic_flops, inp.step_time]}
     records = mfu_records(flops, value(inp.steps), value(inp.train_time), value(inp.step_time), peak["value"],
                           peak["method"], peak["details"], sources)
-    write_metrics(p.metrics_dir, variant, records)
+    write_metrics(p.metrics, records)

@@ -5,11 +5,15 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from qrepro import catalogue
 from qrepro.evaluation import comparisons as C
 from qrepro.report.claims import (BASIS_ARCHITECTURE, BASIS_REFERENCE, BASIS_THIS_RUN, NOT_COMPARABLE, NOT_REPRODUCED,
-                                  REPRODUCED, Run, fill, judge, load_claims, placeholders)
+                                  REPRODUCED, Run, judge, load_claims)
+from qrepro.report.placeholders import fill
+from qrepro.report.placeholders import value_placeholders as placeholders
 from qrepro.report.store import MetricStore
 
+CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
 PAPER = {e["id"]: e["value"] for e in yaml.safe_load((ROOT / "paper/paper_values.yaml").read_text())["values"]}
 FORMULA = {kind: fn for kind, (_, fn) in C.FORMULAS.items()}
 
@@ -176,10 +180,12 @@ def test_the_comparison_files_are_wired_to_the_right_inputs():
               ("full", "inference_time_s"): p["t11_time_full"], ("qlora", "inference_time_s"): p["t11_time_qlora"],
               ("full", "tokens_per_s"): p["t11_tps_full"], ("qlora", "tokens_per_s"): p["t11_tps_qlora"]}
     store = MetricStore()
-    for key in C.required_metrics(False) | C.required_metrics(True):
+    needed = {key for c in CATALOGUE.comparisons for key in c.inputs()} | {
+        key for _, _, inputs in C.radar_specs() for key in inputs}
+    for key in needed:
         store.records[key] = {"value": values.get(key, 1.0), "timing": False}
         store.paths[key] = "/".join(key) + ".json"
-    out = {name: record["value"] for name, record in {**C.records(store, False), **C.records(store, True)}.items()}
+    out = {name: record["value"] for name, record in C.records(store, CATALOGUE.comparisons, radar=True).items()}
     assert out["trainable_reduction_percent"] == pytest.approx(98.85, abs=0.005)
     assert out["size_reduction_percent_paper_formula"] == pytest.approx(73.9, abs=0.05)
     assert out["compression_ratio_paper_formula"] == pytest.approx(3.82, abs=0.005)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from qrepro.config_checks import ConfigError, check, problems
+from qrepro.config_checks import ConfigError, check, merged_profile, problems
 
 SCHEMA = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -18,17 +18,34 @@ def validate(config):
 
 
 def merged(*overrides):
-    from snakemake.utils import update_config
-    config = copy.deepcopy(DEFAULT)
-    for override in overrides:
-        update_config(config, override)
-    return config
+    return merged_profile(DEFAULT, *overrides)
 
 
 def test_shipped_profiles_are_valid():
     validate(DEFAULT)
-    validate(merged(yaml.safe_load((ROOT / "configs/test.yaml").read_text())))
+    validate(merged_profile(ROOT / "config.yaml", ROOT / "configs/test.yaml"))
     check(DEFAULT, cuda=False)
+
+
+def test_profiles_merge_as_snakemake_merges_configfiles(tmp_path):
+    (tmp_path / "a.yaml").write_text("data:\n  max_length: 64\n  splits: [train]\nseed: 1\n")
+    (tmp_path / "b.yaml").write_text("data:\n  splits: [validation]\nextra: {x: 1}\n")
+    (tmp_path / "empty.yaml").write_text("")
+    base = {"data": {"max_length": 512, "source": "synthetic", "splits": ["train", "test"]}, "seed": 42}
+    before = copy.deepcopy(base)
+    merged = merged_profile(base, tmp_path / "a.yaml", str(tmp_path / "b.yaml"), tmp_path / "empty.yaml")
+    # nested mappings merge key by key; lists and scalars are replaced whole; later files win
+    assert merged == {"data": {"max_length": 64, "source": "synthetic", "splits": ["validation"]}, "seed": 1,
+                      "extra": {"x": 1}}
+    assert base == before  # no source is modified
+    merged["data"]["splits"].append("x")
+    assert merged_profile(tmp_path / "b.yaml")["data"]["splits"] == ["validation"]
+    # the shipped profiles: the same result as Snakemake's update_config applied by hand
+    from snakemake.utils import update_config
+    for name in ("configs/test.yaml", "configs/paper.yaml"):
+        by_hand = copy.deepcopy(DEFAULT)
+        update_config(by_hand, yaml.safe_load((ROOT / name).read_text()))
+        assert merged_profile(ROOT / "config.yaml", ROOT / name) == by_hand, name
 
 
 def test_every_default_key_has_a_comment():
@@ -69,5 +86,6 @@ def test_cross_field_checks(override, message):
 
 def test_config_checks_do_not_import_torch():
     code = ("import sys; sys.path.insert(0, 'scripts'); import qrepro.config_checks; "
+            "qrepro.config_checks.merged_profile('config.yaml', 'configs/paper.yaml'); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

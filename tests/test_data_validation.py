@@ -211,11 +211,9 @@ def _card(workdir: Path) -> dict[str, bytes]:
 
 
 def _data_card_metrics() -> list[str]:
-    """DATA_CARD_METRICS as rules/common.smk defines it (a literal list)."""
-    import ast
-    source = (ROOT / "rules/common.smk").read_text()
-    start = source.index("DATA_CARD_METRICS = [") + len("DATA_CARD_METRICS = ")
-    return ast.literal_eval(source[start:source.index("]", start) + 1])
+    """The data card's metrics as the catalogue declares them (paper/metrics.yaml)."""
+    from qrepro import catalogue
+    return [Path(path).stem for path in catalogue.load(ROOT / "paper/metrics.yaml").outputs("data_card")]
 
 
 def _local_yaml(workdir: Path) -> str:

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from qrepro.hardware import cpu_supports_bf16
-from qrepro.model.llama import LORA_TARGETS, count_parameters, expected_lora_params, llama_config, random_model
+from qrepro.model.llama import (LORA_TARGETS, count_parameters, expected_lora_params, llama_config,
+                                meta_parameter_counts, random_model)
 from qrepro.model.quant import disable_cpu_weight_repacking
 
 ARCH = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -19,6 +20,20 @@ def test_tinyllama_counts_match_the_paper_on_the_meta_device():
         model = random_model(config, seed=0)
     assert count_parameters(model) == (1_100_048_384, 1_100_048_384)
     assert expected_lora_params(config, LORA_TARGETS, r=16) == 12_615_680
+    # the one helper the structure metrics, the memory guard and bench/gpu_check.py count with
+    rng = torch.get_rng_state()
+    counted, total, lora = meta_parameter_counts(config, dict(target_modules=LORA_TARGETS, r=16))
+    assert (counted, total, lora) == (config, 1_100_048_384, 12_615_680)
+    assert meta_parameter_counts(config, None)[1:] == (1_100_048_384, 0)
+    assert torch.equal(torch.get_rng_state(), rng)  # the training job's seeded RNG is left alone
+
+
+def test_meta_parameter_counts_reads_a_model_folder(tmp_path):
+    config = llama_config(ARCH, 256, 1, 2)
+    config.save_pretrained(tmp_path)
+    read, total, lora = meta_parameter_counts(str(tmp_path), dict(target_modules=["q_proj", "v_proj"], r=4))
+    assert read.hidden_size == 64 and total == count_parameters(random_model(config, seed=0))[0]
+    assert lora == 2 * 4 * ((64 + 64) + (64 + 32))
 
 
 @pytest.fixture(scope="module")

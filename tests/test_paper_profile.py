@@ -106,9 +106,9 @@ def test_several_gpus_go_through_accelerate_launch(paper_copy):
     import sys
 
     from qrepro.training.job import accelerate_command
-    command = accelerate_command(4, "job.pickle")
+    command = accelerate_command(4, "job.json")
     assert command[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
-                           "-m", "qrepro.training.job", "job.pickle"]
+                           "-m", "qrepro.training.job", "job.json"]
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--help"], check=True, capture_output=True)
     (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
     planned = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml").stdout
@@ -121,11 +121,8 @@ def test_several_gpus_go_through_accelerate_launch(paper_copy):
 def test_offline_gpu_profile_is_the_paper_architecture_and_recipe(paper_copy):
     """configs/paper-arch.yaml on top of configs/paper.yaml: the paper's architecture with random weights, the full
     recipe, no hub; planned offline, refused without CUDA."""
-    import yaml
-    from snakemake.utils import update_config
-    config = yaml.safe_load((paper_copy / "config.yaml").read_text())
-    for name in ("configs/paper.yaml", "configs/paper-arch.yaml"):
-        update_config(config, yaml.safe_load((paper_copy / name).read_text()))
+    from qrepro.config_checks import merged_profile
+    config = merged_profile(*(paper_copy / f for f in ("config.yaml", "configs/paper.yaml", "configs/paper-arch.yaml")))
     assert config["model"]["init"] == "random" and config["data"]["source"] == "synthetic"
     assert config["data"]["synthetic"]["scale"] == 1.0 and config["model"]["architecture"]["vocab_size"] == 32000
     assert (config["training"]["max_steps"], config["training"]["eval_steps"], config["training"]["save_steps"]) == (500, 200, 500)

@@ -4,9 +4,9 @@ import re
 
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import snakemake
+from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
 from qrepro.model.llama import LORA_TARGETS, expected_lora_params, llama_config
 
@@ -17,10 +17,7 @@ TIMED_RULES = {"finetune", "finetune_qlora", "inference", "device_peak", "memory
 
 
 def _config(workdir):
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    from snakemake.utils import update_config
-    update_config(config, yaml.safe_load((workdir / "configs/test.yaml").read_text()))
-    return config
+    return merged_profile(workdir / "config.yaml", workdir / "configs/test.yaml")
 
 
 def test_every_training_metric_is_written_and_valid(test_run):

@@ -3,15 +3,18 @@ that must change the report and the verdicts."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
-from conftest import pdf_text, snakemake
+from conftest import ROOT, pdf_text, snakemake
+from qrepro import catalogue
 from qrepro.evaluation.comparisons import records
-from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.metrics_io import read_metric, write_metric, write_metrics
 from qrepro.report.store import MetricStore
 
 NAME = "h200-paper-arch"
+CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
 ARCHITECTURE = ["total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
                 "intermediate_size", "vocab_size", "tie_word_embeddings"]
 # A reference at the paper's architecture on a GPU. Values are the fixture's own, chosen so that the training
@@ -31,10 +34,13 @@ def _set(path, value=None, details=None):
 
 
 def _recompute_comparisons(metrics_dir):
+    """What the comparisons rules would write from the planted files, through the catalogue as they do."""
     paths = [str(p) for p in metrics_dir.glob("*/*.json") if p.parent.name != "comparison"]
     store = MetricStore.load(paths)
-    for architecture_only in (True, False):
-        write_metrics(metrics_dir / "comparison", "comparison", records(store, architecture_only))
+    declared = {str(metrics_dir / Path(path).relative_to("results/metrics")): spec
+                for path, spec in CATALOGUE.declared(CATALOGUE.outputs("comparisons")
+                                                     + CATALOGUE.outputs("architecture_comparisons")).items()}
+    write_metrics(declared, records(store, CATALOGUE.comparisons, radar=True))
 
 
 def make_reference(run, values=FIXTURE):
@@ -106,8 +112,8 @@ def test_write_reference_copies_a_gpu_run_and_refuses_a_cpu_run(tmp_path):
     from qrepro.report.reference import write_reference
     metrics = tmp_path / "results/metrics"
     for scope, name, value in [("device", "peak_flops", 989e12), ("full", "train_time_s", 12.5)]:
-        write_metrics(metrics / scope, scope, {name: dict(value=value, unit="", method="a method text.", inputs=[],
-                                                          details={"cuda": True, "gpu": "NVIDIA H200"})})
+        write_metric(metrics / scope / f"{name}.json", name, scope, value, unit="", method="a method text.", inputs=[],
+                     details={"cuda": True, "gpu": "NVIDIA H200"})
     (tmp_path / "manifest.json").write_text("{}")
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks/finetune_full.tsv").write_text("s\n12.9\n")

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import pdf_text, snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.report.tables import fmt
+from qrepro.report.placeholders import fmt
 
 CAPTIONS = {1: "Dataset statistics", 2: "Model architecture parameters", 3: "Hyperparameters for standard and QLoRA",
             4: "QLoRA configuration details", 5: "Model size comparison", 6: "Parameter efficiency",

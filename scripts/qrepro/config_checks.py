@@ -74,3 +74,21 @@ def check(config: dict, cuda: bool | None = None, check_device: bool = True) -> 
     found = problems(config, cuda, check_device)
     if found:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(found))
+
+
+def merged_profile(*sources) -> dict:
+    """Profiles merged left to right, as `snakemake --configfile a.yaml b.yaml` merges them over config.yaml:
+    Snakemake's own update_config (nested mappings merged key by key, any other value replaced, lists included).
+    Each source is a YAML (or JSON) file path or an already loaded dict; no source is modified.
+
+    merged_profile("config.yaml", "configs/paper.yaml") is the paper profile. No torch import (parse time)."""
+    import copy
+
+    import yaml
+    from snakemake.utils import update_config
+
+    merged: dict = {}
+    for source in sources:
+        profile = source if isinstance(source, dict) else yaml.safe_load(Path(source).read_text())
+        update_config(merged, copy.deepcopy(profile or {}))
+    return merged

@@ -77,7 +77,39 @@ def read_metric(path: str | os.PathLike) -> dict:
     return record
 
 
-def write_metrics(directory: str | os.PathLike, variant: str, records: dict[str, dict]) -> None:
-    """Write several metrics: ``records`` maps metric name to the keyword arguments of write_metric."""
-    for name, fields in records.items():
-        write_metric(Path(directory) / f"{name}.json", name, variant, **fields)
+def render_method(spec: dict, fields: dict) -> str:
+    """A catalogue method text filled with the values the job used (StrictUndefined: a missing field fails)."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    phrases = {name: env.from_string(text).render(**fields) for name, text in spec.get("phrases", {}).items()}
+    return env.from_string(spec["method"]).render(**fields, **phrases)
+
+
+def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[dict]:
+    """Write a job's metric files. declared is the rule's `metrics` param (catalogue.declared: path -> the
+    catalogue's scope, name, unit, method and timing); records maps each metric name to its value, inputs and
+    optional details, plus method_fields (the values its method text names). The job must write exactly the
+    declared metrics; unit, method and timing come from the catalogue, never from the job."""
+    by_name = {}
+    for path, spec in declared.items():
+        if spec["name"] in by_name:
+            raise ValueError(f"{spec['name']} is declared twice for one job: {by_name[spec['name']][0]} and {path}")
+        by_name[spec["name"]] = (path, spec)
+    missing, extra = sorted(set(by_name) - set(records)), sorted(set(records) - set(by_name))
+    if missing or extra:
+        raise ValueError(f"the job must write exactly its declared metrics (paper/metrics.yaml): "
+                         f"missing {missing}, not declared {extra}")
+    written = []
+    for name, record in records.items():
+        path, spec = by_name[name]
+        unknown = set(record) - {"value", "inputs", "details", "method_fields"}
+        if unknown:
+            raise ValueError(f"metric {name}: {sorted(unknown)} come from the catalogue, not from the job")
+        fields = {**spec.get("fields", {}), **record.get("method_fields", {})}
+        timing = spec["timing"]
+        if isinstance(timing, str):  # depends on how the value was obtained
+            timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
+        written.append(write_metric(path, name, spec["scope"], record["value"], spec["unit"],
+                                    render_method(spec, fields), record["inputs"], timing, record.get("details")))
+    return written

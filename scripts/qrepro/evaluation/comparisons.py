@@ -36,93 +36,6 @@ class Comparison:
         return [self.a, self.b]
 
 
-S, PS, PA = "structure", "paper_structure", "paper_architecture"
-
-
-def _pair(name, kind, metric_a, metric_b, meaning, scope_a="qlora", scope_b="full"):
-    return Comparison(name, kind, (scope_a, metric_a), (scope_b, metric_b), meaning)
-
-
-COMPARISONS: list[Comparison] = [
-    # Table 5 and the compression claim, every way it can be computed
-    Comparison("compression_ratio_paper_formula", "ratio", (S, "size_fp16_mb_paper"), (S, "size_qlora_total_mb_paper"),
-               "fp16 size / QLoRA size, both by the paper's formula, at this run's architecture"),
-    Comparison("compression_ratio_bnb_layout", "ratio", (S, "size_fp16_mb_paper"), (S, "size_qlora_bnb_mb"),
-               "fp16 size / what a loaded QLoRA model holds (bitsandbytes' NF4 layout, fp32 LoRA), this run's architecture"),
-    Comparison("compression_ratio_memory", "ratio", ("full", "model_size_memory_mb"), ("qlora", "model_size_memory_mb"),
-               "measured bytes in memory, 16-bit model / NF4 base plus adapters as loaded"),
-    Comparison("compression_ratio_disk", "ratio", ("full", "model_size_disk_mb"), ("qlora", "model_size_disk_mb"),
-               "measured bytes on disk, 16-bit model / NF4 base plus adapter file"),
-    Comparison("size_reduction_percent_paper_formula", "reduction", (S, "size_qlora_total_mb_paper"),
-               (S, "size_fp16_mb_paper"), "how much smaller QLoRA is by the paper's formula"),
-    Comparison("size_reduction_percent_memory", "reduction", ("qlora", "model_size_memory_mb"),
-               ("full", "model_size_memory_mb"), "how much smaller QLoRA is in memory, measured"),
-    Comparison("paper_arch_compression_ratio_paper_formula", "ratio", (PS, "size_fp16_mb_paper"),
-               (PS, "size_qlora_total_mb_paper"), "the paper's formula at TinyLlama-1.1B's architecture"),
-    Comparison("paper_arch_compression_ratio_bnb_layout", "ratio", (PS, "size_fp16_mb_paper"), (PS, "size_qlora_bnb_mb"),
-               "what a loaded QLoRA TinyLlama-1.1B holds (NF4 with constants, 16-bit embeddings and head, fp32 LoRA)"),
-    Comparison("paper_arch_compression_ratio_notebook", "ratio", (PS, "size_fp16_mb_paper"),
-               (PS, "size_qlora_mb_notebook"), "the paper's notebook's own measurement (1010.48 MB) for TinyLlama-1.1B"),
-    Comparison("paper_arch_size_reduction_percent_paper_formula", "reduction", (PS, "size_qlora_total_mb_paper"),
-               (PS, "size_fp16_mb_paper"), "the paper's formula at TinyLlama-1.1B's architecture"),
-    # Table 6
-    _pair("trainable_reduction_percent", "reduction", "trainable_params", "trainable_params",
-          "how many fewer parameters QLoRA trains in this run"),
-    Comparison("paper_arch_trainable_reduction_percent", "reduction", (PS, "lora_trainable_params"),
-               (PA, "total_params"), "how many fewer parameters QLoRA trains at TinyLlama-1.1B's architecture"),
-    # Table 7
-    Comparison("flops_reduction_percent_paper_formula", "reduction", (S, "flops_per_step_qlora_paper"),
-               (S, "flops_per_step_full_paper"), "the paper's formula (hard-coded batch, assumed 0.25 factor)"),
-    _pair("flops_reduction_percent_analytic", "reduction", "flops_per_step_analytic", "flops_per_step_analytic",
-          "model FLOPs per optimizer step (PaLM), this run"),
-    _pair("flops_reduction_percent_counted", "reduction", "flops_per_step_counted", "flops_per_step_counted",
-          "FLOPs counted by FlopCounterMode over one real step, recomputation included"),
-    Comparison("paper_arch_flops_reduction_percent_paper_formula", "reduction", (PS, "flops_per_step_qlora_paper"),
-               (PS, "flops_per_step_full_paper"), "the paper's formula at TinyLlama-1.1B's architecture"),
-    Comparison("paper_arch_flops_ratio_paper_formula", "ratio", (PS, "flops_per_step_full_paper"),
-               (PS, "flops_per_step_qlora_paper"), "standard's FLOPs / QLoRA's by the paper's formula, TinyLlama-1.1B"),
-    Comparison("paper_arch_flops_reduction_percent_analytic", "reduction", (PS, "flops_per_token_qlora_analytic"),
-               (PS, "flops_per_token_full_analytic"), "model FLOPs per token (PaLM) at TinyLlama-1.1B's architecture"),
-    Comparison("flops_counted_over_executed_full", "ratio", ("full", "flops_per_step_counted"),
-               ("full", "flops_per_step_executed"), "counted / analytic executed FLOPs, standard fine-tuning (1 = agree)"),
-    Comparison("flops_counted_over_executed_qlora", "ratio", ("qlora", "flops_per_step_counted"),
-               ("qlora", "flops_per_step_executed"), "counted / analytic executed FLOPs, QLoRA (1 = agree)"),
-    # Table 8
-    _pair("mfu_difference_points_paper", "points", "mfu_paper", "mfu_paper",
-          "QLoRA's MFU minus standard's, paper protocol (Table 12)"),
-    _pair("mfu_difference_points_analytic", "points", "mfu_analytic", "mfu_analytic",
-          "QLoRA's MFU minus standard's, model FLOPs over the median step"),
-    _pair("mfu_ratio_paper", "ratio", "mfu_paper", "mfu_paper", "standard's MFU / QLoRA's, paper protocol",
-          scope_a="full", scope_b="qlora"),
-    _pair("mfu_ratio_analytic", "ratio", "mfu_analytic", "mfu_analytic",
-          "standard's MFU / QLoRA's, model FLOPs over the median step", scope_a="full", scope_b="qlora"),
-    # Table 9
-    _pair("training_slowdown_percent_total", "change", "train_time_s", "train_time_s",
-          "how much longer QLoRA's training took, wall clock with evaluation and saves (paper protocol)"),
-    _pair("training_slowdown_percent_per_step", "change", "step_time_s", "step_time_s",
-          "how much longer QLoRA's median optimizer step took (no evaluation or saves)"),
-    _pair("training_time_improvement_percent", "reduction", "train_time_s", "train_time_s",
-          "the paper's 'relative performance' (s - q) / s of the training time (Tables 9 and 12)"),
-    _pair("peak_memory_ratio", "ratio", "peak_train_memory_mb", "peak_train_memory_mb",
-          "standard's peak training memory / QLoRA's", scope_a="full", scope_b="qlora"),
-    # Table 10
-    _pair("perplexity_change_percent_paper", "change", "perplexity_paper", "perplexity_paper",
-          "QLoRA's perplexity relative to standard's, paper protocol (positive: QLoRA worse)"),
-    _pair("perplexity_change_percent_token", "change", "perplexity_token", "perplexity_token",
-          "QLoRA's perplexity relative to standard's, token-level (positive: QLoRA worse)"),
-    # Table 11
-    _pair("inference_slowdown_x", "ratio", "inference_time_s", "inference_time_s",
-          "QLoRA (4-bit base + adapter) generation time / standard's"),
-    Comparison("inference_slowdown_merged_x", "ratio", ("qlora_merged", "inference_time_s"), ("full", "inference_time_s"),
-               "QLoRA merged into 16 bit, generation time / standard's"),
-    _pair("inference_time_improvement_percent", "reduction", "inference_time_s", "inference_time_s",
-          "the paper's (s - q) / s of the generation time (Table 12)"),
-    _pair("tokens_per_s_change_percent", "change", "tokens_per_s", "tokens_per_s",
-          "the paper's (q - s) / s of the generation rate (Table 12)"),
-    Comparison("tokens_per_s_merged_over_full", "ratio", ("qlora_merged", "tokens_per_s"), ("full", "tokens_per_s"),
-               "QLoRA merged generation rate / standard's"),
-]
-
 # Figure 2: the paper's radar (QLoRA only; Standard is the constant 0.5) and a consistent one (best = 1).
 RADAR_AXES = ["memory", "training_speed", "parameter_efficiency", "quality", "inference_speed", "mfu"]
 RADAR_LABELS = ["Memory", "Training speed", "Parameter efficiency", "Quality", "Inference speed", "MFU"]
@@ -178,51 +91,44 @@ def radar_sources(method: str) -> dict[str, dict[str, tuple[str, str]]]:
     return sources
 
 
-ARCHITECTURE_SCOPES = {"architecture", "structure", "paper_architecture", "paper_structure"}
+def comparison_unit(c: Comparison) -> str:
+    return UNITS[c.kind]
 
 
-def _group(architecture_only: bool) -> list[Comparison]:
-    """Comparisons computed from the architecture alone (the structure target, no weights) or from a run."""
-    return [c for c in COMPARISONS
-            if all(scope in ARCHITECTURE_SCOPES for scope, _ in c.inputs()) == architecture_only]
+def comparison_method(c: Comparison) -> str:
+    return f"{c.meaning[0].upper()}{c.meaning[1:]}: {FORMULAS[c.kind][0]}, a = {'/'.join(c.a)}, b = {'/'.join(c.b)}."
 
 
-def required_metrics(architecture_only: bool) -> set[tuple[str, str]]:
-    """Every (scope, metric) one group of comparisons reads."""
-    needed = {key for c in _group(architecture_only) for key in c.inputs()}
-    if not architecture_only:
-        for method in ("paper", "consistent"):
-            for per_axis in radar_sources(method).values():
-                needed |= set(per_axis.values())
-    return needed
+def radar_specs() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(name, method, the (scope, metric) pairs it reads) of every Figure 2 value."""
+    specs = []
+    for method in ("paper", "consistent"):
+        sources = radar_sources(method)
+        every_input = sorted({key for per_axis in sources.values() for key in per_axis.values()})
+        for variant in (("qlora",) if method == "paper" else ("full", "qlora")):
+            for axis in RADAR_AXES:
+                s, q = sources["full"][axis], sources["qlora"][axis]
+                specs.append((f"radar_{method}_{variant}_{axis}",
+                              f"Figure 2, {'the paper' if method == 'paper' else 'consistent'} normalization, "
+                              f"{variant} on the {axis.replace('_', ' ')} axis: {{{{ formula }}}} with "
+                              f"s = {'/'.join(s)}, q = {'/'.join(q)}.", every_input))
+    return specs
 
 
-def names(architecture_only: bool) -> list[str]:
-    if architecture_only:
-        return [c.name for c in _group(True)]
-    paper = [f"radar_paper_qlora_{axis}" for axis in RADAR_AXES]
-    consistent = [f"radar_consistent_{v}_{axis}" for v in ("full", "qlora") for axis in RADAR_AXES]
-    return [c.name for c in _group(False)] + paper + consistent
-
-
-def records(m: MetricStore, architecture_only: bool) -> dict[str, dict]:
-    """{name: write_metric kwargs} for one group of comparisons (and, for a run, the radar values)."""
+def records(m: MetricStore, comparisons: list[Comparison], radar: bool) -> dict[str, dict]:
+    """{name: value, inputs and details} of each comparison (and, with radar, the Figure 2 values)."""
     out = {}
-    for c in _group(architecture_only):
+    for c in comparisons:
         text, fn = FORMULAS[c.kind]
         a, b = m.value(*c.a), m.value(*c.b)
-        out[c.name] = dict(
-            value=fn(a, b), unit=UNITS[c.kind], inputs=[m.paths[c.a], m.paths[c.b]],
-            timing=m.record(*c.a)["timing"] or m.record(*c.b)["timing"],
-            method=f"{c.meaning[0].upper()}{c.meaning[1:]}: {text}, a = {'/'.join(c.a)}, b = {'/'.join(c.b)}.",
-            details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
-                     "b": {"metric": "/".join(c.b), "value": b}})
-    if architecture_only:
+        out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
+                           details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
+                                    "b": {"metric": "/".join(c.b), "value": b}})
+    if not radar:
         return out
     for method in ("paper", "consistent"):
         sources = radar_sources(method)
         values = {v: {axis: m.value(*key) for axis, key in sources[v].items()} for v in ("full", "qlora")}
-        timing = any(m.record(*key)["timing"] for per_axis in sources.values() for key in per_axis.values())
         if method == "paper":
             points = {"qlora": paper_radar(values["full"], values["qlora"])}
         else:
@@ -231,9 +137,6 @@ def records(m: MetricStore, architecture_only: bool) -> dict[str, dict]:
             for axis, (value, text) in per_axis.items():
                 keys = [sources["full"][axis], sources["qlora"][axis]]
                 out[f"radar_{method}_{variant}_{axis}"] = dict(
-                    value=value, unit="", inputs=[m.paths[k] for k in keys], timing=timing,
-                    method=(f"Figure 2, {'the paper' if method == 'paper' else 'consistent'} normalization, "
-                            f"{variant} on the {axis.replace('_', ' ')} axis: {text} with s = {'/'.join(keys[0])}, "
-                            f"q = {'/'.join(keys[1])}."),
+                    value=value, inputs=[m.paths[k] for k in keys], method_fields={"formula": text},
                     details={"formula": text, "s": values["full"][axis], "q": values["qlora"][axis]})
     return out

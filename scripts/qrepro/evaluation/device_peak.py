@@ -10,11 +10,12 @@ KNOWN_ACCELERATORS = {"T4": 65e12, "A100": 312e12, "H100": 989e12, "H200": 989e1
 PAPER_T4_PEAK = 35.58e12  # the figure the paper's notebook used for a T4
 
 
-def cuda_peak() -> tuple[float, str]:
+def cuda_peak() -> tuple[float, str, str]:
+    """The spec-sheet dense fp16/bf16 peak of this GPU: (FLOP/s, the accelerator it was matched to, the GPU's name)."""
     name = torch.cuda.get_device_name()
     for key, peak in KNOWN_ACCELERATORS.items():
         if key in name:
-            return peak, f"spec-sheet dense fp16/bf16 peak of {key} ({name})"
+            return peak, key, name
     raise ValueError(f"no known peak for GPU {name!r}; set evaluation.peak_flops in the config")
 
 

@@ -64,6 +64,21 @@ def count_parameters(model) -> tuple[int, int]:
     return total, trainable
 
 
+def meta_parameter_counts(config, lora: dict | None = None) -> tuple[object, int, int]:
+    """(config, total parameters, LoRA parameters) from the architecture alone: the model is built on the meta
+    device (shapes, no weights, no memory; the RNG is not touched) and counted with count_parameters, the LoRA
+    parameters by expected_lora_params for lora's target_modules and r (0 without lora).
+
+    config: a transformers config, or a model folder (or hub id) whose config.json is read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    if isinstance(config, (str, Path)):
+        config = AutoConfig.from_pretrained(config)
+    with torch.device("meta"):
+        total, _ = count_parameters(AutoModelForCausalLM.from_config(config))
+    lora_params = expected_lora_params(config, lora["target_modules"], lora["r"]) if lora else 0
+    return config, total, lora_params
+
+
 def load_pretrained(path_or_id: str, revision: str | None = None, **kwargs):
     """Load a causal LM from safetensors only; never run remote code."""
     from transformers import AutoModelForCausalLM

@@ -2,14 +2,13 @@
 threshold; the judged value is a comparison file of the run that can judge it; every verdict states its basis."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from qrepro.report.placeholders import fill, fmt
 from qrepro.report.store import MetricStore
-from qrepro.report.tables import fmt
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 BASIS_ARCHITECTURE = "computed from the paper's architecture (no training)"
@@ -17,16 +16,6 @@ BASIS_THIS_RUN = "measured in this run"
 BASIS_REFERENCE = "measured in a GPU run at the paper's architecture"
 ARCHITECTURE_KEYS = ("total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
                      "intermediate_size", "vocab_size")
-PLACEHOLDER = re.compile(r"\{([a-z0-9_]+)/([a-z0-9_]+)\|([a-z0-9]+)\}")
-
-
-def fill(text: str, m: MetricStore) -> str:
-    """Replace every {scope/metric|format} with the metric's value, formatted (report_tables.fmt)."""
-    return PLACEHOLDER.sub(lambda match: fmt(m.value(match[1], match[2]), match[3]), " ".join(text.split()))
-
-
-def placeholders(text: str) -> list[tuple[str, str]]:
-    return [(scope, metric) for scope, metric, _ in PLACEHOLDER.findall(text)]
 
 
 @dataclass

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from qrepro.report.placeholders import fmt
 from qrepro.report.reference import package_versions
 from qrepro.report.render import RawLatex
 from qrepro.report.store import MetricStore, read_json, sha256
-from qrepro.report.tables import fmt
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers", "snakemake",
             "jinja2", "matplotlib", "pandas"]

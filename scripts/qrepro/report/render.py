@@ -1,17 +1,21 @@
-"""Jinja2 rendering of the report: one context, a LaTeX template and an HTML template."""
+"""Jinja2 rendering of the report: one context, a LaTeX template and an HTML template, and the prose both show,
+written once (templates/prose.j2) and rendered per format with that format's escaping and markup."""
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
+import jinja2.ext
+from jinja2.lexer import Token
+from markupsafe import Markup, escape
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "×": r"$\times$", "²": r"\textsuperscript{2}",
-    "—": "---", "–": "--", "→": r"$\rightarrow$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "—": "---", "–": "--", "→": r"$\rightarrow$", "≤": r"$\leq$", "≥": r"$\geq$", "α": r"$\alpha$",
 }
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIALS))
 
@@ -28,25 +32,123 @@ def latex_escape(value) -> str:
 
 def latex_environment(template_dir: str) -> jinja2.Environment:
     """LaTeX-safe delimiters (\\VAR{...}, \\BLOCK{...}); every value is escaped unless it is RawLatex."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined, autoescape=False,
         block_start_string=r"\BLOCK{", block_end_string="}", variable_start_string=r"\VAR{", variable_end_string="}",
         comment_start_string=r"\#{", comment_end_string="}", line_statement_prefix="%%", line_comment_prefix="%#",
         trim_blocks=True, lstrip_blocks=True, finalize=latex_escape, keep_trailing_newline=True)
+    env.extend(prose_environment=_prose_environment(template_dir, escape_text=latex_escape, as_safe=RawLatex,
+                                                    markup=_latex_markup(), autoescape=False, finalize=latex_escape))
+    return env
 
 
 def html_environment(template_dir: str) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
-                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.extend(prose_environment=_prose_environment(template_dir, escape_text=lambda text: html.escape(text, quote=False),
+                                                    as_safe=Markup, markup=_html_markup(), autoescape=True))
+    return env
 
 
 def render(env: jinja2.Environment, template: str, context: dict, out_path: str) -> None:
-    text = env.get_template(template).render(**context)
+    """The template, with the shared prose (`prose.<paragraph>`) rendered by the same format's prose environment."""
+    text = env.get_template(template).render(**context, prose=prose(env.prose_environment, context))
     tmp = Path(out_path).with_suffix(Path(out_path).suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(out_path)
 
 
-def html_safe(fragment: str) -> Markup:
-    """A fragment pandas already escaped (Styler.format(escape='html'))."""
-    return Markup(fragment)
+# The prose both templates show (templates/prose.j2): one macro per paragraph, rendered once per format. Its literal
+# text is plain text that the format escapes; its markup is the format's few elements below.
+PROSE = "prose.j2"
+
+
+def prose(env: jinja2.Environment, context: dict) -> dict[str, str]:
+    """Every paragraph of templates/prose.j2, rendered in env's format and marked safe for the report template."""
+    module = env.get_template(PROSE).make_module(context)
+    return {name: env.as_safe(macro().strip()) for name, macro in vars(module).items()
+            if isinstance(macro, jinja2.runtime.Macro)}
+
+
+class _PlainText(jinja2.ext.Extension):
+    """The prose template's literal text is plain text: the environment's escape_text writes it in its format."""
+
+    def filter_stream(self, stream):
+        for token in stream:
+            yield Token(token.lineno, "data", self.environment.escape_text(token.value)) if token.type == "data" else token
+
+
+def _prose_environment(template_dir: str, *, escape_text, as_safe, markup: dict, **options) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, extensions=[_PlainText], **options)
+    env.extend(escape_text=escape_text, as_safe=as_safe)
+    env.globals.update(markup)
+    return env
+
+
+def _elements(escape_value, as_safe, **tags) -> dict:
+    """Markup elements that wrap a value (escaped here) or a {% call %} body (already in the format)."""
+    def element(before: str, after: str):
+        def write(value=None, caller=None):
+            body = caller() if caller is not None else escape_value(value)
+            return as_safe(as_safe(before) + body.strip() + as_safe(after))  # Markup + str would escape the tags
+        return write
+    return {name: element(*tag) for name, tag in tags.items()}
+
+
+def _latex_markup() -> dict:
+    return {**_elements(latex_escape, RawLatex, strong=(r"\textbf{", "}"), code=(r"\texttt{", "}"),
+                        item=(r"\item ", "\n"), itemize=("\\begin{itemize}\n", "\n\\end{itemize}")),
+            "math": lambda source: RawLatex(f"${source}$"),
+            "section_ref": lambda target, label: RawLatex(rf"Section~\ref{{sec:{target}}}"),
+            "table_ref": lambda number: RawLatex(f"Table~{int(number)}"),
+            "linebreak": lambda: RawLatex("\\\\")}
+
+
+def _html_markup() -> dict:
+    return {**_elements(escape, Markup, strong=("<strong>", "</strong>"), code=("<code>", "</code>"),
+                        item=("<li>", "</li>\n"), itemize=("<ul>\n", "\n</ul>")),
+            "math": math_html,
+            "section_ref": lambda target, label: Markup('<a href="#{}">{}</a>').format(target, label),
+            "table_ref": lambda number: Markup('<a href="#t{0}">Table {0}</a>').format(int(number)),
+            "linebreak": lambda: Markup("<br>")}
+
+
+_MATH_SYMBOLS = {r"\alpha": "α", r"\times": "×", r"\in": "∈", r"\cdot": "·", r"\leq": "≤", r"\geq": "≥"}
+_MATH_BLACKBOARD = {"R": "ℝ", "N": "ℕ", "Z": "ℤ"}
+
+
+def math_html(source: str) -> Markup:
+    """The LaTeX math the prose writes, as HTML: sub- and superscripts, \\frac, \\mathbb and a few symbols.
+    Anything else is refused, so a new formula cannot come out garbled."""
+    tokens, position = re.findall(r"\\[A-Za-z]+|.", source, re.S), 0
+
+    def atom() -> str:
+        nonlocal position
+        if position == len(tokens):
+            raise ValueError(f"incomplete LaTeX math: {source!r}")
+        token, position = tokens[position], position + 1
+        if token == "{":
+            return group("}")
+        if token in ("_", "^"):
+            tag = "sub" if token == "_" else "sup"
+            return f"<{tag}>{atom()}</{tag}>"
+        if token == r"\frac":
+            return f"({atom()}/{atom()})"
+        if token == r"\mathbb" and (letter := atom()) in _MATH_BLACKBOARD:
+            return _MATH_BLACKBOARD[letter]
+        if token in _MATH_SYMBOLS:
+            return _MATH_SYMBOLS[token]
+        if token.startswith("\\") or token == "}":
+            raise ValueError(f"LaTeX math the HTML report cannot write: {token!r} in {source!r}")
+        return html.escape(token)
+
+    def group(end: str | None) -> str:
+        nonlocal position
+        parts = []
+        while (tokens[position] if position < len(tokens) else None) != end:
+            parts.append(atom())
+        position += 1
+        return "".join(parts)
+
+    return Markup(group(None))

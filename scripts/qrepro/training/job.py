@@ -1,12 +1,12 @@
 """One fine-tuning job, run in the Snakemake job's process or, with training.num_processes > 1,
 under `accelerate launch` on several GPUs (the Trainer then runs data-parallel; rank 0 writes results).
 
-`job` is the `snakemake` object of the finetune rule (input, output, params, wildcards, threads, log).
+`job` is a qrepro.training.spec.FinetuneJob: plain parameters that scripts/finetune.py builds from the Snakemake
+job, written as JSON for the processes that `accelerate launch` starts.
 """
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +18,7 @@ from qrepro.runlog import alone_evidence
 from qrepro.training import resources
 from qrepro.training import trainer as training
 from qrepro.training import variants as finetune
+from qrepro.training.spec import FinetuneJob
 
 
 def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
@@ -26,7 +27,7 @@ def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
             str(num_processes), "-m", "qrepro.training.job", spec_path]
 
 
-def claim_checkpoints(job, precision: str) -> None:
+def claim_checkpoints(job: FinetuneJob, precision: str) -> None:
     """Resume only checkpoints written by this job: the same settings, input bytes, library code and package
     versions (see training.claim_checkpoint_dir). How step times are summarised is not part of it."""
     from qrepro.report.reference import package_versions
@@ -34,32 +35,31 @@ def claim_checkpoints(job, precision: str) -> None:
     p = job.params
     shared = {k: v for k, v in p.shared.items() if k != "step_time_warmup"}
     training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
-        {"variant": job.wildcards.variant, "hp": p.hp, "shared": shared, "seed": p.seed, "precision": precision,
+        {"variant": job.variant, "hp": p.hp, "shared": shared, "seed": p.seed, "precision": precision,
          "packages": package_versions()},
         [job.input.base_model, job.input.tokenized, str(Path(__file__).resolve().parent)]))
 
 
-def launch(job) -> None:
+def launch(job: FinetuneJob) -> None:
     """Run here, or hand the same job to `accelerate launch` when several processes are asked for."""
     num_processes = job.params.shared["num_processes"]
     if num_processes == 1:
         return run(job)
     claim_checkpoints(job, training.device_and_precision(job.params.shared["precision"])[1])
-    spec = Path(job.params.checkpoint_dir) / "job.pickle"
+    spec = Path(job.params.checkpoint_dir) / "job.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    with open(spec, "wb") as handle:
-        pickle.dump(job, handle)
+    job.to_json(spec)
     scripts_dir = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [scripts_dir, os.environ.get("PYTHONPATH")])))
     subprocess.run(accelerate_command(num_processes, str(spec)), env=env, check=True)
 
 
-def run(job) -> None:
+def run(job: FinetuneJob) -> None:
     from datasets import load_from_disk
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
     p, inp, out = job.params, job.input, job.output
-    variant = job.wildcards.variant
+    variant = job.variant
     training.set_threads(job.threads)
     training.seed_everything(p.seed)
     cuda, precision = training.device_and_precision(p.shared["precision"])
@@ -77,7 +77,7 @@ def run(job) -> None:
     model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
     args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
     memory = training.PeakMemory(cuda)
-    timer = training.StepTimer(cuda, memory, alone_evidence(job.threads, job.resources.scheduler_cores))
+    timer = training.StepTimer(cuda, memory, alone_evidence(job.threads, job.scheduler_cores))
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[timer, training.PaperEvaluationSchedule()])
@@ -100,46 +100,26 @@ def run(job) -> None:
     # every process that contributed steps must have run alone (runlog.alone_evidence)
     alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
     sources = [inp.base_model, inp.tokenized]
-    write_metrics(p.metrics_dir, variant, {
-        "total_params": dict(value=total, unit="parameters", inputs=[inp.base_model], method=(
-            "Sum of numel over the base model's parameters (4-bit weights by their logical shape, LoRA excluded).")),
-        "trainable_params": dict(value=trainable, unit="parameters", inputs=[inp.base_model], method=(
-            "Sum of numel over parameters with requires_grad=True after the variant's model was built.")),
-        "trainable_percent": dict(value=100.0 * trainable / total, unit="%", inputs=[inp.base_model], method=(
-            "trainable_params / total_params x 100, as the paper's Table 6.")),
-        "train_time_s": dict(value=run_times["wall_s"], unit="s", inputs=sources, timing=True, method=(
-            "Paper protocol: wall clock around trainer.train(), evaluation passes and checkpoint saves included; "
-            "after a resume, the earlier process's time up to its checkpoint is added."),
-            details={**run_times, **alone}),
-        "time_per_step_s": dict(value=run_times["wall_s"] / steps, unit="s", inputs=sources, timing=True, method=(
-            "Paper protocol: train_time_s / train_steps (evaluation and saves spread over the steps)."),
-            details={"steps": steps, **alone}),
-        "step_time_s": dict(value=step_time["median_s"], unit="s", inputs=sources, timing=True, method=(
-            f"Median optimizer-step time over steps {step_time['warmup_steps_excluded'] + 1}-{steps} (the first "
-            f"{step_time['warmup_steps_excluded']} are warm-up): data loading, forward, backward and optimizer "
-            "update of every micro-batch; evaluation, logging and checkpoint saves excluded (TrainerCallback). "
-            "Spread in details."), details={**step_time, **alone}),
-        "train_steps": dict(value=steps, unit="optimizer steps", inputs=sources, method=(
-            "trainer.state.global_step after training.")),
-        "train_loss_first": dict(value=training.first_train_loss(history), unit="nats/token", inputs=sources,
-                                 method="First logged training loss (mean over the first logging window)."),
-        "train_loss_final": dict(value=training.final_train_loss(history), unit="nats/token", inputs=sources,
-                                 method="Last logged training loss (mean over the last logging window)."),
-        "precision": dict(value=precision, unit="dtype", inputs=[], method=(
-            "Training precision that ran: bf16/fp16 mixed precision via the Trainer, or fp32; "
-            "fp16 on CPU is refused because accelerate would silently run fp32.")),
-        "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), unit="MB (1024^2 bytes)",
-                                     inputs=sources, timing=True, method=(
-                                         f"Peak memory of trainer.train(): {memory.method}; after a resume, the "
-                                         "largest of the processes' peaks."),
-                                     details={**memory.details, **alone}),
+    write_metrics(p.metrics, {
+        "total_params": dict(value=total, inputs=[inp.base_model]),
+        "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
+        "trainable_percent": dict(value=100.0 * trainable / total, inputs=[inp.base_model]),
+        "train_time_s": dict(value=run_times["wall_s"], inputs=sources, details={**run_times, **alone}),
+        "time_per_step_s": dict(value=run_times["wall_s"] / steps, inputs=sources, details={"steps": steps, **alone}),
+        "step_time_s": dict(value=step_time["median_s"], inputs=sources, details={**step_time, **alone},
+                            method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps}),
+        "train_steps": dict(value=steps, inputs=sources),
+        "train_loss_first": dict(value=training.first_train_loss(history), inputs=sources),
+        "train_loss_final": dict(value=training.final_train_loss(history), inputs=sources),
+        "precision": dict(value=precision, inputs=[]),
+        "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), inputs=sources,
+                                     method_fields={"cuda": cuda}, details={**memory.details, **alone}),
     })
 
 
 if __name__ == "__main__":  # the worker entry under accelerate launch
     from qrepro.runlog import log_to
-    with open(sys.argv[1], "rb") as handle:
-        worker_job = pickle.load(handle)
+    worker_job = FinetuneJob.from_json(sys.argv[1])
     rank = os.environ.get("RANK", "0")
-    with log_to(f"{worker_job.log[0]}.rank{rank}"):
+    with log_to(f"{worker_job.log}.rank{rank}"):
         run(worker_job)

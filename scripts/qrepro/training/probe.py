@@ -49,5 +49,5 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
             "seq_len": seq_len, "step_times_s": timer.step_times(), "step_time": step_time,
             "step_time_s": step_time["median_s"], "tokens_per_s": sequences * seq_len / step_time["median_s"],
             "load_s": load_s, "peak_memory_mb": memory.mb, "memory": memory.details,
-            "peak_memory_method": memory.method, "gradient_checkpointing": hp["gradient_checkpointing"],
+            "gradient_checkpointing": hp["gradient_checkpointing"],
             "final_loss": losses[-1] if losses else None}

@@ -50,16 +50,11 @@ def guard(estimate: dict, available: int, where: str, what: str) -> None:
 
 def estimate_for_job(base_dir: str, variant: str, hp: dict, seq_len: int) -> dict:
     """The estimate for one fine-tuning job, from the base model's config alone (meta device, no weights)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from qrepro.model.llama import meta_parameter_counts
 
-    from qrepro.model.llama import count_parameters, expected_lora_params
-
-    config = AutoConfig.from_pretrained(base_dir)
-    with torch.device("meta"):
-        total, _ = count_parameters(AutoModelForCausalLM.from_config(config))
     lora = hp["lora"] if variant == "qlora" else None
-    trainable = expected_lora_params(config, lora["target_modules"], lora["r"]) if lora else total
+    config, total, lora_params = meta_parameter_counts(base_dir, lora)
+    trainable = lora_params if lora else total
     weights_bytes = 4 if variant == "qlora" or hp.get("weights_dtype", "fp32") == "fp32" else 2
     return training_memory_estimate(config, total, trainable, variant, hp["batch_size"], seq_len,
                                     weights_bytes, hp["optim"])

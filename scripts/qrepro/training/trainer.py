@@ -325,15 +325,6 @@ class PeakMemory:
                 "peak_above_baseline_mb": (self.peak_bytes - self.baseline_bytes) / 1024 ** 2,
                 "source": "torch.cuda.max_memory_allocated" if self.cuda else "process RSS (psutil), 10 ms sampling"}
 
-    @property
-    def method(self) -> str:
-        if self.cuda:
-            return ("torch.cuda.max_memory_allocated during the block (the caching allocator's peak of live tensors, "
-                    "model weights included)")
-        return ("peak resident set size of the process during the block minus its RSS just before it (interpreter, "
-                "libraries and the loaded model excluded; gradients, optimizer states and activations included); "
-                "sampled every 10 ms")
-
 
 def device_and_precision(requested: str) -> tuple[bool, str]:
     cuda = torch.cuda.is_available()

@@ -1,0 +1,148 @@
+"""The metric catalogue, paper/metrics.yaml: every metric file the workflow writes and every table that shows one.
+
+For each metric it says the scope (results/metrics/<scope>/<name>.json), the rule that writes it, the unit, the
+method text (a Jinja2 template the writing job fills with the values it used) and whether it is a timing. The
+derived comparisons are data there too (a formula kind and two metric files). Snakemake derives from it the metric
+targets, each rule's declared outputs and what each job must write (rules/common.smk); write_metrics checks a job
+writes exactly those. Read at parse time: no torch here.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qrepro.evaluation.comparisons import Comparison, comparison_method, comparison_unit, radar_specs
+
+RESULTS = "results"
+METRIC_PATH = re.compile(rf"^{RESULTS}/metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
+ARCHITECTURE_SCOPES = {"architecture", "structure", "paper_architecture", "paper_structure"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    scope: str
+    name: str
+    rule: str
+    unit: str
+    method: str              # Jinja2 template; the job supplies its fields
+    timing: bool | str       # a template rendering to True/False where it depends on how the value was obtained
+    target: str = "metrics"  # the named target that builds it: metrics (every run) or memory (the probe)
+    fields: dict = field(default_factory=dict)  # the group's expand values for this name (method fields too)
+
+    @property
+    def path(self) -> str:
+        return f"{RESULTS}/metrics/{self.scope}/{self.name}.json"
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+class Catalogue:
+    def __init__(self, data: dict, source: str = "paper/metrics.yaml"):
+        self.source = source
+        self.phrases: dict[str, str] = data.get("phrases", {})
+        self.specs: dict[tuple[str, str], MetricSpec] = {}
+        for group in data["groups"]:
+            expand = group.get("expand", {})
+            for scope, rule in group["scopes"].items():
+                for pattern, entry in group["metrics"].items():
+                    method = entry["method"]
+                    if isinstance(method, dict):  # one text per scope
+                        method = method[scope]
+                    for fields in _expansions(pattern, expand):
+                        self._add(MetricSpec(scope, pattern.format(**fields), rule, entry["unit"], method,
+                                             entry.get("timing", False), group.get("target", "metrics"), fields))
+        self.comparisons = [Comparison(c["name"], c["kind"], tuple(c["a"].split("/")), tuple(c["b"].split("/")),
+                                       c["meaning"]) for c in data["comparisons"]]
+        for c in self.comparisons:
+            for key in c.inputs():
+                if key not in self.specs:
+                    raise CatalogueError(f"{source}: comparison {c.name} reads {'/'.join(key)}, which no rule writes")
+            rule = "architecture_comparisons" if self.architecture_only(c) else "comparisons"
+            self._add(MetricSpec("comparison", c.name, rule, comparison_unit(c), comparison_method(c),
+                                 self._any_timing(c.inputs())))
+        self.radar = bool(data.get("radar"))  # Figure 2's values, defined with the radar (evaluation/comparisons.py)
+        for name, method, inputs in radar_specs() if self.radar else []:
+            self._add(MetricSpec("comparison", name, "comparisons", "", method, self._any_timing(inputs)))
+        self.tables: list[dict] = data["tables"]
+
+    def _add(self, spec: MetricSpec) -> None:
+        key = (spec.scope, spec.name)
+        if key in self.specs:
+            raise CatalogueError(f"{self.source}: {spec.scope}/{spec.name} is declared twice")
+        self.specs[key] = spec
+
+    def _any_timing(self, keys) -> bool:
+        return any(self.specs[k].timing is True for k in keys)
+
+    @staticmethod
+    def architecture_only(c: Comparison) -> bool:
+        return all(scope in ARCHITECTURE_SCOPES for scope, _ in c.inputs())
+
+    def comparisons_for(self, architecture_only: bool) -> list[Comparison]:
+        return [c for c in self.comparisons if self.architecture_only(c) == architecture_only]
+
+    def comparison_params(self, architecture_only: bool) -> list[dict]:
+        """One comparisons job's comparisons as plain data (a rule param: editing one re-runs that job)."""
+        return [asdict(c) for c in self.comparisons_for(architecture_only)]
+
+    def comparison_inputs(self, architecture_only: bool) -> list[str]:
+        """The metric files one comparisons job reads (the radar's too, for a run's comparisons)."""
+        keys = {k for c in self.comparisons_for(architecture_only) for k in c.inputs()}
+        if self.radar and not architecture_only:
+            keys |= {k for _, _, inputs in radar_specs() for k in inputs}
+        return [self.specs[k].path for k in sorted(keys)]
+
+    def scopes(self, rule: str) -> list[str]:
+        """The scopes a rule writes, in catalogue order (for a wildcard rule: the values its wildcard takes)."""
+        return list(dict.fromkeys(s.scope for s in self.specs.values() if s.rule == rule))
+
+    def paths(self, target: str = "metrics") -> list[str]:
+        return [s.path for s in self.specs.values() if s.target == target]
+
+    def outputs(self, rule: str, scope: str | None = None) -> list[str]:
+        """The metric files a rule declares. With scope = a pattern holding one wildcard ("{variant}",
+        "probe_{variant}"), the rule writes the same names into each matching scope: paths keep the wildcard."""
+        specs = [s for s in self.specs.values() if s.rule == rule]
+        if not specs:
+            raise CatalogueError(f"{self.source} names no metric written by rule {rule}")
+        if scope is None:
+            return [s.path for s in specs]
+        pattern = re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(scope)) + "$")
+        by_scope: dict[str, list[str]] = {}
+        for s in specs:
+            if pattern.match(s.scope):
+                by_scope.setdefault(s.scope, []).append(s.name)
+        names = {tuple(v) for v in by_scope.values()}
+        if len(names) != 1:
+            raise CatalogueError(f"rule {rule}: scopes {sorted(by_scope)} matching {scope} do not write the same metrics")
+        return [f"{RESULTS}/metrics/{scope}/{name}.json" for name in names.pop()]
+
+    def declared(self, paths) -> dict[str, dict]:
+        """{path: spec} for the metric files among a job's outputs: what write_metrics checks the job against.
+        Phrases the methods use travel along, so a job needs nothing but its params."""
+        declared = {}
+        for path in map(str, paths):
+            match = METRIC_PATH.match(path)
+            if match:
+                spec = self.specs.get((match["scope"], match["name"]))
+                if spec is None:
+                    raise CatalogueError(f"{path} is not in {self.source}")
+                declared[path] = {**asdict(spec), "phrases": {k: v for k, v in self.phrases.items()
+                                                              if "{{ " + k + " }}" in spec.method}}
+        return declared
+
+
+def _expansions(pattern: str, expand: dict[str, list]) -> list[dict]:
+    """One set of fields per name a pattern stands for: "{split}_rows" -> train_rows, validation_rows, ..."""
+    keys = [k for k in expand if "{" + k + "}" in pattern]
+    return [dict(zip(keys, values)) for values in itertools.product(*(expand[k] for k in keys))]
+
+
+def load(path: str | Path = "paper/metrics.yaml") -> Catalogue:
+    return Catalogue(yaml.safe_load(Path(path).read_text()), str(path))

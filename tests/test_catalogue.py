@@ -1,0 +1,218 @@
+"""The metric catalogue (paper/metrics.yaml): what a job may write, the tables built from it, and the library
+inputs each rule gets from its script's imports."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake
+from qrepro import catalogue
+from qrepro.dependencies import library_files
+from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.report.placeholders import fill
+from qrepro.report.store import MetricStore, load_paper_values
+from qrepro.report.tables import Sources, build_table, cell
+
+CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
+PAPER = load_paper_values(str(ROOT / "paper/paper_values.yaml"))
+
+MINI = {
+    "phrases": {"where": "{{ 'CUDA' if cuda else 'CPU' }}"},
+    "groups": [
+        {"scopes": {"full": "timed", "qlora": "timed"}, "metrics": {
+            "time_s": {"unit": "s", "timing": True, "method": "Median of {{ runs }} runs on {{ where }}."},
+            "size_mb": {"unit": "MB", "method": {"full": "The 16-bit model.", "qlora": "The NF4 base."}}}},
+        {"scopes": {"data": "count"}, "expand": {"split": ["train", "test"]}, "metrics": {
+            "{split}_rows": {"unit": "rows", "method": "Rows of {{ split }}."}}},
+    ],
+    "comparisons": [{"name": "slowdown_x", "kind": "ratio", "a": "qlora/time_s", "b": "full/time_s",
+                     "meaning": "QLoRA's time / standard's"}],
+    "tables": [],
+}
+
+
+def _mini():
+    return catalogue.Catalogue(MINI, "mini")
+
+
+def _declared(cat, rule, scope, tmp_path):
+    return {str(tmp_path / path): spec for path, spec in
+            cat.declared([p.replace("{variant}", scope) for p in cat.outputs(rule, "{variant}")]).items()}
+
+
+def test_a_job_writes_its_metrics_with_the_catalogues_unit_method_and_timing(tmp_path):
+    cat = _mini()
+    declared = _declared(cat, "timed", "qlora", tmp_path)
+    write_metrics(declared, {"time_s": dict(value=2.5, inputs=["a"], method_fields={"runs": 5, "cuda": False}),
+                             "size_mb": dict(value=10.0, inputs=["b"])})
+    time_s = read_metric(tmp_path / "results/metrics/qlora/time_s.json")
+    assert (time_s["unit"], time_s["method"], time_s["timing"], time_s["variant"]) == (
+        "s", "Median of 5 runs on CPU.", True, "qlora")
+    size = read_metric(tmp_path / "results/metrics/qlora/size_mb.json")
+    assert (size["method"], size["timing"]) == ("The NF4 base.", False)  # the qlora scope's own text
+
+
+def test_a_job_must_write_exactly_what_is_declared_and_nothing_of_its_own(tmp_path):
+    cat = _mini()
+    declared = _declared(cat, "timed", "full", tmp_path)
+    fields = {"runs": 1, "cuda": True}
+    with pytest.raises(ValueError, match=r"missing \['size_mb'\]"):
+        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields)})
+    with pytest.raises(ValueError, match=r"not declared \['other'\]"):
+        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields),
+                                 "size_mb": dict(value=1.0, inputs=[]), "other": dict(value=1, inputs=[])})
+    with pytest.raises(ValueError, match="come from the catalogue"):
+        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields, unit="ms"),
+                                 "size_mb": dict(value=1.0, inputs=[])})
+    import jinja2
+    with pytest.raises(jinja2.UndefinedError, match="runs"):  # a method field the job did not supply
+        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields={"cuda": True}),
+                                 "size_mb": dict(value=1.0, inputs=[])})
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_expansions_comparisons_and_rule_outputs():
+    cat = _mini()
+    assert cat.outputs("count") == ["results/metrics/data/train_rows.json", "results/metrics/data/test_rows.json"]
+    assert cat.specs[("data", "test_rows")].fields == {"split": "test"}
+    assert cat.outputs("timed", "{variant}") == ["results/metrics/{variant}/time_s.json",
+                                                 "results/metrics/{variant}/size_mb.json"]
+    slowdown = cat.specs[("comparison", "slowdown_x")]
+    assert (slowdown.rule, slowdown.unit, slowdown.timing) == ("comparisons", "x", True)  # a ratio of timings
+    assert slowdown.method == "QLoRA's time / standard's: a / b, a = qlora/time_s, b = full/time_s."
+    with pytest.raises(catalogue.CatalogueError, match="declared twice"):
+        catalogue.Catalogue({**MINI, "groups": MINI["groups"] + [MINI["groups"][1]]}, "mini")
+    broken = {**MINI, "comparisons": [{**MINI["comparisons"][0], "b": "full/nowhere"}]}
+    with pytest.raises(catalogue.CatalogueError, match="full/nowhere, which no rule writes"):
+        catalogue.Catalogue(broken, "mini")
+
+
+def test_every_table_cell_names_a_declared_metric_and_a_known_paper_value():
+    hp_keys = set()
+    for table in CATALOGUE.tables:
+        for row in table["rows"]:
+            cells = row[1] if isinstance(row, list) else row["cells"]
+            assert set(cells) <= set(table["columns"]), (table["number"], row)
+            for text in cells.values():
+                source, _, *paper_id = text.split("|")
+                assert not paper_id or paper_id[0] in PAPER, text
+                match = catalogue_cell(source)
+                if match[0] == "hp":
+                    hp_keys.add(match[1])
+                else:
+                    assert match in CATALOGUE.specs, text
+    # every hyperparameter a table reads is one the finetune job writes (training.variants)
+    from qrepro.training import variants
+    import inspect
+    written = inspect.getsource(variants.resolved_hyperparameters)
+    assert all(f'"{key}"' in written for key in hp_keys), hp_keys
+
+
+def catalogue_cell(source):
+    from qrepro.report.tables import CELL_SOURCE
+    match = CELL_SOURCE.match(source)
+    assert match, source
+    return ("hp", match["key"]) if match["variant"] else (match["scope"], match["metric"])
+
+
+def _store(tmp_path, values):
+    store = MetricStore()
+    for (scope, name), (value, method, details) in values.items():
+        store.records[(scope, name)] = {"value": value, "method": method, "details": details, "timing": False}
+        store.paths[(scope, name)] = f"{scope}/{name}.json"
+    return store
+
+
+def test_a_table_from_its_spec(tmp_path):
+    store = _store(tmp_path, {("full", "flops"): (2.5e12, "counted", {}), ("qlora", "ppl"): (12.0, "not meaningful", {}),
+                              ("paper_architecture", "hidden_size"): (2048, "read", {"runs": 7})})
+    sources = Sources(store, {"qlora": {"target_modules": ["q_proj", "v_proj"], "lora_r": 16}},
+                      {"qlora": "results/train/qlora/hyperparameters.json"})
+    spec = {"number": 7, "caption": "Runs: {details:paper_architecture/hidden_size:runs}", "columns": ["A", "B"],
+            "rows": [["FLOPs", {"A": "full/flops*1e-12|g|t7_flops_full"}],
+                     ["Modules", {"A": "hp:qlora/target_modules#count|int|t4_target_modules",
+                                  "B": "hp:qlora/target_modules#join|text"}],
+                     {"label": "probe", "cells": {"A": "probe_full/peak|f0"}, "when": "probe_full/peak"}],
+            "notes": ["Hidden {paper_architecture/hidden_size|int}, not {paper:t2_hidden_size|int}.",
+                      {"text": "RANDOM", "when_method_contains": ["qlora/ppl", "not meaningful"]},
+                      {"text": "never", "when_method_contains": ["full/flops", "not meaningful"]}]}
+    table = build_table(spec, sources, PAPER)
+    assert table.caption == "Runs: 7"
+    assert [label for label, _ in table.rows] == ["FLOPs", "Modules"]  # no probe file: no probe row
+    flops = table.rows[0][1]["A"]
+    assert (flops.value, flops.source) == (2.5, "full/flops.json")
+    assert flops.ratio(PAPER) == pytest.approx(2.5 / 13.52)
+    modules = table.rows[1][1]
+    assert (modules["A"].value, modules["B"].value) == (2, "q_proj, v_proj")
+    assert table.notes == ["Hidden 2,048, not 768.", "RANDOM"]
+    with pytest.raises(ValueError, match="SOURCE"):
+        cell("full/flops|g|a|b", sources)
+
+
+def test_placeholders_fill_values_paper_numbers_methods_and_details():
+    store = _store(None, {("comparison", "x"): (3.8246, "m", {}), ("full", "y"): (1.0, "How it was done.", {"gpu": "T4"})})
+    text = "a {comparison/x|f2} b {paper:t10_change|+f2} c {method:full/y} d {details:full/y:gpu} e {reference}"
+    assert fill(text, store, PAPER, "h200") == "a 3.82 b +18.73 c How it was done. d T4 e h200"
+    with pytest.raises(KeyError, match="reference"):
+        fill("{reference}", store, PAPER)
+
+
+def _runtime_imports(module):
+    """The qrepro modules Python itself loads when importing module (top-level imports only)."""
+    code = (f"import sys; sys.path.insert(0, 'scripts'); import {module}; "
+            "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'qrepro')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return {str(Path(f).relative_to(ROOT)) for f in out.split()}
+
+
+@pytest.mark.parametrize("module", ["qrepro.catalogue", "qrepro.report.claims", "qrepro.report.tables",
+                                    "qrepro.evaluation.records", "qrepro.data.checks"])
+def test_library_inputs_cover_every_module_python_loads(module, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(f"import {module}\n")
+    declared = set(library_files(script, ROOT / "scripts", ROOT))
+    assert _runtime_imports(module) <= declared
+    assert "schemas/metric.schema.json" in declared or "metrics_io" not in " ".join(declared)
+
+
+def test_library_inputs_follow_relative_function_level_and_module_imports(tmp_path):
+    pkg = tmp_path / "scripts/qrepro"
+    (pkg / "sub").mkdir(parents=True)
+    for name, text in {"__init__.py": "", "a.py": "from .sub import b\n", "sub/__init__.py": "",
+                       "sub/b.py": "def f():\n    from qrepro import c\n", "c.py": "WORKFLOW_FILES = ('data/x.yaml',)\n",
+                       "unused.py": ""}.items():
+        (pkg / name).write_text(text)
+    script = tmp_path / "scripts/job.py"
+    script.write_text("import json\nfrom qrepro.a import something\n")
+    assert library_files(script, tmp_path / "scripts", tmp_path) == [
+        "data/x.yaml", "scripts/qrepro/__init__.py", "scripts/qrepro/a.py", "scripts/qrepro/c.py",
+        "scripts/qrepro/sub/__init__.py", "scripts/qrepro/sub/b.py"]
+
+
+def test_every_metric_of_a_run_is_in_the_catalogue_with_its_unit(test_run):
+    written = {str(p.relative_to(test_run)) for p in (test_run / "results/metrics").rglob("*.json")}
+    assert written == set(CATALOGUE.paths())
+    for path in written:
+        record = json.loads((test_run / path).read_text())
+        spec = CATALOGUE.specs[(record["variant"], record["metric"])]
+        assert record["unit"] == spec.unit and "{{" not in record["method"]
+
+
+def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run_copy):
+    # hand-listed from the scripts' imports: placeholders is used by the tables and by the report's claims/context
+    expected = {"qrepro/report/placeholders.py": {"tables", "render", "manifest", "pdf"},
+                "qrepro/evaluation/comparisons.py": {"comparisons", "architecture_comparisons", "figure1", "figure2",
+                                                     "tables", "manifest", "render", "pdf"}}
+    for module, rules in expected.items():
+        path = run_copy / "scripts" / module
+        original, stat = path.read_text(), path.stat()
+        path.write_text(original + "\n# edited\n")
+        planned = snakemake(run_copy, "--configfile", "configs/test.yaml", "-n", "report").stdout
+        path.write_text(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert set(re.findall(r"^(?:local)?rule (\w+):$", planned, flags=re.M)) == rules, module

@@ -1,0 +1,123 @@
+"""The fine-tuning job's plain parameters (qrepro.training.spec): what crosses to accelerate's processes, as JSON."""
+import dataclasses
+import json
+
+import pytest
+
+from qrepro.training.spec import FinetuneJob, JobInputs, JobOutputs, JobParams, JobSpecError
+
+HP = {"learning_rate": 2e-4, "batch_size": 4, "gradient_accumulation_steps": 2, "optim": "paged_adamw_8bit",
+      "gradient_checkpointing": True, "weights_dtype": None,
+      "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "bias": "none", "target_modules": ["q_proj", "v_proj"]},
+      "quantization": {"quant_type": "nf4", "double_quant": True, "compute_dtype": "auto"}}
+SHARED = {"max_steps": 500, "num_processes": 4, "precision": "bf16", "step_time_warmup": 5, "eval_max_samples": 0,
+          "warmup_steps": 100, "eval_steps": 200, "save_steps": 500}
+
+
+def _job():
+    return FinetuneJob(
+        variant="qlora", threads=16, scheduler_cores=16, log="results/logs/finetune_qlora.log",
+        input=JobInputs(base_model="results/base_model", tokenizer="results/tokenizer", tokenized="results/tokenized"),
+        output=JobOutputs(weights="results/models/qlora/adapter_model.safetensors",
+                          log_history="results/train/qlora/log_history.csv",
+                          hyperparameters="results/train/qlora/hyperparameters.json"),
+        params=JobParams(hp=HP, shared=SHARED, seed=42, max_length=512, metrics_dir="results/metrics/qlora",
+                         checkpoint_dir="results/checkpoints/qlora"))
+
+
+def test_the_job_round_trips_through_json_field_by_field(tmp_path):
+    job = _job()
+    job.to_json(tmp_path / "job.json")
+    back = FinetuneJob.from_json(tmp_path / "job.json")
+    assert back == job
+    assert (back.variant, back.threads, back.scheduler_cores, back.log) == (
+        "qlora", 16, 16, "results/logs/finetune_qlora.log")
+    assert dataclasses.asdict(back.input) == {"base_model": "results/base_model", "tokenizer": "results/tokenizer",
+                                              "tokenized": "results/tokenized"}
+    assert dataclasses.asdict(back.output) == {"weights": "results/models/qlora/adapter_model.safetensors",
+                                               "log_history": "results/train/qlora/log_history.csv",
+                                               "hyperparameters": "results/train/qlora/hyperparameters.json"}
+    assert back.params.hp == HP and back.params.shared == SHARED
+    assert (back.params.seed, back.params.max_length, back.params.metrics_dir, back.params.checkpoint_dir) == (
+        42, 512, "results/metrics/qlora", "results/checkpoints/qlora")
+    # every field of every part, no more: the test above covers the whole spec
+    assert [f.name for f in dataclasses.fields(FinetuneJob)] == [
+        "variant", "threads", "scheduler_cores", "log", "input", "output", "params"]
+    assert [f.name for f in dataclasses.fields(JobParams)] == [
+        "hp", "shared", "seed", "max_length", "metrics_dir", "checkpoint_dir"]
+    assert all(f.metadata.get("help") for cls in (FinetuneJob, JobInputs, JobOutputs, JobParams)
+               for f in dataclasses.fields(cls) if f.name not in ("input", "output", "params"))
+
+
+def test_the_checkpoint_fingerprint_settings_survive_the_round_trip(tmp_path):
+    """The parent process fingerprints the job (job.claim_checkpoints); what the workers read must hash the same."""
+    job = _job()
+    job.to_json(tmp_path / "job.json")
+    back = FinetuneJob.from_json(tmp_path / "job.json")
+    settings = lambda j: json.dumps({"variant": j.variant, "hp": j.params.hp, "seed": j.params.seed,  # noqa: E731
+                                     "shared": j.params.shared}, sort_keys=True, default=str)
+    assert settings(back) == settings(job)
+
+
+def _written(tmp_path, edit):
+    data = dataclasses.asdict(_job())
+    edit(data)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_unknown_fields_are_refused_by_name(tmp_path):
+    path = _written(tmp_path, lambda d: d.update(wildcards={"variant": "qlora"}))
+    with pytest.raises(JobSpecError, match=r"FinetuneJob unknown field\(s\) wildcards \(expected exactly: variant"):
+        FinetuneJob.from_json(path)
+    path = _written(tmp_path, lambda d: d["params"].update(lr=1e-4))
+    with pytest.raises(JobSpecError, match=r"FinetuneJob.params: JobParams unknown field\(s\) lr"):
+        FinetuneJob.from_json(path)
+
+
+def test_missing_fields_are_refused_by_name(tmp_path):
+    path = _written(tmp_path, lambda d: d.pop("scheduler_cores"))
+    with pytest.raises(JobSpecError, match=r"FinetuneJob missing field\(s\) scheduler_cores"):
+        FinetuneJob.from_json(path)
+    path = _written(tmp_path, lambda d: (d["input"].pop("tokenized"), d["input"].update(tokenised="x")))
+    with pytest.raises(JobSpecError, match=r"JobInputs unknown field\(s\) tokenised; missing field\(s\) tokenized"):
+        FinetuneJob.from_json(path)
+
+
+def test_wrong_types_and_broken_files_are_refused(tmp_path):
+    path = _written(tmp_path, lambda d: d.update(threads="16"))
+    with pytest.raises(JobSpecError, match=r"FinetuneJob.threads must be int, got '16'"):
+        FinetuneJob.from_json(path)
+    path = _written(tmp_path, lambda d: d["params"].update(seed=True))
+    with pytest.raises(JobSpecError, match=r"JobParams.seed must be int, got True"):
+        FinetuneJob.from_json(path)
+    path = _written(tmp_path, lambda d: d.update(output=["a", "b"]))
+    with pytest.raises(JobSpecError, match=r"expected a JSON object for JobOutputs, got list"):
+        FinetuneJob.from_json(path)
+    path.write_text("not json")
+    with pytest.raises(JobSpecError, match=r"is not a fine-tuning job spec \(invalid JSON"):
+        FinetuneJob.from_json(path)
+
+
+def test_the_spec_module_needs_neither_torch_nor_snakemake():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = "import sys, qrepro.training.spec; loaded = {'torch', 'snakemake'} & set(sys.modules); assert not loaded, loaded"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT / "scripts")
+
+
+def test_the_accelerate_worker_entry_reads_the_json_spec(tmp_path):
+    """`python -m qrepro.training.job <job.json>` is what accelerate launch runs in every process: a spec that is not
+    the job's fails there by name, before any training."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    path = _written(tmp_path, lambda d: d.update(wildcards={"variant": "qlora"}))
+    result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=ROOT / "scripts",
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "JobSpecError" in result.stderr and "unknown field(s) wildcards" in result.stderr

@@ -1,0 +1,82 @@
+"""The report's prose is written once (templates/prose.j2) and rendered by both formats with their own escaping.
+Fast: a made-up context, no pipeline run."""
+import re
+from collections import defaultdict
+
+import pytest
+from markupsafe import Markup
+
+from conftest import ROOT
+from qrepro.report import render as R
+
+TEMPLATES = ROOT / "templates"
+ODD = "<b>50%_&</b> #1 {x} ~"  # every value in the made-up context: characters both formats must escape
+
+
+def _context(reference: bool) -> dict:
+    run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32)
+    provenance = {"git_commit": ODD, "config_digest": ODD, "generated_at": ODD, "hardware": {"cpu": ODD},
+                  "packages": [("torch", ODD)], "files": [("results/x.json", ODD)]}
+    ref = {"dir": ODD, "judges": True, "description": ODD, "random_weights": True,
+           "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
+    return {"run": run, "n": defaultdict(lambda: ODD), "claims": [{"published": ODD}], "deviations": [ODD, ODD],
+            "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
+            "reference": ref if reference else None, "tables": [], "figures": {}}
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_latex_prose_escapes_literal_text_and_values(reference):
+    prose = R.prose(R.latex_environment(str(TEMPLATES)).prose_environment, _context(reference))
+    assert prose and all(isinstance(text, R.RawLatex) for text in prose.values())
+    text = "\n".join(prose.values())
+    assert r"\textless{}b\textgreater{}50\%\_\&\textless{}/b\textgreater{} \#1 \{x\} \textasciitilde{}" in text
+    assert "<b>" not in text and "&lt;" not in text
+    assert r"trains \textless{}b\textgreater{}" in prose["abstract"]  # a literal "%" follows: escaped too
+    assert re.search(r"[^\\]%", text) is None, "an unescaped % would comment out the rest of a LaTeX line"
+    assert "prepare\\_model\\_for\\_kbit\\_training" in prose["memory"]
+    assert r"Section~\ref{sec:claims}" in prose["abstract"] and r"Table~4" in prose["lora"]
+    assert r"$h = W_0 x + \frac{\alpha}{r} B A x$" in prose["lora"] and r"$\alpha$ = 32" in prose["lora"]
+    assert prose["protocol_list"].startswith("\\begin{itemize}\n\\item ") and prose["protocol_list"].count(r"\item ") == 7
+    assert prose["what_ran"].startswith(r"\textbf{What ran.}") and "off (paper protocol)" in prose["what_ran"]
+    assert ("GPU reference run is present" in prose["reference_run"]) is not reference
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_html_prose_escapes_literal_text_and_values(reference):
+    prose = R.prose(R.html_environment(str(TEMPLATES)).prose_environment, _context(reference))
+    assert prose and all(isinstance(text, Markup) for text in prose.values())
+    text = "\n".join(prose.values())
+    assert "&lt;b&gt;50%_&amp;&lt;/b&gt; #1 {x} ~" in text and "<b>" not in text
+    assert "QLoRA's adapters" in prose["memory"] and "prepare_model_for_kbit_training" in prose["memory"]
+    assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
+    assert "h = W<sub>0</sub> x + (α/r) B A x" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
+    assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
+    assert prose["deviations_list"].count("<li>&lt;b&gt;") == 2
+    assert ("GPU reference run is present" in prose["reference_run"]) is not reference
+
+
+def test_both_formats_have_the_same_paragraphs_and_words():
+    latex = R.prose(R.latex_environment(str(TEMPLATES)).prose_environment, _context(True))
+    html = R.prose(R.html_environment(str(TEMPLATES)).prose_environment, _context(True))
+    assert latex.keys() == html.keys()
+    section_refs = r"Section~\\ref\{[^}]*\}|<a href=\"#[a-z]+\">[^<]*</a>"  # numbered by LaTeX, labelled in HTML
+    words = lambda text: re.findall(r"[A-Za-z]{4,}", re.sub(  # noqa: E731
+        rf"{section_refs}|\\[a-z]+(\{{itemize\}})?|<[^>]*>|&[a-z]+;", " ", text))
+    for name in latex:
+        assert words(latex[name]) == words(html[name]), name
+
+
+def test_the_report_templates_write_no_sentence():
+    """Prose lives in prose.j2 only: the two report templates hold markup, headings and table headers."""
+    for name in ("report.tex.j2", "report.html.j2"):
+        text = (TEMPLATES / name).read_text()
+        text = re.sub(r"\\BLOCK\{.*?\}|\\VAR\{.*?\}|\{%.*?%\}|\{\{.*?\}\}|<style>.*?</style>", " ", text, flags=re.S)
+        for line in text.splitlines():
+            assert not re.search(r"[a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+ [a-z]+", line), f"{name}: {line}"
+
+
+def test_math_outside_the_html_subset_is_refused():
+    assert R.math_html(r"A \in \mathbb{R}^{d_{out} \times r}") == "A ∈ ℝ<sup>d<sub>out</sub> × r</sup>"
+    for source in (r"\sum_i x_i", r"x^{2", r"\mathbb{Q}"):
+        with pytest.raises(ValueError):
+            R.math_html(source)

@@ -49,7 +49,7 @@ def test_html_prose_escapes_literal_text_and_values(reference):
     assert "&lt;b&gt;50%_&amp;&lt;/b&gt; #1 {x} ~" in text and "<b>" not in text
     assert "QLoRA's adapters" in prose["memory"] and "prepare_model_for_kbit_training" in prose["memory"]
     assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
-    assert "h = W<sub>0</sub> x + (α/r) B A x" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
+    assert "h = W<sub>0</sub>x + (α/r)BAx" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
     assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
     assert prose["deviations_list"].count("<li>&lt;b&gt;") == 2
     assert ("GPU reference run is present" in prose["reference_run"]) is not reference

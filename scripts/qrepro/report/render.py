@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import partial
 from pathlib import Path
 
 import jinja2
@@ -45,7 +46,7 @@ def latex_environment(template_dir: str) -> jinja2.Environment:
 def html_environment(template_dir: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.extend(prose_environment=_prose_environment(template_dir, escape_text=lambda text: html.escape(text, quote=False),
+    env.extend(prose_environment=_prose_environment(template_dir, escape_text=partial(html.escape, quote=False),
                                                     as_safe=Markup, markup=_html_markup(), autoescape=True))
     return env
 
@@ -75,7 +76,9 @@ class _PlainText(jinja2.ext.Extension):
 
     def filter_stream(self, stream):
         for token in stream:
-            yield Token(token.lineno, "data", self.environment.escape_text(token.value)) if token.type == "data" else token
+            if token.type == "data":
+                token = Token(token.lineno, "data", self.environment.escape_text(token.value))
+            yield token
 
 
 def _prose_environment(template_dir: str, *, escape_text, as_safe, markup: dict, **options) -> jinja2.Environment:
@@ -114,13 +117,15 @@ def _html_markup() -> dict:
             "linebreak": lambda: Markup("<br>")}
 
 
-_MATH_SYMBOLS = {r"\alpha": "α", r"\times": "×", r"\in": "∈", r"\cdot": "·", r"\leq": "≤", r"\geq": "≥"}
+# Spaced as TeX spaces them: around relations and binary operators only.
+_MATH_SYMBOLS = {r"\alpha": "α", r"\cdot": "·", " ": "", r"\in": " ∈ ", r"\times": " × ", r"\leq": " ≤ ",
+                 r"\geq": " ≥ ", "=": " = ", "+": " + ", "-": " − "}
 _MATH_BLACKBOARD = {"R": "ℝ", "N": "ℕ", "Z": "ℤ"}
 
 
 def math_html(source: str) -> Markup:
-    """The LaTeX math the prose writes, as HTML: sub- and superscripts, \\frac, \\mathbb and a few symbols.
-    Anything else is refused, so a new formula cannot come out garbled."""
+    """The LaTeX math the prose writes, as HTML: sub- and superscripts, \\frac, \\mathbb and a few symbols, spaced
+    as TeX spaces them. Anything else is refused, so a new formula cannot come out garbled."""
     tokens, position = re.findall(r"\\[A-Za-z]+|.", source, re.S), 0
 
     def atom() -> str:

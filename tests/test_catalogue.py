@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ROOT, snakemake
 from qrepro import catalogue
@@ -205,9 +204,9 @@ def test_every_metric_of_a_run_is_in_the_catalogue_with_its_unit(test_run):
 
 def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run_copy):
     # hand-listed from the scripts' imports: placeholders is used by the tables and by the report's claims/context
-    expected = {"qrepro/report/placeholders.py": {"tables", "render", "manifest", "pdf"},
+    expected = {"qrepro/report/placeholders.py": {"tables", "render", "manifest", "pdf", "report"},
                 "qrepro/evaluation/comparisons.py": {"comparisons", "architecture_comparisons", "figure1", "figure2",
-                                                     "tables", "manifest", "render", "pdf"}}
+                                                     "tables", "manifest", "render", "pdf", "report"}}
     for module, rules in expected.items():
         path = run_copy / "scripts" / module
         original, stat = path.read_text(), path.stat()
@@ -216,3 +215,13 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run_copy):
         path.write_text(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         assert set(re.findall(r"^(?:local)?rule (\w+):$", planned, flags=re.M)) == rules, module
+
+
+def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
+    formulas = {"ratio": lambda a, b: a / b, "reduction": lambda a, b: 100 * (1 - a / b),
+                "change": lambda a, b: 100 * (a / b - 1), "points": lambda a, b: a - b}  # PROTOCOL.md's formulas
+    value = lambda scope, name: read_metric(test_run / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
+    for c in CATALOGUE.comparisons:
+        record = read_metric(test_run / f"results/metrics/comparison/{c.name}.json")
+        assert record["value"] == pytest.approx(formulas[c.kind](value(*c.a), value(*c.b))), c.name
+        assert sorted(record["inputs"]) == sorted(f"results/metrics/{s}/{n}.json" for s, n in (c.a, c.b)), c.name

@@ -14,7 +14,7 @@ job = FinetuneJob(
     output=JobOutputs(weights=smk.output.weights, log_history=smk.output.log_history,
                       hyperparameters=smk.output.hyperparameters),
     params=JobParams(hp=smk.params.hp, shared=smk.params.shared, seed=smk.params.seed,
-                     max_length=smk.params.max_length, metrics_dir=smk.params.metrics_dir,
+                     max_length=smk.params.max_length, metrics=smk.params.metrics,
                      checkpoint_dir=smk.params.checkpoint_dir),
 )
 

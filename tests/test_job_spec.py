@@ -12,6 +12,10 @@ HP = {"learning_rate": 2e-4, "batch_size": 4, "gradient_accumulation_steps": 2, 
       "quantization": {"quant_type": "nf4", "double_quant": True, "compute_dtype": "auto"}}
 SHARED = {"max_steps": 500, "num_processes": 4, "precision": "bf16", "step_time_warmup": 5, "eval_max_samples": 0,
           "warmup_steps": 100, "eval_steps": 200, "save_steps": 500}
+# what catalogue.declared gives the rule's `metrics` param: path -> catalogue entry
+METRICS = {"results/metrics/qlora/step_time_s.json": {
+    "scope": "qlora", "name": "step_time_s", "rule": "finetune", "unit": "s", "timing": True, "fields": {},
+    "method": "Median optimizer-step time over steps {{ warmup + 1 }}-{{ steps }}.", "phrases": {}}}
 
 
 def _job():
@@ -21,7 +25,7 @@ def _job():
         output=JobOutputs(weights="results/models/qlora/adapter_model.safetensors",
                           log_history="results/train/qlora/log_history.csv",
                           hyperparameters="results/train/qlora/hyperparameters.json"),
-        params=JobParams(hp=HP, shared=SHARED, seed=42, max_length=512, metrics_dir="results/metrics/qlora",
+        params=JobParams(hp=HP, shared=SHARED, seed=42, max_length=512, metrics=METRICS,
                          checkpoint_dir="results/checkpoints/qlora"))
 
 
@@ -38,13 +42,13 @@ def test_the_job_round_trips_through_json_field_by_field(tmp_path):
                                                "log_history": "results/train/qlora/log_history.csv",
                                                "hyperparameters": "results/train/qlora/hyperparameters.json"}
     assert back.params.hp == HP and back.params.shared == SHARED
-    assert (back.params.seed, back.params.max_length, back.params.metrics_dir, back.params.checkpoint_dir) == (
-        42, 512, "results/metrics/qlora", "results/checkpoints/qlora")
+    assert (back.params.seed, back.params.max_length, back.params.metrics, back.params.checkpoint_dir) == (
+        42, 512, METRICS, "results/checkpoints/qlora")
     # every field of every part, no more: the test above covers the whole spec
     assert [f.name for f in dataclasses.fields(FinetuneJob)] == [
         "variant", "threads", "scheduler_cores", "log", "input", "output", "params"]
     assert [f.name for f in dataclasses.fields(JobParams)] == [
-        "hp", "shared", "seed", "max_length", "metrics_dir", "checkpoint_dir"]
+        "hp", "shared", "seed", "max_length", "metrics", "checkpoint_dir"]
     assert all(f.metadata.get("help") for cls in (FinetuneJob, JobInputs, JobOutputs, JobParams)
                for f in dataclasses.fields(cls) if f.name not in ("input", "output", "params"))
 
@@ -57,6 +61,20 @@ def test_the_checkpoint_fingerprint_settings_survive_the_round_trip(tmp_path):
     settings = lambda j: json.dumps({"variant": j.variant, "hp": j.params.hp, "seed": j.params.seed,  # noqa: E731
                                      "shared": j.params.shared}, sort_keys=True, default=str)
     assert settings(back) == settings(job)
+
+
+def test_the_catalogue_entries_of_both_variants_cross_unchanged(tmp_path):
+    """The rule's `metrics` param (catalogue.declared of the job's metric outputs) is plain JSON: what rank 0 checks
+    its metric files against is what Snakemake declared."""
+    from conftest import ROOT
+    from qrepro import catalogue
+    metrics = catalogue.load(ROOT / "paper/metrics.yaml")
+    for variant in ("full", "qlora"):
+        declared = metrics.declared(metrics.outputs("finetune", variant))
+        assert declared
+        job = dataclasses.replace(_job(), variant=variant, params=dataclasses.replace(_job().params, metrics=declared))
+        job.to_json(tmp_path / "job.json")
+        assert FinetuneJob.from_json(tmp_path / "job.json").params.metrics == declared
 
 
 def _written(tmp_path, edit):

@@ -39,7 +39,8 @@ class JobParams:
     shared: dict = field(metadata={"help": "config training without the variants: settings both variants share."})
     seed: int = field(metadata={"help": "config seed."})
     max_length: int = field(metadata={"help": "config data.max_length (sequence length of the memory estimate)."})
-    metrics_dir: str = field(metadata={"help": "Folder the job's metric files go to."})
+    metrics: dict = field(metadata={"help": "The rule's `metrics` param (catalogue.declared): each metric file the job "
+                                            "writes, with its catalogue entry; write_metrics checks the job against it."})
     checkpoint_dir: str = field(metadata={"help": "Trainer output folder: checkpoints, resumed only by this job."})
 
 

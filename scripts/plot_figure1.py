@@ -1,13 +1,12 @@
 """Rule figure1: the 2x3 bar grid, Standard FT vs QLoRA, from the metric files only."""
 import matplotlib
+
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qrepro.report.store import MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
-
-matplotlib.use("Agg")
-
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821

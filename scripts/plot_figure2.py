@@ -1,15 +1,14 @@
 """Rule figure2: the radar, with the paper's normalization and with a consistent one, side by side.
 Every point is a comparison file (results/metrics/comparison/radar_*.json); nothing is computed here."""
 import matplotlib
+
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qrepro.evaluation.comparisons import RADAR_AXES, RADAR_LABELS, RADAR_PAPER_STANDARD  # noqa: E402
 from qrepro.report.store import MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
-
-matplotlib.use("Agg")
-
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821

@@ -225,3 +225,9 @@ def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
         record = read_metric(test_run / f"results/metrics/comparison/{c.name}.json")
         assert record["value"] == pytest.approx(formulas[c.kind](value(*c.a), value(*c.b))), c.name
         assert sorted(record["inputs"]) == sorted(f"results/metrics/{s}/{n}.json" for s, n in (c.a, c.b)), c.name
+
+
+def test_every_number_the_prose_names_is_a_declared_metric():
+    named = re.findall(r'v\.\w+\("(\w+)/(\w+)"', (ROOT / "templates/prose.j2").read_text())
+    assert len(named) > 50
+    assert {key for key in named if key not in CATALOGUE.specs} == set()

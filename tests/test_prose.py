@@ -13,13 +13,19 @@ TEMPLATES = ROOT / "templates"
 ODD = "<b>50%_&</b> #1 {x} ~"  # every value in the made-up context: characters both formats must escape
 
 
+class _OddValues:
+    """Stands in for report.context.Values: every number the prose names reads as ODD."""
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: ODD
+
+
 def _context(reference: bool) -> dict:
     run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32)
     provenance = {"git_commit": ODD, "config_digest": ODD, "generated_at": ODD, "hardware": {"cpu": ODD},
                   "packages": [("torch", ODD)], "files": [("results/x.json", ODD)]}
     ref = {"dir": ODD, "judges": True, "description": ODD, "random_weights": True,
            "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
-    return {"run": run, "n": defaultdict(lambda: ODD), "claims": [{"published": ODD}], "deviations": [ODD, ODD],
+    return {"run": run, "v": _OddValues(), "claims": [{"published": ODD}], "deviations": [ODD, ODD],
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {}}
 

@@ -37,82 +37,35 @@ def direction(value: float, above: str, below: str, same: str = "no different fr
     return above if value > 0 else below if value < 0 else same
 
 
-def numbers(m: MetricStore) -> dict[str, str]:
-    """Every number the report's prose states, formatted, and the direction words those numbers imply."""
-    V = m.value
-    C = lambda name: V("comparison", name)  # noqa: E731
-    f = lambda scope, name, kind: fmt(V(scope, name), kind)  # noqa: E731
-    slowdown, step_slowdown = C("training_slowdown_percent_total"), C("training_slowdown_percent_per_step")
-    ppl_paper, ppl_token = C("perplexity_change_percent_paper"), C("perplexity_change_percent_token")
-    flops_paper, flops_analytic = C("flops_reduction_percent_paper_formula"), C("flops_reduction_percent_analytic")
-    return {
-        "total_params": f("architecture", "total_params", "int"),
-        "paper_total_params": f("paper_architecture", "total_params", "int"),
-        "trainable_qlora": f("qlora", "trainable_params", "int"),
-        "trainable_percent_qlora": f("qlora", "trainable_percent", "f2"),
-        "paper_trainable_qlora": f("paper_structure", "lora_trainable_params", "int"),
-        "paper_trainable_percent": f("paper_structure", "lora_trainable_percent", "f2"),
-        "paper_trainable_percent_notebook": f("paper_structure", "trainable_percent_packed_notebook", "f4"),
-        "paper_trainable_percent_peft": f("paper_structure", "trainable_percent_peft", "f4"),
-        "size_fp16_paper": f("structure", "size_fp16_mb_paper", "f2"),
-        "size_qlora_paper": f("structure", "size_qlora_total_mb_paper", "f2"),
-        "compression_paper": fmt(C("compression_ratio_paper_formula"), "f2"),
-        "compression_memory": fmt(C("compression_ratio_memory"), "f2"),
-        "size_full_memory": f("full", "model_size_memory_mb", "f2"),
-        "size_qlora_memory": f("qlora", "model_size_memory_mb", "f2"),
-        "adapter_dtypes": ", ".join(m.record("qlora", "model_size_memory_mb")["details"].get("adapter_dtypes", [])),
-        "paper_arch_compression_paper": fmt(C("paper_arch_compression_ratio_paper_formula"), "f2"),
-        "paper_arch_compression_bnb": fmt(C("paper_arch_compression_ratio_bnb_layout"), "f2"),
-        "paper_arch_compression_notebook": fmt(C("paper_arch_compression_ratio_notebook"), "f2"),
-        "paper_arch_size_bnb": f("paper_structure", "size_qlora_bnb_mb", "f2"),
-        "paper_arch_size_notebook": f("paper_structure", "size_qlora_mb_notebook", "f2"),
-        "nf4_bits": f("paper_structure", "nf4_bits_per_weight", "f3"),
-        "flops_full_paper": f("structure", "flops_per_step_full_paper", "tflops"),
-        "flops_qlora_paper": f("structure", "flops_per_step_qlora_paper", "tflops"),
-        "flops_full_analytic": f("full", "flops_per_step_analytic", "tflops"),
-        "flops_qlora_analytic": f("qlora", "flops_per_step_analytic", "tflops"),
-        "flops_reduction_paper": fmt(abs(flops_paper), "f1"),
-        "flops_reduction_paper_word": direction(flops_paper, "less", "more", "no less"),
-        "flops_reduction_analytic": fmt(abs(flops_analytic), "f1"),
-        "flops_reduction_analytic_word": direction(flops_analytic, "less", "more", "no less"),
-        "flops_counted_over_executed_full": fmt(C("flops_counted_over_executed_full"), "f4"),
-        "flops_counted_over_executed_qlora": fmt(C("flops_counted_over_executed_qlora"), "f4"),
-        "mfu_full_paper": f("full", "mfu_paper", "f2"),
-        "mfu_qlora_paper": f("qlora", "mfu_paper", "f2"),
-        "mfu_full_analytic": f("full", "mfu_analytic", "f2"),
-        "mfu_qlora_analytic": f("qlora", "mfu_analytic", "f2"),
-        "peak_tflops": fmt(V("device", "peak_flops") / 1e12, "f3"),
-        "paper_peak_tflops": fmt(m.record("full", "mfu_paper")["details"]["peak_flops"] / 1e12, "f3"),
-        "time_full": f("full", "train_time_s", "f1"),
-        "time_qlora": f("qlora", "train_time_s", "f1"),
-        "step_full": f("full", "step_time_s", "f4"),
-        "step_qlora": f("qlora", "step_time_s", "f4"),
-        "training_slowdown": fmt(abs(slowdown), "f1"),
-        "training_slowdown_word": direction(slowdown, "slower", "faster"),
-        "step_slowdown": fmt(abs(step_slowdown), "f1"),
-        "step_slowdown_word": direction(step_slowdown, "slower", "faster"),
-        "peak_mem_full": f("full", "peak_train_memory_mb", "f0"),
-        "peak_mem_qlora": f("qlora", "peak_train_memory_mb", "f0"),
-        "peak_mem_method": m.record("full", "peak_train_memory_mb")["method"],
-        "ppl_base_paper": f("base", "perplexity_paper", "f2"),
-        "ppl_full_paper": f("full", "perplexity_paper", "f2"),
-        "ppl_qlora_paper": f("qlora", "perplexity_paper", "f2"),
-        "ppl_base_token": f("base", "perplexity_token", "f2"),
-        "ppl_full_token": f("full", "perplexity_token", "f2"),
-        "ppl_qlora_token": f("qlora", "perplexity_token", "f2"),
-        "ppl_change_paper": fmt(abs(ppl_paper), "f2"),
-        "ppl_change_paper_word": direction(ppl_paper, "higher", "lower", "equal"),
-        "ppl_change_token": fmt(abs(ppl_token), "f2"),
-        "ppl_change_token_word": direction(ppl_token, "higher", "lower", "equal"),
-        "tps_full": f("full", "tokens_per_s", "f1"),
-        "tps_qlora": f("qlora", "tokens_per_s", "f1"),
-        "tps_merged": f("qlora_merged", "tokens_per_s", "f1"),
-        "inference_slowdown": fmt(C("inference_slowdown_x"), "f2"),
-        "merged_vs_full": fmt(C("tokens_per_s_merged_over_full"), "f2"),
-        "padding_efficiency": fmt(100 * V("dataset", "train_padding_efficiency"), "f1"),
-        "steps_full": f("full", "train_steps", "int"),
-        "steps_qlora": f("qlora", "train_steps", "int"),
-    }
+class Values:
+    """The prose's numbers, read from the metric files the prose names (templates/prose.j2):
+    v.f("comparison/compression_ratio_memory", "f2") is that file's value in the report's format."""
+
+    def __init__(self, m: MetricStore):
+        self.m = m
+
+    def _record(self, key: str) -> dict:
+        return self.m.record(*key.split("/"))
+
+    def f(self, key: str, kind: str, scale: float = 1) -> str:
+        value = self.m.value(*key.split("/"))
+        return fmt(value * scale if scale != 1 else value, kind)
+
+    def size(self, key: str, kind: str) -> str:
+        """The magnitude of a signed number; its sign is said in words (word)."""
+        return fmt(abs(self.m.value(*key.split("/"))), kind)
+
+    def word(self, key: str, above: str, below: str, same: str = "no different from") -> str:
+        return direction(self.m.value(*key.split("/")), above, below, same)
+
+    def method(self, key: str) -> str:
+        return self._record(key)["method"]
+
+    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
+        value = self._record(key)["details"].get(entry, [])
+        if isinstance(value, list):
+            return ", ".join(map(str, value))
+        return fmt(value * scale if scale != 1 else value, kind)
 
 
 def run_description(run: dict, m: MetricStore) -> dict:
@@ -203,7 +156,7 @@ def figure(png: str, pdf: str) -> dict:
 def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict], run: dict,
                   hyperparameters: dict[str, dict], paper: dict, provenance: dict, reference: dict | None) -> dict:
     run = run_description(run, metrics)
-    return {"run": run, "n": numbers(metrics), "data_card": data_card(metrics), "tables": tables, "figures": figures,
+    return {"run": run, "v": Values(metrics), "data_card": data_card(metrics), "tables": tables, "figures": figures,
             "claims": claims,
             "deviations": deviations(run, metrics, hyperparameters, paper), "provenance": provenance,
             "reference": reference}

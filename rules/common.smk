@@ -240,7 +240,8 @@ def paper_setup():
     """The paper's setup where the report names it (configs/paper.yaml is its one home)."""
     return {"hub_id": PAPER["model"]["hub_id"], "max_length": PAPER["data"]["max_length"],
             "max_steps": PAPER["training"]["max_steps"], "eval_steps": PAPER["training"]["eval_steps"],
-            "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"]}
+            "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"],
+            "precision": PAPER["training"]["precision"], "load_dtype": PAPER["model"]["load_dtype"]}
 
 
 PROBE_TARGETS = CATALOGUE.paths(target="memory")

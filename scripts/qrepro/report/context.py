@@ -107,12 +107,12 @@ def deviations(run: dict, m: MetricStore, hyperparameters: dict[str, dict], pape
     elif "T4" not in (device.get("gpu") or ""):
         found.append(f"Device: {device.get('gpu')} instead of an NVIDIA T4: absolute times do not compare with the "
                      "paper's, ratios may.")
-    if V("full", "precision") != "fp16":
-        found.append(f"Precision: {V('full', 'precision')} (fp16 autocast needs CUDA) instead of fp16.")
+    if V("full", "precision") != paper["precision"]:
+        found.append(f"Precision: {V('full', 'precision')} (fp16 autocast needs CUDA) instead of {paper['precision']}.")
     weights = hyperparameters["full"].get("weights_dtype")
     if weights == "float32" and V("full", "precision") in ("fp16", "bf16"):
         found.append(f"Standard fine-tuning keeps float32 master weights under {V('full', 'precision')} autocast; the "
-                     "paper's notebook loaded fp16 weights (which the AMP grad scaler cannot train).")
+                     f"paper's notebook loaded {paper['load_dtype']} weights (which the AMP grad scaler cannot train).")
     for variant in ("full", "qlora"):
         details = m.record(variant, "train_time_s")["details"]
         name = "Standard fine-tuning" if variant == "full" else "QLoRA"

@@ -12,12 +12,14 @@ from qrepro.dependencies import library_files  # noqa: E402
 
 # Everything but the device is checked at parse time. The device checks (fp16, or allow_cpu=false, without CUDA)
 # wait for onstart, and apply only when a job that runs on the accelerator (a rule with the `gpu` resource) will
-# run: dry runs and weight-free targets (structure, tables) work on any machine.
+# run, unless the checks do not concern it (DEVICE_CHECK_EXEMPT, defined beside the exempt rule). Dry runs and
+# weight-free targets (structure, tables) work on any machine.
 check_config(config, check_device=False)
 
 
 onstart:
-    if any("gpu" in job.rule.resources for job in workflow.dag.needrun_jobs()):
+    on_accelerator = [job.rule.name for job in workflow.dag.needrun_jobs() if "gpu" in job.rule.resources]
+    if set(on_accelerator) - DEVICE_CHECK_EXEMPT:
         check_config(config, check_device=True)
 
 VARIANTS = ["full", "qlora"]

@@ -221,7 +221,7 @@ rule comparisons:
     params:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=False),
-        radar=True,
+        radar=CATALOGUE.radar,
     log:
         f"{LOGS}/comparisons.log",
     conda:

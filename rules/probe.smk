@@ -23,6 +23,11 @@ rule probe_base:
         "../scripts/build_probe_base.py"
 
 
+# The probe trains at probe.precision on whatever device there is, CPU included at any scale: the training-device
+# checks (training.precision, allow_cpu) do not concern it.
+DEVICE_CHECK_EXEMPT = {"memory_probe"}
+
+
 rule memory_probe:
     output:
         CATALOGUE.outputs("memory_probe", "probe_{variant}"),

@@ -65,9 +65,9 @@ def test_a_job_must_write_exactly_what_is_declared_and_nothing_of_its_own(tmp_pa
     with pytest.raises(ValueError, match=r"not declared \['other'\]"):
         write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields),
                                  "size_mb": dict(value=1.0, inputs=[]), "other": dict(value=1, inputs=[])})
-    with pytest.raises(ValueError, match="come from the catalogue"):
-        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields, unit="ms"),
-                                 "size_mb": dict(value=1.0, inputs=[])})
+    with pytest.raises(ValueError, match="come from the catalogue"):  # the bad record comes second: nothing written
+        write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields=fields),
+                                 "size_mb": dict(value=1.0, inputs=[], unit="GB")})
     import jinja2
     with pytest.raises(jinja2.UndefinedError, match="runs"):  # a method field the job did not supply
         write_metrics(declared, {"time_s": dict(value=1.0, inputs=[], method_fields={"cuda": True}),
@@ -231,3 +231,46 @@ def test_every_number_the_prose_names_is_a_declared_metric():
     named = re.findall(r'v\.\w+\("(\w+)/(\w+)"', (ROOT / "templates/prose.j2").read_text())
     assert len(named) > 50
     assert {key for key in named if key not in CATALOGUE.specs} == set()
+
+
+def _render(scope, name, **fields):
+    from qrepro.metrics_io import render_method
+    spec = CATALOGUE.specs[(scope, name)]
+    declared = CATALOGUE.declared([spec.path])[spec.path]
+    timing = spec.timing if isinstance(spec.timing, bool) else render_method({"method": spec.timing}, fields) == "True"
+    return render_method(declared, {**spec.fields, **fields}), timing
+
+
+def test_method_texts_on_the_branches_a_cpu_run_never_takes():
+    """The real catalogue's texts where they depend on how the value was obtained (CUDA, a configured peak,
+    random weights, QLoRA without checkpointing), against the sentences they must read as."""
+    assert _render("device", "peak_flops", source="override") == (
+        "Peak for MFU: evaluation.peak_flops in the config.", False)
+    assert _render("device", "peak_flops", source="cuda", accelerator="H200", gpu="NVIDIA H200") == (
+        "Peak for MFU: spec-sheet dense fp16/bf16 peak of H200 (NVIDIA H200).", False)
+    measured, timing = _render("device", "peak_flops", source="measured", runs=9, size=2048, precision="fp32",
+                               threads=2)
+    assert timing and measured.startswith("Peak for MFU: measured: the best of 9 timed runs of four 2048x2048 fp32 ")
+    assert _render("full", "peak_train_memory_mb", cuda=True)[0].startswith(
+        "Peak memory of trainer.train(): torch.cuda.max_memory_allocated during the block")
+    ppl, _ = _render("base", "perplexity_paper", samples=100, max_length=512, dtype="fp16", init="random")
+    assert ppl.endswith("scored (fp16). Random weights (model.init: random): not meaningful.")
+    assert "not meaningful" not in _render("base", "perplexity_paper", samples=100, max_length=512, dtype="fp16",
+                                           init="pretrained")[0]
+    executed = lambda **f: _render("qlora", "flops_per_step_executed", **f)[0]  # noqa: E731
+    assert "first layer's q/k/v inputs need no gradient" in executed(variant="qlora", gradient_checkpointing=False)
+    assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)
+    assert "q/k/v" not in executed(variant="full", gradient_checkpointing=False)
+    generation, _ = _render("qlora", "tokens_per_s", new_tokens=50, dtype="fp16", cuda=False, threads=2,
+                            repetitions=3, prompts=3)
+    assert "in fp16 on CPU (2 thread(s)), one warm-up then 3 timed runs for each of the paper's 3 prompts" in generation
+    assert _render("data_card", "pretrain_rows")[0].endswith(" null when the source has no pretraining split.")
+    assert _render("data_card", "train_rows")[0] == "Rows of the split as loaded, empty rows included."
+
+
+def test_a_comparison_of_a_run_dependent_timing_is_refused():
+    data = {**MINI, "groups": MINI["groups"] + [{"scopes": {"device": "peak"}, "metrics": {
+        "peak": {"unit": "FLOP/s", "timing": "{{ measured }}", "method": "Peak."}}}],
+        "comparisons": [{"name": "x", "kind": "ratio", "a": "device/peak", "b": "full/time_s", "meaning": "m"}]}
+    with pytest.raises(catalogue.CatalogueError, match="device/peak is a timing or not depending on the run"):
+        catalogue.Catalogue(data, "mini")

@@ -53,14 +53,26 @@ def test_the_job_round_trips_through_json_field_by_field(tmp_path):
                for f in dataclasses.fields(cls) if f.name not in ("input", "output", "params"))
 
 
-def test_the_checkpoint_fingerprint_settings_survive_the_round_trip(tmp_path):
-    """The parent process fingerprints the job (job.claim_checkpoints); what the workers read must hash the same."""
-    job = _job()
-    job.to_json(tmp_path / "job.json")
-    back = FinetuneJob.from_json(tmp_path / "job.json")
-    settings = lambda j: json.dumps({"variant": j.variant, "hp": j.params.hp, "seed": j.params.seed,  # noqa: E731
-                                     "shared": j.params.shared}, sort_keys=True, default=str)
-    assert settings(back) == settings(job)
+def test_the_checkpoint_fingerprint_covers_the_code_the_job_runs_and_only_that(tmp_path):
+    """Checkpoints are resumed only by the same code: editing a module fine-tuning imports (even indirectly) changes
+    the fingerprint, editing one it never imports does not."""
+    import shutil
+
+    from conftest import ROOT
+    from qrepro.training.job import job_code
+    from qrepro.training.trainer import fingerprint
+    scripts = tmp_path / "repo/scripts"
+    shutil.copytree(ROOT / "scripts", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "schemas", tmp_path / "repo/schemas")
+    code = job_code(scripts)
+    assert str(scripts / "finetune.py") in code and str(scripts / "qrepro/model/quant.py") in code
+    assert str(scripts / "qrepro/report/tables.py") not in code
+    before = fingerprint({}, job_code(scripts))
+    (scripts / "qrepro/report/tables.py").write_text("# not run by fine-tuning\n")
+    assert fingerprint({}, job_code(scripts)) == before
+    with open(scripts / "qrepro/data/tokenizer.py", "a") as handle:  # imported through training.job
+        handle.write("\n# edited\n")
+    assert fingerprint({}, job_code(scripts)) != before
 
 
 def test_the_catalogue_entries_of_both_variants_cross_unchanged(tmp_path):
@@ -134,8 +146,10 @@ def test_the_accelerate_worker_entry_reads_the_json_spec(tmp_path):
     import sys
 
     from conftest import ROOT
+    from qrepro.training.job import worker_environment
     path = _written(tmp_path, lambda d: d.update(wildcards={"variant": "qlora"}))
-    result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=ROOT / "scripts",
-                            capture_output=True, text=True)
+    # from the repository root, with the environment launch() gives accelerate's processes
+    result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=ROOT,
+                            env=worker_environment(), capture_output=True, text=True)
     assert result.returncode != 0
     assert "JobSpecError" in result.stderr and "unknown field(s) wildcards" in result.stderr

@@ -78,7 +78,13 @@ class Catalogue:
         self.specs[key] = spec
 
     def _any_timing(self, keys) -> bool:
-        return any(self.specs[k].timing is True for k in keys)
+        """A comparison is a timing when one of its inputs is. An input whose timing depends on how it was
+        obtained (a template) is refused: the comparison's flag could not be known here."""
+        for key in keys:
+            if isinstance(self.specs[key].timing, str):
+                raise CatalogueError(f"{self.source}: {'/'.join(key)} is a timing or not depending on the run; "
+                                     "no comparison may read it")
+        return any(self.specs[k].timing for k in keys)
 
     @staticmethod
     def architecture_only(c: Comparison) -> bool:

@@ -48,10 +48,13 @@ def write_metric(path: str | os.PathLike, metric: str, variant: str, value: Any,
                  method: str, inputs: Iterable[str], timing: bool = False,
                  details: dict | None = None) -> dict:
     """Validate and write one metric file atomically (write to a temp file, then rename)."""
-    record = metric_record(metric, variant, value, unit, method, inputs, timing, details)
+    return _write(path, metric_record(metric, variant, value, unit, method, inputs, timing, details))
+
+
+def _write(path: str | os.PathLike, record: dict) -> dict:
     path = Path(path)
-    if path.stem != metric:
-        raise ValueError(f"metric file {path} must be named after its metric {metric!r}")
+    if path.stem != record["metric"]:
+        raise ValueError(f"metric file {path} must be named after its metric {record['metric']!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -100,16 +103,18 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
     if missing or extra:
         raise ValueError(f"the job must write exactly its declared metrics (paper/metrics.yaml): "
                          f"missing {missing}, not declared {extra}")
-    written = []
+    complete = {}  # every record is built and validated before the first file is written
     for name, record in records.items():
         path, spec = by_name[name]
         unknown = set(record) - {"value", "inputs", "details", "method_fields"}
         if unknown:
             raise ValueError(f"metric {name}: {sorted(unknown)} come from the catalogue, not from the job")
+        if not {"value", "inputs"} <= set(record):
+            raise ValueError(f"metric {name}: a record needs its value and inputs")
         fields = {**spec.get("fields", {}), **record.get("method_fields", {})}
         timing = spec["timing"]
         if isinstance(timing, str):  # depends on how the value was obtained
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
-        written.append(write_metric(path, name, spec["scope"], record["value"], spec["unit"],
-                                    render_method(spec, fields), record["inputs"], timing, record.get("details")))
-    return written
+        complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
+                                       record["inputs"], timing, record.get("details"))
+    return [_write(path, record) for path, record in complete.items()]

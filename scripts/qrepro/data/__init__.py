@@ -1,1 +1,1 @@
-"""data stage of the workflow (rules/data*.smk)."""
+"""Data stage (rules/data.smk): corpus, validation, tokenizer, tokenized splits."""

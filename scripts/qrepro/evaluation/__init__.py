@@ -1,1 +1,1 @@
-"""evaluation stage of the workflow (rules/evaluation*.smk)."""
+"""Evaluation stage (rules/evaluate.smk): the measurements of Tables 1-11 and the derived comparisons."""

@@ -1,1 +1,1 @@
-"""model stage of the workflow (rules/model*.smk)."""
+"""Model stage (rules/model.smk): LLaMA configs, the base model, quantization, loading."""

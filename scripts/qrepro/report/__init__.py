@@ -1,1 +1,1 @@
-"""report stage of the workflow (rules/report*.smk)."""
+"""Report stage (rules/report.smk): metric store, tables, claims, prose context, rendering."""

@@ -61,7 +61,7 @@ def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | 
             return m.record(*body.removeprefix("method:").split("/"))["method"]
         if kind == "details":
             key, entry = body.removeprefix("details:").rsplit(":", 1)
-            return fmt(m.record(*key.split("/"))["details"][entry], "text")
+            return fmt(m.record(*key.split("/")).get("details", {}).get(entry), "text")  # absent: a dash
         if reference is None:
             raise KeyError("{reference} is only defined in a table built from a reference run")
         return reference

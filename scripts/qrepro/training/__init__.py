@@ -1,1 +1,1 @@
-"""training stage of the workflow (rules/training*.smk)."""
+"""Training stage (rules/train.smk, and the memory probe of rules/probe.smk)."""

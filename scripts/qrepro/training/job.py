@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qrepro import SCRIPTS_DIR
 from qrepro.data.tokenizer import finish
+from qrepro.dependencies import library_files
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
 from qrepro.runlog import alone_evidence
@@ -27,8 +29,16 @@ def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
             str(num_processes), "-m", "qrepro.training.job", spec_path]
 
 
+def job_code(scripts_dir: Path = SCRIPTS_DIR) -> list[str]:
+    """Every file of code the finetune job runs: scripts/finetune.py and the library files it imports, transitively
+    (qrepro.dependencies, the same walk that makes them the rule's inputs)."""
+    script = scripts_dir / "finetune.py"
+    root = scripts_dir.parent
+    return [str(script)] + [str(root / f) for f in library_files(script, scripts_dir, root)]
+
+
 def claim_checkpoints(job: FinetuneJob, precision: str) -> None:
-    """Resume only checkpoints written by this job: the same settings, input bytes, library code and package
+    """Resume only checkpoints written by this job: the same settings, input bytes, code (job_code) and package
     versions (see training.claim_checkpoint_dir). How step times are summarised is not part of it."""
     from qrepro.report.reference import package_versions
 
@@ -37,7 +47,7 @@ def claim_checkpoints(job: FinetuneJob, precision: str) -> None:
     training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
         {"variant": job.variant, "hp": p.hp, "shared": shared, "seed": p.seed, "precision": precision,
          "packages": package_versions()},
-        [job.input.base_model, job.input.tokenized, str(Path(__file__).resolve().parent)]))
+        [job.input.base_model, job.input.tokenized, *job_code()]))
 
 
 def launch(job: FinetuneJob) -> None:
@@ -49,9 +59,12 @@ def launch(job: FinetuneJob) -> None:
     spec = Path(job.params.checkpoint_dir) / "job.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
     job.to_json(spec)
-    scripts_dir = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [scripts_dir, os.environ.get("PYTHONPATH")])))
-    subprocess.run(accelerate_command(num_processes, str(spec)), env=env, check=True)
+    subprocess.run(accelerate_command(num_processes, str(spec)), env=worker_environment(), check=True)
+
+
+def worker_environment() -> dict:
+    """The environment of the processes accelerate starts: scripts/ on the path, so `-m qrepro.training.job` imports."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS_DIR), os.environ.get("PYTHONPATH")])))
 
 
 def run(job: FinetuneJob) -> None:

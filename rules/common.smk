@@ -71,7 +71,7 @@ def shared_training():
     return {k: v for k, v in config["training"].items() if k not in VARIANTS}
 
 
-TRAIN_TARGETS = [s.path for s in CATALOGUE.specs.values() if s.rule == "finetune"] + [
+TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [
     f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS
 ]
 

@@ -8,5 +8,4 @@ from qrepro.runlog import log_to
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     metrics = MetricStore.load(list(snakemake.input.metrics))  # noqa: F821
-    comparisons = [Comparison(c["name"], c["kind"], tuple(c["a"]), tuple(c["b"]), c["meaning"]) for c in p.comparisons]
-    write_metrics(p.metrics, records(metrics, comparisons, p.radar))
+    write_metrics(p.metrics, records(metrics, [Comparison.from_data(c) for c in p.comparisons], p.radar))

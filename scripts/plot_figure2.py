@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qrepro.evaluation.comparisons import RADAR_AXES, RADAR_LABELS, RADAR_PAPER_STANDARD  # noqa: E402
+from qrepro.evaluation.comparisons import RADAR_AXES, RADAR_LABELS, RADAR_PAPER_STANDARD, radar_name  # noqa: E402
 from qrepro.report.store import MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
@@ -14,7 +14,7 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     plt.style.use(inp.style)
     m = MetricStore.load(list(inp.metrics))
-    point = lambda method, variant: [m.value("comparison", f"radar_{method}_{variant}_{a}") for a in RADAR_AXES]  # noqa: E731
+    point = lambda method, variant: [m.value("comparison", radar_name(method, variant, a)) for a in RADAR_AXES]  # noqa: E731
     charts = [("Paper's normalization\n(Standard fixed at 0.5)",
                [RADAR_PAPER_STANDARD] * len(RADAR_AXES), point("paper", "qlora")),
               ("Consistent normalization\n(better of the two = 1, correct methods)",

@@ -13,7 +13,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import jinja2
 import yaml
+from jinja2 import meta
 
 from qrepro.evaluation.comparisons import Comparison, comparison_method, comparison_unit, radar_specs
 
@@ -46,6 +48,7 @@ class Catalogue:
     def __init__(self, data: dict, source: str = "paper/metrics.yaml"):
         self.source = source
         self.phrases: dict[str, str] = data.get("phrases", {})
+        self._jinja = jinja2.Environment()  # only parses method texts, to find the phrases each one uses
         self.specs: dict[tuple[str, str], MetricSpec] = {}
         for group in data["groups"]:
             expand = group.get("expand", {})
@@ -57,8 +60,7 @@ class Catalogue:
                     for fields in _expansions(pattern, expand):
                         self._add(MetricSpec(scope, pattern.format(**fields), rule, entry["unit"], method,
                                              entry.get("timing", False), group.get("target", "metrics"), fields))
-        self.comparisons = [Comparison(c["name"], c["kind"], tuple(c["a"].split("/")), tuple(c["b"].split("/")),
-                                       c["meaning"]) for c in data["comparisons"]]
+        self.comparisons = [Comparison.from_data(c) for c in data["comparisons"]]
         for c in self.comparisons:
             for key in c.inputs():
                 if key not in self.specs:
@@ -139,8 +141,8 @@ class Catalogue:
                 spec = self.specs.get((match["scope"], match["name"]))
                 if spec is None:
                     raise CatalogueError(f"{path} is not in {self.source}")
-                declared[path] = {**asdict(spec), "phrases": {k: v for k, v in self.phrases.items()
-                                                              if "{{ " + k + " }}" in spec.method}}
+                used = meta.find_undeclared_variables(self._jinja.parse(spec.method))
+                declared[path] = {**asdict(spec), "phrases": {k: v for k, v in self.phrases.items() if k in used}}
         return declared
 
 

@@ -35,6 +35,12 @@ class Comparison:
     def inputs(self) -> list[tuple[str, str]]:
         return [self.a, self.b]
 
+    @classmethod
+    def from_data(cls, data: dict) -> "Comparison":
+        """From the catalogue's entry (a, b as "scope/metric") or a rule param (asdict: a, b as pairs)."""
+        key = lambda ref: tuple(ref.split("/") if isinstance(ref, str) else ref)  # noqa: E731
+        return cls(data["name"], data["kind"], key(data["a"]), key(data["b"]), data["meaning"])
+
 
 # Figure 2: the paper's radar (QLoRA only; Standard is the constant 0.5) and a consistent one (best = 1).
 RADAR_AXES = ["memory", "training_speed", "parameter_efficiency", "quality", "inference_speed", "mfu"]
@@ -77,6 +83,11 @@ def consistent_radar(s: dict, q: dict) -> dict[str, dict[str, tuple[float, str]]
     return out
 
 
+def radar_name(method: str, variant: str, axis: str) -> str:
+    """The comparison file of one Figure 2 point: method paper|consistent, variant full|qlora."""
+    return f"radar_{method}_{variant}_{axis}"
+
+
 def radar_sources(method: str) -> dict[str, dict[str, tuple[str, str]]]:
     """(scope, metric) per axis and variant for the paper's radar ('paper') or the consistent one."""
     index = 0 if method == "paper" else 1
@@ -108,7 +119,7 @@ def radar_specs() -> list[tuple[str, str, list[tuple[str, str]]]]:
         for variant in (("qlora",) if method == "paper" else ("full", "qlora")):
             for axis in RADAR_AXES:
                 s, q = sources["full"][axis], sources["qlora"][axis]
-                specs.append((f"radar_{method}_{variant}_{axis}",
+                specs.append((radar_name(method, variant, axis),
                               f"Figure 2, {'the paper' if method == 'paper' else 'consistent'} normalization, "
                               f"{variant} on the {axis.replace('_', ' ')} axis: {{{{ formula }}}} with "
                               f"s = {'/'.join(s)}, q = {'/'.join(q)}.", every_input))
@@ -136,7 +147,7 @@ def records(m: MetricStore, comparisons: list[Comparison], radar: bool) -> dict[
         for variant, per_axis in points.items():
             for axis, (value, text) in per_axis.items():
                 keys = [sources["full"][axis], sources["qlora"][axis]]
-                out[f"radar_{method}_{variant}_{axis}"] = dict(
+                out[radar_name(method, variant, axis)] = dict(
                     value=value, inputs=[m.paths[k] for k in keys], method_fields={"formula": text},
                     details={"formula": text, "s": values["full"][axis], "q": values["qlora"][axis]})
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from qrepro.report.placeholders import fmt
+from qrepro.report.placeholders import Values, fmt
 from qrepro.report.reference import package_versions
 from qrepro.report.render import RawLatex
 from qrepro.report.store import MetricStore, read_json, sha256
@@ -30,42 +30,6 @@ def verify_manifest(manifest_path: str) -> dict[str, str]:
         if sha256(path) != digest:
             raise ManifestError(f"{path} changed after {manifest_path} was written (SHA-256 mismatch): stale or edited")
     return manifest["sha256"]
-
-
-def direction(value: float, above: str, below: str, same: str = "no different from") -> str:
-    """The word a signed number needs: 'slower'/'faster', 'higher'/'lower'... read from the number itself."""
-    return above if value > 0 else below if value < 0 else same
-
-
-class Values:
-    """The prose's numbers, read from the metric files the prose names (templates/prose.j2):
-    v.f("comparison/compression_ratio_memory", "f2") is that file's value in the report's format."""
-
-    def __init__(self, m: MetricStore):
-        self.m = m
-
-    def _record(self, key: str) -> dict:
-        return self.m.record(*key.split("/"))
-
-    def f(self, key: str, kind: str, scale: float = 1) -> str:
-        value = self.m.value(*key.split("/"))
-        return fmt(value * scale if scale != 1 else value, kind)
-
-    def size(self, key: str, kind: str) -> str:
-        """The magnitude of a signed number; its sign is said in words (word)."""
-        return fmt(abs(self.m.value(*key.split("/"))), kind)
-
-    def word(self, key: str, above: str, below: str, same: str = "no different from") -> str:
-        return direction(self.m.value(*key.split("/")), above, below, same)
-
-    def method(self, key: str) -> str:
-        return self._record(key)["method"]
-
-    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
-        value = self._record(key)["details"].get(entry, [])
-        if isinstance(value, list):
-            return ", ".join(map(str, value))
-        return fmt(value * scale if scale != 1 else value, kind)
 
 
 def run_description(run: dict, m: MetricStore) -> dict:

@@ -15,7 +15,6 @@ from typing import Any
 from qrepro.report.store import MetricStore
 
 DASH = "—"
-VALUE = re.compile(r"\{([a-z0-9_]+)/([a-z0-9_]+)\|([a-z0-9+]+)\}")
 PLACEHOLDER = re.compile(r"\{(?:(?P<paper>paper:[a-z0-9_]+\|[a-z0-9+]+)|(?P<method>method:[a-z0-9_]+/[a-z0-9_]+)"
                          r"|(?P<details>details:[a-z0-9_]+/[a-z0-9_]+:[a-z0-9_]+)|(?P<reference>reference)"
                          r"|(?P<value>[a-z0-9_]+/[a-z0-9_]+\|[a-z0-9+]+))\}")
@@ -44,21 +43,61 @@ def fmt(value: Any, kind: str) -> str:
     raise ValueError(f"unknown format {kind!r}")
 
 
+def direction(value: float, above: str, below: str, same: str = "no different from") -> str:
+    """The word a signed number needs: 'slower'/'faster', 'higher'/'lower'... read from the number itself."""
+    return above if value > 0 else below if value < 0 else same
+
+
+class Values:
+    """Numbers read from the metric files a text names: v.f("comparison/compression_ratio_memory", "f2") is that
+    file's value in the report's format. The prose (templates/prose.j2) calls these; fill's placeholders too."""
+
+    def __init__(self, m: MetricStore):
+        self.m = m
+
+    def _record(self, key: str) -> dict:
+        return self.m.record(*key.split("/"))
+
+    def _value(self, key: str):
+        return self.m.value(*key.split("/"))
+
+    def f(self, key: str, kind: str, scale: float = 1) -> str:
+        value = self._value(key)
+        return fmt(value * scale if scale != 1 else value, kind)
+
+    def size(self, key: str, kind: str) -> str:
+        """The magnitude of a signed number; its sign is said in words (word)."""
+        return fmt(abs(self._value(key)), kind)
+
+    def word(self, key: str, above: str, below: str, same: str = "no different from") -> str:
+        return direction(self._value(key), above, below, same)
+
+    def method(self, key: str) -> str:
+        return self._record(key)["method"]
+
+    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
+        value = self._record(key)["details"].get(entry, [])
+        if isinstance(value, list):
+            return ", ".join(map(str, value))
+        return fmt(value * scale if scale != 1 else value, kind)
+
+
 def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
     """Every placeholder of text replaced (whitespace collapsed: texts are written folded in YAML)."""
+    v = Values(m)
+
     def one(match: re.Match) -> str:
         kind = match.lastgroup
         body = match[kind]
         if kind == "value":
-            key, form = body.split("|")
-            return fmt(m.value(*key.split("/")), form)
+            return v.f(*body.split("|"))
         if kind == "paper":
             key, form = body.removeprefix("paper:").split("|")
             if paper is None or key not in paper:
                 raise KeyError(f"{{{body}}}: no paper value {key!r} (paper/paper_values.yaml)")
             return fmt(paper[key]["value"], form)
         if kind == "method":
-            return m.record(*body.removeprefix("method:").split("/"))["method"]
+            return v.method(body.removeprefix("method:"))
         if kind == "details":
             key, entry = body.removeprefix("details:").rsplit(":", 1)
             return fmt(m.record(*key.split("/")).get("details", {}).get(entry), "text")  # absent: a dash
@@ -70,4 +109,5 @@ def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | 
 
 def value_placeholders(text: str) -> list[tuple[str, str]]:
     """The (scope, metric) of every {scope/metric|FORMAT} in text."""
-    return [(scope, metric) for scope, metric, _ in VALUE.findall(text)]
+    return [tuple(match["value"].split("|")[0].split("/")) for match in PLACEHOLDER.finditer(text)
+            if match.lastgroup == "value"]

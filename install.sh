@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the pipeline and its tests need on a fresh Debian/Ubuntu machine (or in CI):
 # TeX Live + latexmk (PDF), poppler-utils (pdftotext, for tests), Chromium + chromedriver (HTML test),
-# then the exact Python pins from requirements.txt into the active Python environment.
+# then the exact Python pins from requirements.txt and this project's library (qrepro, editable) into the active
+# Python environment.
 # Set SKIP_APT=1 to skip the system packages (e.g. inside conda, where environment.yml covers TeX).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,3 +23,4 @@ if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 python3 -m pip install -q -r requirements.txt
+python3 -m pip install -q --no-deps --no-build-isolation -e .

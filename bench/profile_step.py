@@ -9,17 +9,14 @@ matmul peak, and the torch.profiler split between matmul kernels and everything 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from qrepro.evaluation.device_peak import measure_matmul_peak  # noqa: E402
-from qrepro.hardware import cpu_supports_bf16  # noqa: E402
-from qrepro.model.analytic import model_flops_per_token  # noqa: E402
-from qrepro.model.llama import count_parameters, llama_config, random_model  # noqa: E402
+from qrepro.evaluation.device_peak import measure_matmul_peak
+from qrepro.hardware import cpu_supports_bf16
+from qrepro.model.analytic import model_flops_per_token
+from qrepro.model.llama import count_parameters, llama_config, random_model
 
 
 def main() -> None:

@@ -1,14 +1,17 @@
-# Paths and parameter helpers shared by all the .smk files. No torch import here (parsing stays instant).
+# Paths, targets and input functions shared by all the .smk files. Parsing imports only the shared layer of the
+# installed package (pip install -e .): no torch, and no program is run (git and nvidia-smi run in the jobs).
 import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from qrepro import catalogue  # noqa: E402
-from qrepro.config_checks import check as check_config  # noqa: E402
-from qrepro.dependencies import library_files  # noqa: E402
+from qrepro import catalogue, profile
+from qrepro.config_checks import check as check_config
+from qrepro.config_checks import merged_profile
+from qrepro.dependencies import library_files
+from qrepro.paper import PAPER_VALUES, load_paper_values
+from qrepro.runlog import nvidia_smi
 
 # Everything but the device is checked at parse time. The device checks (fp16, or allow_cpu=false, without CUDA)
 # wait for onstart, and apply only when a job that runs on the accelerator (a rule with the `gpu` resource) will
@@ -22,21 +25,20 @@ onstart:
     if set(on_accelerator) - DEVICE_CHECK_EXEMPT:
         check_config(config, check_device=True)
 
-VARIANTS = ["full", "qlora"]
+
+VARIANTS = list(profile.VARIANTS)
 # Declared files (not directories), so a deleted weight file is noticed and named by Snakemake.
 MODEL_FILES = {"full": ["model.safetensors", "config.json"], "qlora": ["adapter_model.safetensors", "adapter_config.json"]}
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+# One environment for every rule (used with --use-conda); the pins live in requirements.txt.
+CONDA_ENV = "../environment.yml"
 
 # Every metric file, its rule, unit and method: paper/metrics.yaml. Targets and declared outputs come from it.
 CATALOGUE = catalogue.load("paper/metrics.yaml")
-
-
-def declared_metrics(wildcards, output):
-    """A job's metric outputs with their catalogue entries (params.metrics): what write_metrics checks it writes.
-    As a param, an edited unit or method re-runs exactly the rule that writes that metric."""
-    return CATALOGUE.declared(output)
+PAPER = merged_profile("config.yaml", "configs/paper.yaml")  # the paper's setup, as --configfile would give it
+PAPER_NUMBERS = load_paper_values(PAPER_VALUES)
 
 
 def scheduler_cores():
@@ -47,11 +49,37 @@ def scheduler_cores():
         return 1
 
 
-# Timed jobs (training, inference, the MFU peak, the memory probe) reserve every core, so Snakemake's local
-# executor runs no other job beside them whatever --cores is; their metric files record it
-# (runlog.alone_evidence). A cluster executor places jobs itself: there the files say it was not checked.
-ALONE = scheduler_cores()
-ALONE_EVIDENCE = ALONE if getattr(workflow, "local_exec", True) else 0
+# Timed jobs (training, inference, the MFU peak, the memory probe) take every core Snakemake was given, so its
+# local executor runs no other job beside them whatever --cores is; their metric files record it
+# (runlog.alone_evidence). A cluster executor places jobs itself: there SCHEDULER_CORES is 0 and the files say so.
+TIMED_JOB_THREADS = scheduler_cores()
+SCHEDULER_CORES = TIMED_JOB_THREADS if getattr(workflow, "local_exec", True) else 0
+
+PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
+INFERENCE_MODELS = CATALOGUE.scopes("inference")
+HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
+TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS]
+METRIC_TARGETS = CATALOGUE.paths() + list(HYPERPARAMETERS.values())
+REPORT_METRICS = CATALOGUE.paths()
+# Weight-free: the architecture, formulas and the notebook's numbers, for this run's and the paper's architecture.
+STRUCTURE_TARGETS = (CATALOGUE.outputs("structure_metrics") + CATALOGUE.outputs("paper_structure_metrics")
+                     + CATALOGUE.outputs("architecture_comparisons"))
+PROBE_TARGETS = CATALOGUE.paths(target="memory")
+
+# A committed GPU reference run (reference/<gpu>-<profile>/, written by `snakemake reference` on a CUDA machine):
+# the report judges the GPU-only ratio claims from it when this run cannot.
+REFERENCE = profile.reference_dir(config["reference_run"])
+REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.json")) if REFERENCE else []
+REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
+TABLE_NUMBERS = [t["number"] for t in CATALOGUE.tables if REFERENCE or not t.get("reference")]
+TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
+RUN_SETTINGS = profile.run_settings(config, PAPER)
+
+
+def declared_metrics(wildcards, output):
+    """A job's metric outputs with their catalogue entries (params.metrics): what write_metrics checks it writes.
+    As a param, an edited unit or method re-runs exactly the rule that writes that metric."""
+    return CATALOGUE.declared(output)
 
 
 def declare_library_inputs(rules_):
@@ -71,12 +99,8 @@ def shared_training():
     return {k: v for k, v in config["training"].items() if k not in VARIANTS}
 
 
-TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [
-    f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS
-]
-
-# One environment for every rule (used with --use-conda); the pins live in requirements.txt.
-CONDA_ENV = "../environment.yml"
+def quantization():
+    return config["training"]["qlora"]["quantization"]
 
 
 def base_model_inputs(wildcards):
@@ -84,9 +108,6 @@ def base_model_inputs(wildcards):
     if config["model"]["source"] == "pretrain" and config["model"]["init"] == "pretrained":
         inputs["pretrain_data"] = rules.tokenize_pretrain.output.tokenized
     return inputs
-
-PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
-INFERENCE_MODELS = CATALOGUE.scopes("inference")
 
 
 def model_files(variant):
@@ -123,130 +144,6 @@ def structure_inputs(wildcards):
     if config["model"]["architecture"]["vocab_size"] is None:
         return {"tokenizer": rules.tokenizer.output.tokenizer}
     return {}
-
-
-def quantization():
-    return config["training"]["qlora"]["quantization"]
-
-
-def paper_profile():
-    """configs/paper.yaml on top of config.yaml, as `--configfile configs/paper.yaml` would give."""
-    from qrepro.config_checks import merged_profile
-
-    return merged_profile("config.yaml", "configs/paper.yaml")
-
-
-PAPER = paper_profile()
-METRIC_TARGETS = CATALOGUE.paths() + [f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS]
-# Weight-free: the architecture, formulas and the notebook's numbers, for this run's and the paper's architecture.
-STRUCTURE_TARGETS = (CATALOGUE.outputs("structure_metrics") + CATALOGUE.outputs("paper_structure_metrics")
-                     + CATALOGUE.outputs("architecture_comparisons"))
-
-
-# A committed GPU reference run (reference/<gpu>-<profile>/, written by `snakemake reference` on a CUDA machine):
-# the report judges the GPU-only ratio claims from it when this run cannot.
-def reference_dir():
-    wanted = config["reference_run"]
-    found = sorted(p.parent.name for p in Path("reference").glob("*/provenance.json"))
-    if wanted == "none" or not found:
-        return None
-    if wanted == "auto":
-        return f"reference/{found[0]}"
-    if wanted not in found:
-        raise ValueError(f"reference_run={wanted!r}: no reference/{wanted}/provenance.json (found: {found or 'none'})")
-    return f"reference/{wanted}"
-
-
-def gpu_name():
-    """The GPU's name from nvidia-smi (no torch at parse time); None without one."""
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return None
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
-    names = result.stdout.strip().splitlines()
-    return names[0].strip() if result.returncode == 0 and names else None
-
-
-def reference_name():
-    """reference/<gpu>-<profile>, e.g. h200-paper-arch."""
-    import re
-
-    gpu = (gpu_name() or "no-gpu").lower()
-    gpu = re.sub(r"^(nvidia|tesla)\s+", "", gpu)
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu).strip("-")
-    return f"{slug}-{config['profile']}"
-
-
-REFERENCE = reference_dir()
-REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.json")) if REFERENCE else []
-REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
-
-
-TABLE_NUMBERS = [t["number"] for t in CATALOGUE.tables if REFERENCE or not t.get("reference")]
-TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
-REPORT_METRICS = [m for m in METRIC_TARGETS if "/metrics/" in m]
-HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
-
-
-def git_commit():
-    """The commit the report is built from (provenance); 'unknown' outside a git checkout."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workflow.basedir, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=workflow.basedir,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def config_digest():
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def run_settings():
-    """What the report says about the run's setup; numbers still come from results/."""
-    data, model, lora = config["data"], config["model"], config["training"]["qlora"]["lora"]
-    paper_data = (data["source"] == "hf" and data["hf"]["name"] == PAPER["data"]["hf"]["name"]
-                  and data["hf"]["config"] == PAPER["data"]["hf"]["config"]
-                  and data["max_length"] == PAPER["data"]["max_length"])
-    return {"label": config["run_label"], "profile": config["profile"], "paper_recipe": is_paper_recipe(),
-            "model_source": model["source"],
-            "hub_id": model["hub_id"], "revision": model["revision"], "local_path": model["local_path"],
-            "init": model["init"], "data_source": data["source"], "hf_name": data["hf"]["name"],
-            "hf_config": data["hf"]["config"], "local_dir": data["local_dir"], "packing": data["packing"],
-            "paper_data": paper_data, "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
-
-
-def is_paper_recipe():
-    """Whether this run trains with the paper's recipe (Tables 3-4, configs/paper.yaml) at its sequence length:
-    a GPU run that does, at the paper's architecture, can judge the claims about time and memory ratios."""
-    recipe = lambda c: ({k: c["training"][k] for k in ("precision", "max_steps", "warmup_steps", "eval_steps",  # noqa: E731
-                                                       "eval_max_samples", "save_steps", "max_grad_norm")},
-                        {v: {k: c["training"][v][k] for k in ("batch_size", "eval_batch_size", "learning_rate",
-                                                              "gradient_accumulation_steps", "optim",
-                                                              "gradient_checkpointing")} for v in VARIANTS},
-                        c["training"]["qlora"]["quantization"], c["training"]["qlora"]["lora"],
-                        c["data"]["max_length"], c["data"]["packing"])
-    return recipe(config) == recipe(PAPER)
-
-
-def paper_setup():
-    """The paper's setup where the report names it (configs/paper.yaml is its one home)."""
-    return {"hub_id": PAPER["model"]["hub_id"], "max_length": PAPER["data"]["max_length"],
-            "max_steps": PAPER["training"]["max_steps"], "eval_steps": PAPER["training"]["eval_steps"],
-            "hf_name": PAPER["data"]["hf"]["name"], "hf_config": PAPER["data"]["hf"]["config"],
-            "precision": PAPER["training"]["precision"], "load_dtype": PAPER["model"]["load_dtype"]}
-
-
-PROBE_TARGETS = CATALOGUE.paths(target="memory")
 
 
 def existing_probe_metrics(wildcards):

@@ -112,9 +112,9 @@ rule device_peak:
         override=config["evaluation"]["peak_flops"],
         metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it; measured with the training jobs' thread count
-    threads: ALONE
+    threads: TIMED_JOB_THREADS
     resources:
-        scheduler_cores=ALONE_EVIDENCE,
+        scheduler_cores=SCHEDULER_CORES,
         gpu=config["gpus"],
     log:
         f"{LOGS}/device_peak.log",
@@ -130,14 +130,11 @@ rule mfu:
     output:
         CATALOGUE.outputs("mfu", "{variant}"),
     input:
-        peak=f"{RESULTS}/metrics/device/peak_flops.json",
-        paper_flops=f"{RESULTS}/metrics/structure/flops_per_step_{{variant}}_paper.json",
-        analytic_flops=f"{RESULTS}/metrics/{{variant}}/flops_per_step_analytic.json",
-        steps=f"{RESULTS}/metrics/{{variant}}/train_steps.json",
-        train_time=f"{RESULTS}/metrics/{{variant}}/train_time_s.json",
-        step_time=f"{RESULTS}/metrics/{{variant}}/step_time_s.json",
+        # the files the catalogue's mfu group reads (paper/metrics.yaml), by name
+        unpack(lambda wildcards: CATALOGUE.reads("mfu", wildcards.variant)),
     params:
         metrics=declared_metrics,
+        t4_peak_tflops=PAPER_NUMBERS["notebook_t4_peak_tflops"]["value"],
     log:
         f"{LOGS}/mfu_{{variant}}.log",
     conda:
@@ -195,9 +192,9 @@ rule inference:
         repetitions=config["evaluation"]["repetitions"],
         metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it
-    threads: ALONE
+    threads: TIMED_JOB_THREADS
     resources:
-        scheduler_cores=ALONE_EVIDENCE,
+        scheduler_cores=SCHEDULER_CORES,
         mem_mb=8000,
         gpu=config["gpus"],
         runtime=240,
@@ -221,7 +218,7 @@ rule comparisons:
     params:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=False),
-        radar=CATALOGUE.radar,
+        radar=CATALOGUE.radar_params(architecture_only=False),
     log:
         f"{LOGS}/comparisons.log",
     conda:
@@ -240,6 +237,6 @@ use rule comparisons as architecture_comparisons with:
     params:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=True),
-        radar=False,
+        radar=CATALOGUE.radar_params(architecture_only=True),
     log:
         f"{LOGS}/architecture_comparisons.log",

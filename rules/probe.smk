@@ -44,9 +44,9 @@ rule memory_probe:
         metrics=declared_metrics,
         work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
     # timed: holds every core, so nothing runs beside it
-    threads: ALONE
+    threads: TIMED_JOB_THREADS
     resources:
-        scheduler_cores=ALONE_EVIDENCE,
+        scheduler_cores=SCHEDULER_CORES,
         mem_mb=20000,
         gpu=config["gpus"],
         runtime=60,

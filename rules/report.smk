@@ -49,6 +49,9 @@ rule figure2:
     input:
         metrics=REPORT_METRICS,
         style="templates/plot.mplstyle",
+    params:
+        axes=[(axis["axis"], axis["label"]) for axis in CATALOGUE.radar["axes"]],
+        paper_standard=CATALOGUE.radar["paper_standard"],
     log:
         f"{LOGS}/figure2.log",
     conda:
@@ -84,6 +87,8 @@ rule render:
     input:
         "configs/paper.yaml",
         templates=["templates/report.tex.j2", "templates/table.tex.j2", "templates/report.html.j2", "templates/prose.j2"],
+        outline="templates/outline.yaml",
+        paper_values=PAPER_VALUES,
         manifest=rules.manifest.output.manifest,
         metrics=REPORT_METRICS,
         tables=rules.tables.output.index,
@@ -98,11 +103,10 @@ rule render:
         reference_provenance=REFERENCE_PROVENANCE,
     params:
         template_dir=lambda wc, input: str(Path(input.templates[0]).parent),
-        run=run_settings(),
-        paper=paper_setup(),
+        run=RUN_SETTINGS,
+        paper=profile.paper_setup(PAPER),
         reference=REFERENCE or "",
-        git_commit=git_commit(),
-        config_digest=config_digest(),
+        config_digest=profile.config_digest(config),
     log:
         f"{LOGS}/render.log",
     conda:
@@ -127,22 +131,24 @@ rule pdf:
 
 # `snakemake reference` on a CUDA machine (GPU profile, e.g. configs/paper-arch.yaml): the run's metric files,
 # manifest and benchmark times, with the command, commit, GPU, driver and package versions, into
-# reference/<gpu>-<profile>/ to be committed. Any later report (any profile) judges GPU-only claims from it.
+# reference/<gpu>-<profile>/ to be committed (the `reference` target names the folder from nvidia-smi when it is
+# asked for). Any later report (any profile) judges GPU-only claims from it.
 rule write_reference:
     output:
-        directory(f"reference/{reference_name()}"),
+        directory("reference/{reference_name}"),
+    wildcard_constraints:
+        reference_name=r"[a-z0-9][a-z0-9-]*",
     input:
         manifest=rules.manifest.output.manifest,
         metrics=REPORT_METRICS,
         report=rules.render.output.html,  # the whole GPU-profile DAG has run
     params:
-        run=run_settings(),
+        run=RUN_SETTINGS,
         command=" ".join(["snakemake", *sys.argv[1:]]),
-        git_commit=git_commit(),
-        config_digest=config_digest(),
+        config_digest=profile.config_digest(config),
         benchmarks_dir=BENCH,
     log:
-        f"{LOGS}/write_reference.log",
+        f"{LOGS}/write_reference_{{reference_name}}.log",
     conda:
         CONDA_ENV
     script:

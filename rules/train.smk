@@ -25,9 +25,9 @@ rule finetune:
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
         checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
     # timed: holds every core, so nothing runs beside it (torch uses them all)
-    threads: ALONE
+    threads: TIMED_JOB_THREADS
     resources:
-        scheduler_cores=ALONE_EVIDENCE,
+        scheduler_cores=SCHEDULER_CORES,
         mem_mb=8000,
         gpu=config["gpus"] * config["training"]["num_processes"],
         runtime=240,

@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 
 from qrepro.model.base import from_hub_or_disk, pretrain, random_weights
 from qrepro.runlog import log_to
-from qrepro.training.trainer import claim_checkpoint_dir, device_and_precision, fingerprint
+from qrepro.runtime import claim_checkpoint_dir, device_and_precision, fingerprint
 
 p = snakemake.params  # noqa: F821
 out = snakemake.output  # noqa: F821

@@ -1,11 +1,12 @@
 """Rules comparisons and architecture_comparisons: every derived number (ratios, reductions, changes, radar
 values) written once, as files: from the architecture alone, or from a run's measurements."""
-from qrepro.evaluation.comparisons import Comparison, records
-from qrepro.metrics_io import write_metrics
-from qrepro.report.store import MetricStore
+from qrepro.derived import Comparison, RadarPoint, comparison_records
+from qrepro.metrics_io import MetricStore, write_metrics
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     metrics = MetricStore.load(list(snakemake.input.metrics))  # noqa: F821
-    write_metrics(p.metrics, records(metrics, [Comparison.from_data(c) for c in p.comparisons], p.radar))
+    comparisons = [Comparison.from_data(c) for c in p.comparisons]
+    points = [RadarPoint(**{**point, "s": tuple(point["s"]), "q": tuple(point["q"])}) for point in p.radar]
+    write_metrics(p.metrics, comparison_records(metrics, comparisons, points))

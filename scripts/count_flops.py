@@ -11,18 +11,18 @@ from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
 from qrepro.model.quant import DTYPES
 from qrepro.runlog import log_to
-from qrepro.training import trainer as training
-from qrepro.training import variants as finetune
+from qrepro.runtime import device_and_precision, seed_everything, set_threads
+from qrepro.training.variants import build
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 variant = snakemake.wildcards.variant  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    training.set_threads(snakemake.threads)  # noqa: F821
-    training.seed_everything(p.seed)
-    cuda, precision = training.device_and_precision(p.precision)
+    set_threads(snakemake.threads)  # noqa: F821
+    seed_everything(p.seed)
+    cuda, precision = device_and_precision(p.precision)
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
-    model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
+    model = build(variant, inp.base_model, p.hp, precision, cuda)
     total, trainable = count_parameters(model)
     lora_params = trainable if variant == "qlora" else 0
     stats = json.loads(open(inp.stats).read())["splits"]["train"]

@@ -6,7 +6,7 @@ from qrepro.hardware import describe
 from qrepro.metrics_io import write_metrics
 from qrepro.model.quant import DTYPES
 from qrepro.runlog import alone_evidence, log_to
-from qrepro.training.trainer import device_and_precision
+from qrepro.runtime import device_and_precision
 
 p = snakemake.params  # noqa: F821
 job = snakemake  # noqa: F821

@@ -2,7 +2,8 @@
 import json
 from pathlib import Path
 
-from qrepro.report.store import MetricStore, load_paper_values, read_json
+from qrepro.metrics_io import MetricStore, read_json
+from qrepro.paper import load_paper_values
 from qrepro.report.tables import Sources, build_tables, write_table
 from qrepro.runlog import log_to
 
@@ -19,7 +20,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     for table in tables:
         stem = Path(p.tables_dir) / f"table{table.number:02d}"
         write_table(table, paper, f"{stem}.csv", f"{stem}.tex", f"{stem}.html")
-        index.append({"number": table.number, "caption": table.caption, "notes": table.notes,
+        index.append({"number": table.number, "caption": table.caption,
                       "wide": len(table.columns) > 1,
                       "csv": f"{stem}.csv", "tex": f"{stem}.tex", "html": f"{stem}.html"})
     Path(out.index).write_text(json.dumps(index, indent=2) + "\n")

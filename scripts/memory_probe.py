@@ -1,8 +1,8 @@
 """Rule memory_probe: peak training memory and step time of one variant at the configured architecture."""
 from qrepro.metrics_io import write_metrics
 from qrepro.runlog import alone_evidence, log_to
+from qrepro.runtime import device_and_precision, set_threads
 from qrepro.training import resources
-from qrepro.training import trainer as training
 from qrepro.training.probe import run_probe
 
 p = snakemake.params  # noqa: F821
@@ -10,8 +10,8 @@ inp = snakemake.input  # noqa: F821
 job = snakemake  # noqa: F821
 variant = job.wildcards.variant
 with log_to(job.log[0]):
-    training.set_threads(job.threads)
-    cuda, precision = training.device_and_precision(p.precision)
+    set_threads(job.threads)
+    cuda, precision = device_and_precision(p.precision)
     alone = alone_evidence(job.threads, job.resources.scheduler_cores)
     hp = {**p.hp, "gradient_accumulation_steps": 1, "weights_dtype": p.weights_dtype}
     estimate = resources.estimate_for_job(inp.model, variant, hp, p.seq_len)

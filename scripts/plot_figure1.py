@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qrepro.report.store import MetricStore  # noqa: E402
+from qrepro.metrics_io import MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821

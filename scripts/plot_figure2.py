@@ -6,31 +6,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qrepro.evaluation.comparisons import RADAR_AXES, RADAR_LABELS, RADAR_PAPER_STANDARD, radar_name  # noqa: E402
-from qrepro.report.store import MetricStore  # noqa: E402
+from qrepro.derived import radar_name  # noqa: E402
+from qrepro.metrics_io import MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
-inp, out = snakemake.input, snakemake.output  # noqa: F821
+inp, out, p = snakemake.input, snakemake.output, snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     plt.style.use(inp.style)
     m = MetricStore.load(list(inp.metrics))
-    point = lambda method, variant: [m.value("comparison", radar_name(method, variant, a)) for a in RADAR_AXES]  # noqa: E731
-    charts = [("Paper's normalization\n(Standard fixed at 0.5)",
-               [RADAR_PAPER_STANDARD] * len(RADAR_AXES), point("paper", "qlora")),
+    names, labels = [axis for axis, _ in p.axes], [label for _, label in p.axes]
+    point = lambda method, variant: [m.value("comparison", radar_name(method, variant, a)) for a in names]  # noqa: E731
+    charts = [(f"Paper's normalization\n(Standard fixed at {p.paper_standard})",
+               [p.paper_standard] * len(names), point("paper", "qlora")),
               ("Consistent normalization\n(better of the two = 1, correct methods)",
                point("consistent", "full"), point("consistent", "qlora"))]
-    angles = np.linspace(0, 2 * np.pi, len(RADAR_AXES), endpoint=False)
+    angles = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
     fig, axes = plt.subplots(1, 2, subplot_kw={"projection": "polar"}, figsize=(13, 6.2))
     for ax, (title, standard, qlora) in zip(axes, charts):
         for label, values in (("Standard FT", standard), ("QLoRA", qlora)):
             closed = np.append(values, values[0])
             ax.plot(np.append(angles, angles[0]), closed, label=label, linewidth=2)
             ax.fill(np.append(angles, angles[0]), closed, alpha=0.15)
-        ax.set_xticks(angles, RADAR_LABELS)
+        ax.set_xticks(angles, labels)
         ax.tick_params(axis="x", pad=14)
         ax.set_ylim(0, 1)
         ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="0.4")
-        ax.set_rlabel_position(360 / len(RADAR_AXES) / 2)  # between the first two axes, off the plotted lines
+        ax.set_rlabel_position(360 / len(names) / 2)  # between the first two axes, off the plotted lines
         ax.set_title(title, pad=34)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)

@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from qrepro.paper import load_paper_values  # noqa: E402
+
+# The paper's numbers, by id (paper/paper_values.yaml): tests read them here, never write one down again.
+PAPER = {key: entry["value"] for key, entry in load_paper_values(ROOT / "paper/paper_values.yaml").items()}
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (tests/gpu); skipped without one")

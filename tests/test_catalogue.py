@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT, snakemake
 from qrepro import catalogue
 from qrepro.dependencies import library_files
-from qrepro.metrics_io import read_metric, write_metrics
+from qrepro.metrics_io import MetricStore, read_metric, write_metrics
+from qrepro.paper import load_paper_values
 from qrepro.report.placeholders import fill
-from qrepro.report.store import MetricStore, load_paper_values
 from qrepro.report.tables import Sources, build_table, cell
 
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
@@ -50,7 +50,7 @@ def test_a_job_writes_its_metrics_with_the_catalogues_unit_method_and_timing(tmp
     write_metrics(declared, {"time_s": dict(value=2.5, inputs=["a"], method_fields={"runs": 5, "cuda": False}),
                              "size_mb": dict(value=10.0, inputs=["b"])})
     time_s = read_metric(tmp_path / "results/metrics/qlora/time_s.json")
-    assert (time_s["unit"], time_s["method"], time_s["timing"], time_s["variant"]) == (
+    assert (time_s["unit"], time_s["method"], time_s["timing"], time_s["scope"]) == (
         "s", "Median of 5 runs on CPU.", True, "qlora")
     size = read_metric(tmp_path / "results/metrics/qlora/size_mb.json")
     assert (size["method"], size["timing"]) == ("The NF4 base.", False)  # the qlora scope's own text
@@ -163,7 +163,7 @@ def test_placeholders_fill_values_paper_numbers_methods_and_details():
 
 def _runtime_imports(module):
     """The qrepro modules Python itself loads when importing module (top-level imports only)."""
-    code = (f"import sys; sys.path.insert(0, 'scripts'); import {module}; "
+    code = (f"import sys; import {module}; "
             "print('\\n'.join(sorted(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'qrepro')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return {str(Path(f).relative_to(ROOT)) for f in out.split()}
@@ -198,14 +198,14 @@ def test_every_metric_of_a_run_is_in_the_catalogue_with_its_unit(test_run):
     assert written == set(CATALOGUE.paths())
     for path in written:
         record = json.loads((test_run / path).read_text())
-        spec = CATALOGUE.specs[(record["variant"], record["metric"])]
+        spec = CATALOGUE.specs[(record["scope"], record["metric"])]
         assert record["unit"] == spec.unit and "{{" not in record["method"]
 
 
 def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run_copy):
     # hand-listed from the scripts' imports: placeholders is used by the tables and by the report's claims/context
     expected = {"qrepro/report/placeholders.py": {"tables", "render", "manifest", "pdf", "report"},
-                "qrepro/evaluation/comparisons.py": {"comparisons", "architecture_comparisons", "figure1", "figure2",
+                "qrepro/derived.py": {"comparisons", "architecture_comparisons", "figure1", "figure2",
                                                      "tables", "manifest", "render", "pdf", "report"}}
     for module, rules in expected.items():
         path = run_copy / "scripts" / module

@@ -85,7 +85,7 @@ def test_cross_field_checks(override, message):
 
 
 def test_config_checks_do_not_import_torch():
-    code = ("import sys; sys.path.insert(0, 'scripts'); import qrepro.config_checks; "
+    code = ("import sys; import qrepro.config_checks; "
             "qrepro.config_checks.merged_profile('config.yaml', 'configs/paper.yaml'); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

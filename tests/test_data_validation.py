@@ -136,16 +136,16 @@ def test_row_hash_is_sha256_of_rows_each_ended_by_0xff():
 
 
 def test_synthetic_corpus_passes_the_same_checks_and_a_broken_one_is_an_assertion(monkeypatch):
-    from qrepro.data import splits as data
+    from qrepro.data import splits
     small = dict(scale=0.01, pretrain_rows=200, people=12, cities=4)
-    corpus = data.load_corpus("synthetic", seed=3, synthetic=small, hf={}, local_dir=None, max_length=64)
+    corpus = splits.load_corpus("synthetic", seed=3, synthetic=small, hf={}, local_dir=None, max_length=64)
     assert {s: corpus.raw[s].num_rows > 0 for s in ("train", "validation", "test", "pretrain")} == dict.fromkeys(
         ("train", "validation", "test", "pretrain"), True)
-    real = data.generate_corpus
-    monkeypatch.setattr(data, "generate_corpus", lambda *a: {**real(*a), "validation": ["\n", ""]})
+    real = splits.generate_corpus
+    monkeypatch.setattr(splits, "generate_corpus", lambda *a: {**real(*a), "validation": ["\n", ""]})
     with pytest.raises(AssertionError, match=r"synthetic corpus generator produced bad data: synthetic corpus "
                                              r"split validation has 2 rows and every one is blank"):
-        data.load_corpus("synthetic", seed=3, synthetic=small, hf={}, local_dir=None)
+        splits.load_corpus("synthetic", seed=3, synthetic=small, hf={}, local_dir=None)
 
 
 # --- through the Snakemake CLI: the corpus rule refuses, nothing is left behind ------------------------------

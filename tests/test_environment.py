@@ -15,11 +15,19 @@ def _pins(lines):
     return pins
 
 
-def test_environment_yml_and_requirements_pin_the_same_packages():
+def test_requirements_are_the_one_home_of_the_pins():
+    """requirements.txt pins every package; environment.yml and pyproject.toml take them from it, and both install
+    this project's library (qrepro) from the checkout."""
+    import tomllib
+
     requirements = _pins((ROOT / "requirements.txt").read_text().splitlines())
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert _pins(pip_section) == requirements
+    assert pip_section == ["-r requirements.txt", "-e ."]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "qrepro" and project["project"]["dynamic"] == ["dependencies"]
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    assert "-e ." in (ROOT / "install.sh").read_text()
     for needed in ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers",
                    "snakemake", "jinja2", "matplotlib", "pandas", "pytest"]:
         assert needed in requirements

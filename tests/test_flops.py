@@ -4,7 +4,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from qrepro.evaluation.flop_count import counted_step_flops
-from qrepro.model import analytic as S
+from qrepro.model import analytic
 from qrepro.model.llama import LORA_TARGETS, llama_config, random_model
 from qrepro.training.variants import build_full, build_qlora
 
@@ -56,7 +56,7 @@ def test_counted_equals_the_analytic_executed_flops(base_dir, variant, checkpoin
     else:
         model = build_qlora(base_dir, QUANT, LORA, precision="fp32", cuda=False, gradient_checkpointing=checkpointing)
     counted = counted_step_flops(model, _batch(), None)["total"]
-    executed = S.executed_flops_per_token(model.config, SEQ, variant, LORA if variant == "qlora" else None,
+    executed = analytic.executed_flops_per_token(model.config, SEQ, variant, LORA if variant == "qlora" else None,
                                           checkpointing) * BATCH * SEQ
     assert counted == executed  # every matmul and attention FLOP accounted for, exactly
 
@@ -66,6 +66,6 @@ def test_model_flops_are_palm_and_exclude_recomputation():
     n = 2 * (128 * 128 + 2 * 128 * 64 + 128 * 128 + 3 * 128 * 384) + VOCAB * 128
     attention = 12 * 2 * 4 * 32 * SEQ
     lora = 2 * 16 * (2 * (128 + 128) + 2 * (128 + 64) + 3 * (128 + 384))
-    assert S.model_flops_per_token(config, SEQ, "full") == 6 * n + attention
-    assert S.model_flops_per_token(config, SEQ, "qlora", lora) == 4 * n + 6 * lora + attention
-    assert S.executed_flops_per_token(config, SEQ, "qlora", LORA, True) > S.model_flops_per_token(config, SEQ, "qlora", lora)
+    assert analytic.model_flops_per_token(config, SEQ, "full") == 6 * n + attention
+    assert analytic.model_flops_per_token(config, SEQ, "qlora", lora) == 4 * n + 6 * lora + attention
+    assert analytic.executed_flops_per_token(config, SEQ, "qlora", LORA, True) > analytic.model_flops_per_token(config, SEQ, "qlora", lora)

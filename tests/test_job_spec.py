@@ -1,6 +1,7 @@
 """The fine-tuning job's plain parameters (qrepro.training.spec): what crosses to accelerate's processes, as JSON."""
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_the_checkpoint_fingerprint_covers_the_code_the_job_runs_and_only_that(t
 
     from conftest import ROOT
     from qrepro.training.job import job_code
-    from qrepro.training.trainer import fingerprint
+    from qrepro.runtime import fingerprint
     scripts = tmp_path / "repo/scripts"
     shutil.copytree(ROOT / "scripts", scripts, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "schemas", tmp_path / "repo/schemas")
@@ -145,11 +146,10 @@ def test_the_accelerate_worker_entry_reads_the_json_spec(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
-    from qrepro.training.job import worker_environment
     path = _written(tmp_path, lambda d: d.update(wildcards={"variant": "qlora"}))
-    # from the repository root, with the environment launch() gives accelerate's processes
-    result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=ROOT,
-                            env=worker_environment(), capture_output=True, text=True)
+    # from another folder, with no path set: the workers import the installed package (pip install -e .)
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("PYTHON") and k.endswith("PATH"))}
+    result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
     assert result.returncode != 0
     assert "JobSpecError" in result.stderr and "unknown field(s) wildcards" in result.stderr

@@ -6,21 +6,24 @@ import torch
 
 from qrepro.evaluation.footprint import memory_bytes
 from qrepro.evaluation.perplexity import paper_protocol, token_level
-from qrepro.model import analytic as S
+from conftest import PAPER
+from qrepro.model import analytic
 from qrepro.model.llama import llama_config, random_model
 
-N, TRAINABLE = 1_100_048_384, 12_615_680
+N, TRAINABLE = PAPER["t2_total_params"], PAPER["t6_trainable_qlora"]
 
 
 def test_paper_formulas_reproduce_the_published_numbers():
-    flops = S.paper_flops_per_step(N, TRAINABLE, seq_len=512)
-    assert round(flops["full"] / 1e12, 2) == 13.52 and round(flops["qlora"] / 1e12, 2) == 3.53
+    p = PAPER
+    flops = analytic.paper_flops_per_step(N, TRAINABLE, seq_len=p["t1_max_seq_length"])
+    assert round(flops["full"] / 1e12, 2) == p["t7_flops_full"] and round(flops["qlora"] / 1e12, 2) == p["t7_flops_qlora"]
     assert flops["full"] == 6 * N * 512 * 4
-    sizes = S.paper_sizes_mb(N, TRAINABLE)
-    assert [round(sizes[k], 2) for k in ("fp16", "base_4bit", "adapters", "qlora_total")] == [2098.18, 524.54, 24.06, 548.61]
-    assert round(sizes["fp16"] / sizes["qlora_total"], 2) == 3.82
-    assert round(100 * (1 - sizes["qlora_total"] / sizes["fp16"]), 1) == 73.9
-    assert round(100 * TRAINABLE / N, 2) == 1.15
+    sizes = analytic.paper_sizes_mb(N, TRAINABLE)
+    assert [round(sizes[k], 2) for k in ("fp16", "base_4bit", "adapters", "qlora_total")] == [
+        p["t5_fp16_mb"], p["t5_base_4bit_mb"], p["t5_adapters_mb"], p["t5_qlora_total_mb"]]
+    assert round(sizes["fp16"] / sizes["qlora_total"], 2) == p["t5_compression"]
+    assert round(100 * (1 - sizes["qlora_total"] / sizes["fp16"]), 1) == p["t5_reduction_percent"]
+    assert round(100 * TRAINABLE / N, 2) == p["t6_percent_qlora"]
 
 
 def _quantized_linear(double_quant, out_features=4096, in_features=4096):
@@ -40,7 +43,7 @@ def test_nf4_storage_bits_on_a_real_bitsandbytes_layer(double_quant, bits):
     measured = memory_bytes(layer)
     per_weight = 8 * (measured["parameters"] + measured["quant_state"]) / (4096 * 4096)
     assert per_weight == pytest.approx(bits, abs=0.001)
-    assert measured["parameters"] + measured["quant_state"] == S.quantized_linear_bytes(4096 * 4096, double_quant)
+    assert measured["parameters"] + measured["quant_state"] == analytic.quantized_linear_bytes(4096 * 4096, double_quant)
 
 
 def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
@@ -53,7 +56,7 @@ def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
     model = load_4bit_base(str(tmp_path), dict(quant_type="nf4", double_quant=True), "bf16", cuda=False)
     total, _ = count_parameters(model)
     measured = memory_bytes(model)
-    assert measured["parameters"] + measured["quant_state"] == S.bnb_footprint_bytes(model.config, total, True)["total_bytes"]
+    assert measured["parameters"] + measured["quant_state"] == analytic.bnb_footprint_bytes(model.config, total, True)["total_bytes"]
 
 
 class _Tokenizer:
@@ -150,5 +153,5 @@ def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)  # frozen once loaded
     measured = memory_bytes(model)
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
-    expected = S.bnb_footprint_bytes(model.config, total, True)["total_bytes"] + 4 * lora_params
+    expected = analytic.bnb_footprint_bytes(model.config, total, True)["total_bytes"] + 4 * lora_params
     assert measured["parameters"] + measured["quant_state"] == expected

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import copy_workflow, snakemake
+from conftest import PAPER, copy_workflow, snakemake
 from qrepro.hub import HubUnavailableError
 from qrepro.metrics_io import read_metric
 
@@ -16,27 +16,29 @@ def paper_copy(tmp_path_factory):
 def test_structure_target_reproduces_the_paper_exactly(paper_copy):
     snakemake(paper_copy, "--configfile", "configs/paper.yaml", "--cores", "1", "structure")
     v = lambda scope, name: read_metric(paper_copy / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
-    assert v("architecture", "total_params") == 1_100_048_384
-    assert v("structure", "lora_trainable_params") == 12_615_680
-    assert round(v("structure", "lora_trainable_percent"), 2) == 1.15
-    assert round(v("structure", "size_fp16_mb_paper"), 2) == 2098.18
-    assert round(v("structure", "size_4bit_base_mb_paper"), 2) == 524.54
-    assert round(v("structure", "size_adapters_mb_paper"), 2) == 24.06
-    assert round(v("structure", "size_qlora_total_mb_paper"), 2) == 548.61
-    assert round(v("comparison", "compression_ratio_paper_formula"), 2) == 3.82
-    assert round(v("comparison", "size_reduction_percent_paper_formula"), 1) == 73.9
-    assert round(v("structure", "flops_per_step_full_paper") / 1e12, 2) == 13.52
-    assert round(v("structure", "flops_per_step_qlora_paper") / 1e12, 2) == 3.53
-    assert round(v("comparison", "flops_reduction_percent_paper_formula"), 1) == 73.9
+    p = PAPER
+    assert v("architecture", "total_params") == p["t2_total_params"]
+    assert v("structure", "lora_trainable_params") == p["t6_trainable_qlora"]
+    assert round(v("structure", "lora_trainable_percent"), 2) == p["t6_percent_qlora"]
+    assert round(v("structure", "size_fp16_mb_paper"), 2) == p["t5_fp16_mb"]
+    assert round(v("structure", "size_4bit_base_mb_paper"), 2) == p["t5_base_4bit_mb"]
+    assert round(v("structure", "size_adapters_mb_paper"), 2) == p["t5_adapters_mb"]
+    assert round(v("structure", "size_qlora_total_mb_paper"), 2) == p["t5_qlora_total_mb"]
+    assert round(v("comparison", "compression_ratio_paper_formula"), 2) == p["t5_compression"]
+    assert round(v("comparison", "size_reduction_percent_paper_formula"), 1) == p["t5_reduction_percent"]
+    assert round(v("structure", "flops_per_step_full_paper") / 1e12, 2) == p["t7_flops_full"]
+    assert round(v("structure", "flops_per_step_qlora_paper") / 1e12, 2) == p["t7_flops_qlora"]
+    assert round(v("comparison", "flops_reduction_percent_paper_formula"), 1) == p["t7_reduction_percent"]
     # the real bitsandbytes layout: 16-bit embeddings and lm_head, quantization constants counted
     assert 2.7 < v("comparison", "compression_ratio_bnb_layout") < 2.9
     # what the paper's notebook printed (PROTOCOL.md), exactly
-    assert v("structure", "total_params_packed_notebook") == 628_221_952
-    assert v("structure", "total_params_peft") == 1_112_664_064
-    assert round(v("structure", "size_qlora_mb_notebook"), 2) == 1010.48
-    assert round(v("structure", "trainable_percent_packed_notebook"), 4) == 2.0082
-    assert round(v("structure", "trainable_percent_peft"), 4) == 1.1338
-    assert round(v("comparison", "paper_arch_compression_ratio_notebook"), 2) == 2.08
+    assert v("structure", "total_params_packed_notebook") == p["notebook_total_params_packed"]
+    assert v("structure", "total_params_peft") == p["notebook_total_params_peft"]
+    assert round(v("structure", "size_qlora_mb_notebook"), 2) == p["notebook_qlora_size_mb"]
+    assert round(v("structure", "trainable_percent_packed_notebook"), 4) == p["notebook_trainable_percent_packed"]
+    assert round(v("structure", "trainable_percent_peft"), 4) == p["notebook_trainable_percent_peft"]
+    assert v("comparison", "paper_arch_compression_ratio_notebook") == pytest.approx(
+        p["t5_fp16_mb"] / p["notebook_qlora_size_mb"], abs=5e-5)
     assert v("architecture", "hidden_size") == 2048 and v("architecture", "num_key_value_heads") == 4
     assert not (paper_copy / "results/base_model").exists()  # no weights were needed
 

@@ -7,33 +7,52 @@ import pytest
 from markupsafe import Markup
 
 from conftest import ROOT
-from qrepro.report import render as R
+from qrepro.report import render
 
 TEMPLATES = ROOT / "templates"
 ODD = "<b>50%_&</b> #1 {x} ~"  # every value in the made-up context: characters both formats must escape
 
 
 class _OddValues:
-    """Stands in for report.context.Values: every number the prose names reads as ODD."""
+    """Stands in for report.placeholders.Values: every number the prose names reads as ODD; the details and raw values
+    the prose tests take the branches that write the most text (a CPU run that saved and evaluated otherwise)."""
     def __getattr__(self, name):
         return lambda *args, **kwargs: ODD
 
+    def details(self, key):
+        return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
+                "ran_alone": True, "processes": [{"reserved_cores": ODD}]}
+
+
+RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "cuda": True, "gpu": ODD,
+             "total_params": 1000, "pretrained_paper_model": False, "paper_data": False, "random_weights": True}
+
 
 def _context(reference: bool) -> dict:
-    run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32)
+    run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32, cuda=False, model_source="pretrain",
+                      init="random", data_source="synthetic")
     provenance = {"git_commit": ODD, "config_digest": ODD, "generated_at": ODD, "hardware": {"cpu": ODD},
                   "packages": [("torch", ODD)], "files": [("results/x.json", ODD)]}
-    ref = {"dir": ODD, "judges": True, "description": ODD, "random_weights": True,
+    ref = {"dir": ODD, "label": ODD, "judges": True, "facts": RUN_FACTS, "random_weights": True, "v": _OddValues(),
            "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
-    return {"run": run, "v": _OddValues(), "claims": [{"published": ODD}], "deviations": [ODD, ODD],
+    paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
+             "precision": "fp16", "load_dtype": ODD}
+    return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [{"published_text": ODD}],
+            "paper": paper, "hyperparameters": {"full": {"weights_dtype": "float32"}},
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
-            "reference": ref if reference else None, "tables": [], "figures": {}}
+            "reference": ref if reference else None, "tables": [], "figures": {},
+            "outline": {"numbers": {"claims": "7", "scale": "9"}}}
+
+
+def _paragraphs(env, context) -> dict:
+    """The prose's paragraphs (its phrases, macros with arguments, are functions)."""
+    return {name: text for name, text in render.prose(env, context).items() if not callable(text)}
 
 
 @pytest.mark.parametrize("reference", [False, True])
 def test_latex_prose_escapes_literal_text_and_values(reference):
-    prose = R.prose(R.latex_environment(str(TEMPLATES)).prose_environment, _context(reference))
-    assert prose and all(isinstance(text, R.RawLatex) for text in prose.values())
+    prose = _paragraphs(render.latex_environment(str(TEMPLATES)).prose_environment, _context(reference))
+    assert prose and all(isinstance(text, render.RawLatex) for text in prose.values())
     text = "\n".join(prose.values())
     assert r"\textless{}b\textgreater{}50\%\_\&\textless{}/b\textgreater{} \#1 \{x\} \textasciitilde{}" in text
     assert "<b>" not in text and "&lt;" not in text
@@ -49,7 +68,7 @@ def test_latex_prose_escapes_literal_text_and_values(reference):
 
 @pytest.mark.parametrize("reference", [False, True])
 def test_html_prose_escapes_literal_text_and_values(reference):
-    prose = R.prose(R.html_environment(str(TEMPLATES)).prose_environment, _context(reference))
+    prose = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, _context(reference))
     assert prose and all(isinstance(text, Markup) for text in prose.values())
     text = "\n".join(prose.values())
     assert "&lt;b&gt;50%_&amp;&lt;/b&gt; #1 {x} ~" in text and "<b>" not in text
@@ -57,13 +76,14 @@ def test_html_prose_escapes_literal_text_and_values(reference):
     assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
     assert "h = W<sub>0</sub>x + (α/r)BAx" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
     assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
-    assert prose["deviations_list"].count("<li>&lt;b&gt;") == 2
+    assert prose["deviations_list"].count("<li>") == 11 and prose["deviations_list"].count("&lt;b&gt;") >= 6
+    assert '<p class="note">' in prose["notes_t1"] and ("&lt;b&gt;" in prose["notes_t13"]) is reference
     assert ("GPU reference run is present" in prose["reference_run"]) is not reference
 
 
 def test_both_formats_have_the_same_paragraphs_and_words():
-    latex = R.prose(R.latex_environment(str(TEMPLATES)).prose_environment, _context(True))
-    html = R.prose(R.html_environment(str(TEMPLATES)).prose_environment, _context(True))
+    latex = _paragraphs(render.latex_environment(str(TEMPLATES)).prose_environment, _context(True))
+    html = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, _context(True))
     assert latex.keys() == html.keys()
     section_refs = r"Section~\\ref\{[^}]*\}|<a href=\"#[a-z]+\">[^<]*</a>"  # numbered by LaTeX, labelled in HTML
     words = lambda text: re.findall(r"[A-Za-z]{4,}", re.sub(  # noqa: E731
@@ -82,7 +102,7 @@ def test_the_report_templates_write_no_sentence():
 
 
 def test_math_outside_the_html_subset_is_refused():
-    assert R.math_html(r"A \in \mathbb{R}^{d_{out} \times r}") == "A ∈ ℝ<sup>d<sub>out</sub> × r</sup>"
+    assert render.math_html(r"A \in \mathbb{R}^{d_{out} \times r}") == "A ∈ ℝ<sup>d<sub>out</sub> × r</sup>"
     for source in (r"\sum_i x_i", r"x^{2", r"\mathbb{Q}"):
         with pytest.raises(ValueError):
-            R.math_html(source)
+            render.math_html(source)

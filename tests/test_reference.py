@@ -9,9 +9,8 @@ import pytest
 
 from conftest import ROOT, pdf_text, snakemake
 from qrepro import catalogue
-from qrepro.evaluation.comparisons import records
-from qrepro.metrics_io import read_metric, write_metric, write_metrics
-from qrepro.report.store import MetricStore
+from qrepro.derived import comparison_records
+from qrepro.metrics_io import MetricStore, metric_record, read_metric, write_metrics, write_record
 
 NAME = "h200-paper-arch"
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
@@ -40,7 +39,7 @@ def _recompute_comparisons(metrics_dir):
     declared = {str(metrics_dir / Path(path).relative_to("results/metrics")): spec
                 for path, spec in CATALOGUE.declared(CATALOGUE.outputs("comparisons")
                                                      + CATALOGUE.outputs("architecture_comparisons")).items()}
-    write_metrics(declared, records(store, CATALOGUE.comparisons, radar=True))
+    write_metrics(declared, comparison_records(store, CATALOGUE.comparisons, CATALOGUE.radar_points))
 
 
 def make_reference(run, values=FIXTURE):
@@ -112,8 +111,8 @@ def test_write_reference_copies_a_gpu_run_and_refuses_a_cpu_run(tmp_path):
     from qrepro.report.reference import write_reference
     metrics = tmp_path / "results/metrics"
     for scope, name, value in [("device", "peak_flops", 989e12), ("full", "train_time_s", 12.5)]:
-        write_metric(metrics / scope / f"{name}.json", name, scope, value, unit="", method="a method text.", inputs=[],
-                     details={"cuda": True, "gpu": "NVIDIA H200"})
+        write_record(metrics / scope / f"{name}.json", metric_record(name, scope, value, unit="", method="a method text.",
+                                                                    inputs=[], details={"cuda": True, "gpu": "NVIDIA H200"}))
     (tmp_path / "manifest.json").write_text("{}")
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks/finetune_full.tsv").write_text("s\n12.9\n")

@@ -6,9 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from qrepro.evaluation.device_peak import PAPER_T4_PEAK
+from conftest import PAPER
 from qrepro.evaluation.records import mfu_records, paper_protocol_peak
-from qrepro.training.trainer import PeakMemory, StepTimer, step_time_summary
+from qrepro.training.memory import PeakMemory
+from qrepro.training.timing import StepTimer, step_time_summary
+
 
 
 def _drive(timer, output_dir, steps, load_s, work_s, eval_s, eval_every, save_every=0, first_step=0):
@@ -90,17 +92,21 @@ def test_peak_memory_on_cpu_is_what_the_block_allocates():
 
 
 def test_mfu_both_ways_from_their_parts():
-    flops = {"paper": 13.52e12, "analytic": 9.0e12}
-    records = mfu_records(flops, steps=500, train_time=1441.24, step_time=2.5, peak=65e12, peak_method="spec",
-                          peak_details={"gpu": "Tesla T4"}, sources={"paper": [], "analytic": []})
-    # the paper's protocol on a T4: its notebook's 35.58 TFLOP/s, and wall clock over 500 steps
-    assert records["achieved_tflops_paper"]["value"] == pytest.approx(13.52 * 500 / 1441.24)
-    assert records["mfu_paper"]["value"] == pytest.approx(100 * 13.52e12 * 500 / 1441.24 / 35.58e12)
-    assert round(records["mfu_paper"]["value"], 2) == 13.18  # the paper's Table 8
+    p, t4 = PAPER, PAPER["notebook_t4_peak_tflops"]
+    flops = {"paper": p["t7_flops_full"] * 1e12, "analytic": 9.0e12}
+    records = mfu_records(flops, steps=p["t3_steps_full"], train_time=p["t9_time_full"], step_time=2.5, peak=65e12,
+                          peak_method="spec", peak_details={"gpu": "Tesla T4"}, sources={"paper": [], "analytic": []},
+                          t4_peak_tflops=t4)
+    # the paper's protocol on a T4: its notebook's peak, and wall clock over 500 steps
+    achieved = p["t7_flops_full"] * p["t3_steps_full"] / p["t9_time_full"]
+    assert records["achieved_tflops_paper"]["value"] == pytest.approx(achieved)
+    assert records["mfu_paper"]["value"] == pytest.approx(100 * achieved / t4)
+    assert round(records["mfu_paper"]["value"], 2) == p["t8_mfu_full"]  # the paper's Table 8
+    assert round(records["achieved_tflops_paper"]["value"], 2) == p["t8_achieved_full"]
     # the correct way: model FLOPs per median step against the device's own peak
     assert records["mfu_analytic"]["value"] == pytest.approx(100 * 9.0e12 / 2.5 / 65e12)
-    assert paper_protocol_peak(989e12, {"gpu": "NVIDIA H200"})[0] == 989e12
-    assert paper_protocol_peak(65e12, {"gpu": "Tesla T4"})[0] == PAPER_T4_PEAK
+    assert paper_protocol_peak(989e12, {"gpu": "NVIDIA H200"}, t4)[0] == 989e12
+    assert paper_protocol_peak(65e12, {"gpu": "Tesla T4"}, t4)[0] == t4 * 1e12
 
 
 def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp_path):

@@ -1,10 +1,12 @@
 """The metric catalogue, paper/metrics.yaml: every metric file the workflow writes and every table that shows one.
 
 For each metric it says the scope (results/metrics/<scope>/<name>.json), the rule that writes it, the unit, the
-method text (a Jinja2 template the writing job fills with the values it used) and whether it is a timing. The
-derived comparisons are data there too (a formula kind and two metric files). Snakemake derives from it the metric
-targets, each rule's declared outputs and what each job must write (rules/common.smk); write_metrics checks a job
-writes exactly those. Read at parse time: no torch here.
+method text (a Jinja2 template the writing job fills with the values it used) and whether it is a timing. Every
+derived number is data there too: the comparisons (a formula kind and two metric files), Figure 2's radar (per
+axis, the files each normalization reads) and the files a deriving rule such as mfu reads (`reads`). Snakemake
+derives from it the metric targets, each rule's declared outputs and inputs, and what each job must write
+(rules/common.smk); write_metrics checks a job writes exactly those. Shared layer, read at parse time: it imports
+no stage of the pipeline and no torch.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import jinja2
 import yaml
 from jinja2 import meta
 
-from qrepro.evaluation.comparisons import Comparison, comparison_method, comparison_unit, radar_specs
+from qrepro.derived import Comparison, RadarPoint, radar_points
 
 RESULTS = "results"
 METRIC_PATH = re.compile(rf"^{RESULTS}/metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
@@ -34,6 +36,7 @@ class MetricSpec:
     timing: bool | str       # a template rendering to True/False where it depends on how the value was obtained
     target: str = "metrics"  # the named target that builds it: metrics (every run) or memory (the probe)
     fields: dict = field(default_factory=dict)  # the group's expand values for this name (method fields too)
+    reads: dict = field(default_factory=dict)   # {name: "scope/metric"} the writing job reads ({scope}: this scope)
 
     @property
     def path(self) -> str:
@@ -53,25 +56,35 @@ class Catalogue:
         for group in data["groups"]:
             expand = group.get("expand", {})
             for scope, rule in group["scopes"].items():
+                reads = {name: ref.format(scope=scope) for name, ref in group.get("reads", {}).items()}
                 for pattern, entry in group["metrics"].items():
                     method = entry["method"]
                     if isinstance(method, dict):  # one text per scope
                         method = method[scope]
                     for fields in _expansions(pattern, expand):
                         self._add(MetricSpec(scope, pattern.format(**fields), rule, entry["unit"], method,
-                                             entry.get("timing", False), group.get("target", "metrics"), fields))
+                                             entry.get("timing", False), group.get("target", "metrics"), fields,
+                                             reads))
+        for spec in self.specs.values():
+            self._check_written(spec.reads.values(), f"rule {spec.rule}")
         self.comparisons = [Comparison.from_data(c) for c in data["comparisons"]]
         for c in self.comparisons:
-            for key in c.inputs():
-                if key not in self.specs:
-                    raise CatalogueError(f"{source}: comparison {c.name} reads {'/'.join(key)}, which no rule writes")
+            self._check_written(c.inputs(), f"comparison {c.name}")
             rule = "architecture_comparisons" if self.architecture_only(c) else "comparisons"
-            self._add(MetricSpec("comparison", c.name, rule, comparison_unit(c), comparison_method(c),
-                                 self._any_timing(c.inputs())))
-        self.radar = bool(data.get("radar"))  # Figure 2's values, defined with the radar (evaluation/comparisons.py)
-        for name, method, inputs in radar_specs() if self.radar else []:
-            self._add(MetricSpec("comparison", name, "comparisons", "", method, self._any_timing(inputs)))
+            self._add(MetricSpec("comparison", c.name, rule, c.unit, c.method, self._any_timing(c.inputs())))
+        self.radar: dict = data.get("radar") or {}  # Figure 2: its axes and the files each normalization reads
+        self.radar_points: list[RadarPoint] = radar_points(self.radar) if self.radar else []
+        for point in self.radar_points:
+            self._check_written(point.inputs(), f"radar point {point.name}")
+            self._add(MetricSpec("comparison", point.name, "comparisons", "", point.method,
+                                 self._any_timing(point.inputs())))
         self.tables: list[dict] = data["tables"]
+
+    def _check_written(self, refs, reader: str) -> None:
+        for ref in refs:
+            scope_metric = tuple(ref.split("/")) if isinstance(ref, str) else tuple(ref)
+            if scope_metric not in self.specs:
+                raise CatalogueError(f"{self.source}: {reader} reads {'/'.join(scope_metric)}, which no rule writes")
 
     def _add(self, spec: MetricSpec) -> None:
         key = (spec.scope, spec.name)
@@ -102,9 +115,21 @@ class Catalogue:
     def comparison_inputs(self, architecture_only: bool) -> list[str]:
         """The metric files one comparisons job reads (the radar's too, for a run's comparisons)."""
         keys = {k for c in self.comparisons_for(architecture_only) for k in c.inputs()}
-        if self.radar and not architecture_only:
-            keys |= {k for _, _, inputs in radar_specs() for k in inputs}
+        if not architecture_only:
+            keys |= {k for point in self.radar_points for k in point.inputs()}
         return [self.specs[k].path for k in sorted(keys)]
+
+    def radar_params(self, architecture_only: bool) -> list[dict]:
+        """One comparisons job's radar points as plain data (a rule param)."""
+        return [] if architecture_only else [asdict(point) for point in self.radar_points]
+
+    def reads(self, rule: str, scope: str) -> dict[str, str]:
+        """{name: path} of the metric files a deriving rule reads for one scope (the group's `reads`)."""
+        found = {tuple(sorted(s.reads.items())) for s in self.specs.values() if s.rule == rule and s.scope == scope}
+        if len(found) != 1:
+            raise CatalogueError(f"{self.source}: rule {rule} in scope {scope} must declare its reads once "
+                                 f"(found {len(found)} different sets)")
+        return {name: f"{RESULTS}/metrics/{ref}.json" for name, ref in found.pop()}
 
     def scopes(self, rule: str) -> list[str]:
         """The scopes a rule writes, in catalogue order (for a wildcard rule: the values its wildcard takes)."""

@@ -1,9 +1,12 @@
-"""Reading and writing metric files: one JSON file per metric, validated on both sides."""
+"""Result files: one JSON file per metric, validated on both sides, and the store that reads them back.
+Shared layer: every stage reads and writes metrics through this module. No torch."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,13 +28,14 @@ def _schema() -> dict:
     return _SCHEMA
 
 
-def metric_record(metric: str, variant: str, value: Any, unit: str, method: str,
+def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
                   inputs: Iterable[str], timing: bool = False, details: dict | None = None) -> dict:
+    """One metric file's content; scope is its folder under results/metrics/ (full, qlora, comparison, ...)."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"metric {metric} ({variant}) is not finite: {value}")
+        raise ValueError(f"metric {metric} ({scope}) is not finite: {value}")
     record = {
         "metric": metric,
-        "variant": variant,
+        "scope": scope,
         "value": value,
         "unit": unit,
         "method": method,
@@ -44,14 +48,8 @@ def metric_record(metric: str, variant: str, value: Any, unit: str, method: str,
     return record
 
 
-def write_metric(path: str | os.PathLike, metric: str, variant: str, value: Any, unit: str,
-                 method: str, inputs: Iterable[str], timing: bool = False,
-                 details: dict | None = None) -> dict:
-    """Validate and write one metric file atomically (write to a temp file, then rename)."""
-    return _write(path, metric_record(metric, variant, value, unit, method, inputs, timing, details))
-
-
-def _write(path: str | os.PathLike, record: dict) -> dict:
+def write_record(path: str | os.PathLike, record: dict) -> dict:
+    """Write one validated record atomically (a temp file, then rename), named after its metric."""
     path = Path(path)
     if path.stem != record["metric"]:
         raise ValueError(f"metric file {path} must be named after its metric {record['metric']!r}")
@@ -117,4 +115,47 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
                                        record["inputs"], timing, record.get("details"))
-    return [_write(path, record) for path, record in complete.items()]
+    return [write_record(path, record) for path, record in complete.items()]
+
+
+@dataclass
+class MetricStore:
+    """Metric records keyed by (scope, metric); every access names the file it came from."""
+    records: dict[tuple[str, str], dict] = field(default_factory=dict)
+    paths: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, paths: list[str]) -> "MetricStore":
+        store = cls()
+        for path in paths:
+            record = read_metric(path)
+            key = (Path(path).parent.name, record["metric"])
+            store.records[key], store.paths[key] = record, str(path)
+        return store
+
+    def has(self, scope: str, metric: str) -> bool:
+        return (scope, metric) in self.records
+
+    def value(self, scope: str, metric: str):
+        try:
+            return self.records[(scope, metric)]["value"]
+        except KeyError as err:
+            raise KeyError(f"results/metrics/{scope}/{metric}.json is needed here but was not given") from err
+
+    def record(self, scope: str, metric: str) -> dict:
+        return self.records[(scope, metric)]
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON (truncated?): {err}") from err

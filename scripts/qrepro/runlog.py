@@ -1,10 +1,15 @@
-"""Send a rule script's output to its Snakemake log file."""
+"""What a job records about the run it is part of: its log file, whether it ran alone, the package versions, the
+git commit and the GPU. Shared layer; no torch. Jobs call these when they run, never the workflow while it parses."""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
+import subprocess
 import sys
 from pathlib import Path
+
+PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
 
 
 @contextlib.contextmanager
@@ -39,3 +44,35 @@ def alone_evidence(reserved_threads: int, scheduler_cores: int) -> dict:
     return {"ran_alone": True, "reserved_cores": reserved_threads, "scheduler_cores": scheduler_cores,
             "how": "the rule reserves threads = every core given to Snakemake (--cores), so no other job of this "
                    "workflow ran at the same time"}
+
+
+def package_versions(names=PACKAGES) -> list[list[str]]:
+    versions = []
+    for name in names:
+        try:
+            versions.append([name, importlib.metadata.version(name)])
+        except importlib.metadata.PackageNotFoundError:
+            versions.append([name, "not installed"])
+    return versions
+
+
+def nvidia_smi(field: str) -> str | None:
+    """One field of the first GPU from nvidia-smi (name, driver_version, ...); None without one."""
+    try:
+        result = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
+                                text=True, check=True)
+        return result.stdout.strip().splitlines()[0].strip()
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return None
+
+
+def git_commit(repository: str | Path = ".") -> str:
+    """The commit a result is built from, with -dirty when tracked files differ; 'unknown' outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repository,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

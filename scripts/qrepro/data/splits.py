@@ -79,13 +79,9 @@ def hf_resolved_revision(raw: DatasetDict, name: str, config_name: str | None) -
     return folder.name
 
 
-def local_raw(directory: str) -> DatasetDict:
+def _local(directory: str, need_pretrain: bool = False) -> tuple[DatasetDict, dict[str, Path], list[str]]:
     """A folder with train/validation/test (+ optional pretrain) as .txt (one row per line) or .parquet
     (a string 'text' column). Every file is checked before `datasets` reads it."""
-    return _local(directory)[0]
-
-
-def _local(directory: str, need_pretrain: bool = False) -> tuple[DatasetDict, dict[str, Path], list[str]]:
     files = local_split_files(directory, need_pretrain)
     warnings = [w for path in files.values() for w in check_local_file(path)]
     splits = {}

@@ -7,7 +7,6 @@ import torch
 
 # Dense fp16/bf16 tensor-core peaks from the vendors' spec sheets, in FLOP/s.
 KNOWN_ACCELERATORS = {"T4": 65e12, "A100": 312e12, "H100": 989e12, "H200": 989e12}
-PAPER_T4_PEAK = 35.58e12  # the figure the paper's notebook used for a T4
 
 
 def cuda_peak() -> tuple[float, str, str]:

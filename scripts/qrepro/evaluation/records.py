@@ -2,7 +2,7 @@
 fields its method text names}; units and methods are in paper/metrics.yaml."""
 from __future__ import annotations
 
-from qrepro.model import analytic as S
+from qrepro.model import analytic
 
 
 def architecture_records(config, total_params: int, source: list[str]) -> dict:
@@ -20,12 +20,12 @@ def notebook_numbers(config, total_params: int, lora_params: int) -> dict:
     quantized projection at half its size; prepare_model_for_kbit_training upcasts every parameter that is
     not 4-bit (embeddings, lm_head, norms) to fp32, and the LoRA weights are fp32. peft's
     print_trainable_parameters counts a Params4bit at twice its numel, i.e. at its logical size."""
-    bnb = S.bnb_footprint_bytes(config, total_params, double_quant=True)
+    bnb = analytic.bnb_footprint_bytes(config, total_params, double_quant=True)
     packed_base = bnb["quantized_params"] // 2 + bnb["unquantized_params"]
     notebook_total = packed_base + lora_params
     size_bytes = bnb["quantized_params"] // 2 + 4 * bnb["unquantized_params"] + 4 * lora_params
     peft_total = total_params + lora_params
-    return {"packed_total": notebook_total, "size_mb": size_bytes / S.MB, "peft_total": peft_total,
+    return {"packed_total": notebook_total, "size_mb": size_bytes / analytic.MB, "peft_total": peft_total,
             "trainable_percent_packed": 100 * lora_params / notebook_total,
             "trainable_percent_peft": 100 * lora_params / peft_total}
 
@@ -34,9 +34,9 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
                       source: list[str]) -> dict:
     """Tables 5-7 from the architecture alone: the paper's formulas, the real NF4 footprint, and the numbers
     the paper's notebook printed. Ratios between these are written by the comparisons rule."""
-    paper = S.paper_sizes_mb(total_params, lora_params)
-    flops = S.paper_flops_per_step(total_params, lora_params, seq_len)
-    bnb = S.bnb_footprint_bytes(config, total_params, double_quant)
+    paper = analytic.paper_sizes_mb(total_params, lora_params)
+    flops = analytic.paper_flops_per_step(total_params, lora_params, seq_len)
+    bnb = analytic.bnb_footprint_bytes(config, total_params, double_quant)
     notebook = notebook_numbers(config, total_params, lora_params)
     values = {
         "lora_trainable_params": lora_params,
@@ -47,15 +47,15 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
         "size_qlora_total_mb_paper": paper["qlora_total"],
         "flops_per_step_full_paper": flops["full"],
         "flops_per_step_qlora_paper": flops["qlora"],
-        "size_qlora_bnb_mb": (bnb["total_bytes"] + lora_params * 4) / S.MB,
+        "size_qlora_bnb_mb": (bnb["total_bytes"] + lora_params * 4) / analytic.MB,
         "size_qlora_mb_notebook": notebook["size_mb"],
         "total_params_packed_notebook": notebook["packed_total"],
         "trainable_percent_packed_notebook": notebook["trainable_percent_packed"],
         "total_params_peft": notebook["peft_total"],
         "trainable_percent_peft": notebook["trainable_percent_peft"],
-        "flops_per_token_full_analytic": S.model_flops_per_token(config, seq_len, "full"),
-        "flops_per_token_qlora_analytic": S.model_flops_per_token(config, seq_len, "qlora", lora_params),
-        "nf4_bits_per_weight": S.nf4_bits_per_weight(double_quant, max(S.linear_weights(config))),
+        "flops_per_token_full_analytic": analytic.model_flops_per_token(config, seq_len, "full"),
+        "flops_per_token_qlora_analytic": analytic.model_flops_per_token(config, seq_len, "qlora", lora_params),
+        "nf4_bits_per_weight": analytic.nf4_bits_per_weight(double_quant, max(analytic.linear_weights(config))),
     }
     records = {name: dict(value=value, inputs=source) for name, value in values.items()}
     records["size_qlora_bnb_mb"].update(details={**bnb, "lora_bytes": lora_params * 4},
@@ -66,8 +66,8 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
 def analytic_flops_records(config, lora: dict | None, lora_params: int, variant: str, seq_len: int,
                            sequences_per_step: int, real_tokens_fraction: float, gradient_checkpointing: bool,
                            source: list[str]) -> dict:
-    model = S.model_flops_per_token(config, seq_len, variant, lora_params)
-    executed = S.executed_flops_per_token(config, seq_len, variant, lora, gradient_checkpointing)
+    model = analytic.model_flops_per_token(config, seq_len, variant, lora_params)
+    executed = analytic.executed_flops_per_token(config, seq_len, variant, lora, gradient_checkpointing)
     tokens = sequences_per_step * seq_len
     return {
         "flops_per_step_analytic": dict(value=model * tokens, inputs=source, method_fields={"variant": variant},
@@ -82,24 +82,26 @@ def analytic_flops_records(config, lora: dict | None, lora_params: int, variant:
     }
 
 
-def paper_protocol_peak(device_peak: float, device_details: dict) -> tuple[float, str]:
-    """The peak the paper's MFU divides by: its notebook's 35.58 TFLOP/s on a T4, else this device's own peak."""
-    from qrepro.evaluation.device_peak import PAPER_T4_PEAK
+def paper_protocol_peak(device_peak: float, device_details: dict, t4_peak_tflops: float) -> tuple[float, str]:
+    """The peak the paper's MFU divides by: its notebook's figure on a T4 (t4_peak_tflops, paper/paper_values.yaml),
+    else this device's own peak."""
     gpu = device_details.get("gpu") or ""
     if "T4" in gpu:
-        return PAPER_T4_PEAK, f"the paper notebook's 35.58 TFLOP/s for a T4 ({gpu}; the spec sheet says 65)"
-    return device_peak, "this device's peak (device/peak_flops.json); the paper's 35.58 TFLOP/s applies to a T4 only"
+        return t4_peak_tflops * 1e12, (f"the paper notebook's {t4_peak_tflops} TFLOP/s for a T4 ({gpu}; the spec sheet "
+                                       "says 65)")
+    return device_peak, (f"this device's peak (device/peak_flops.json); the paper's {t4_peak_tflops} TFLOP/s applies "
+                         "to a T4 only")
 
 
 def mfu_records(flops: dict[str, float], steps: int, train_time: float, step_time: float, peak: float,
-                peak_method: str, peak_details: dict, sources: dict[str, list[str]]) -> dict:
+                peak_method: str, peak_details: dict, sources: dict[str, list[str]], t4_peak_tflops: float) -> dict:
     """Table 8 two ways.
 
     paper:    flops_per_step_paper x steps / train_time_s (wall clock, evaluation and saves included)
-              / the paper's peak (35.58 TFLOP/s on a T4, else this device's).
+              / the paper's peak (its notebook's figure on a T4, else this device's).
     analytic: flops_per_step_analytic / step_time_s (median optimizer step, no evaluation or saves) / peak.
     """
-    paper_peak, paper_peak_source = paper_protocol_peak(peak, peak_details)
+    paper_peak, paper_peak_source = paper_protocol_peak(peak, peak_details, t4_peak_tflops)
     achieved = {"paper": flops["paper"] * steps / train_time, "analytic": flops["analytic"] / step_time}
     peaks = {"paper": (paper_peak, paper_peak_source), "analytic": (peak, peak_method)}
     records = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from qrepro.model.llama import llama_config, load_pretrained, random_model
-from qrepro.training.trainer import latest_checkpoint, seed_everything, set_threads
+from qrepro.runtime import latest_checkpoint, seed_everything, set_threads
 
 STRUCTURAL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                    "intermediate_size", "tie_word_embeddings")

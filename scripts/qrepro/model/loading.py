@@ -87,7 +87,7 @@ def prepare_eval(kind: str, base_dir: str, model_files: list[str] | None, tokeni
     from transformers import AutoTokenizer
 
     from qrepro.data.tokenizer import finish
-    from qrepro.training.trainer import set_threads
+    from qrepro.runtime import set_threads
 
     set_threads(threads)
     cuda = torch.cuda.is_available()

@@ -1,5 +1,6 @@
 """Verdicts on the paper's headline claims. paper/claims.yaml says what each claim is judged on and its
-threshold; the judged value is a comparison file of the run that can judge it; every verdict states its basis."""
+threshold; the judged value is a comparison file of the run that can judge it. Every verdict carries its basis as
+facts (which run judged it, or why none could); templates/prose.j2 (claim_basis) says it in words."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from qrepro.report.placeholders import fill, fmt
-from qrepro.report.store import MetricStore
+from qrepro.metrics_io import MetricStore
+from qrepro.report.placeholders import fill
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
-BASIS_ARCHITECTURE = "computed from the paper's architecture (no training)"
-BASIS_THIS_RUN = "measured in this run"
-BASIS_REFERENCE = "measured in a GPU run at the paper's architecture"
+# basis kinds: what judged the claim
+ARCHITECTURE, THIS_RUN, REFERENCE, NONE = "architecture", "this run", "reference", "none"
 ARCHITECTURE_KEYS = ("total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
                      "intermediate_size", "vocab_size")
 
@@ -29,6 +29,7 @@ class Run:
     paper_recipe: bool               # the paper's Tables 3-4 at its sequence length (configs/paper.yaml)
     pretrained_paper_model: bool     # the paper's TinyLlama weights (not random, not a small stand-in)
     paper_data: bool                 # WikiText-2 (raw), at the paper's sequence length
+    random_weights: bool = False
 
     @classmethod
     def from_metrics(cls, label: str, m: MetricStore, settings: dict) -> "Run":
@@ -38,45 +39,34 @@ class Run:
                    paper_architecture=same_arch, paper_recipe=bool(settings.get("paper_recipe", False)),
                    pretrained_paper_model=same_arch and settings["init"] == "pretrained"
                    and settings["model_source"] in ("hub", "local"),
-                   paper_data=settings["data_source"] in ("hf", "local") and settings.get("paper_data", False))
+                   paper_data=settings["data_source"] in ("hf", "local") and settings.get("paper_data", False),
+                   random_weights=settings["init"] == "random")
 
-    def describe(self) -> str:
-        arch = "the paper's architecture" if self.paper_architecture else (
-            f"a {fmt(self.metrics.value('architecture', 'total_params'), 'int')}-parameter stand-in model")
-        recipe = "" if self.paper_recipe else " with another recipe or sequence length"
-        where = f"a GPU ({self.gpu})" if self.cuda else "a CPU"
-        return f"{arch}{recipe} on {where}"
+    def facts(self) -> dict:
+        """What the prose says about this run (prose.j2, run_facts)."""
+        return {"label": self.label, "paper_architecture": self.paper_architecture, "paper_recipe": self.paper_recipe,
+                "cuda": self.cuda, "gpu": self.gpu, "total_params": self.metrics.value("architecture", "total_params"),
+                "pretrained_paper_model": self.pretrained_paper_model, "paper_data": self.paper_data,
+                "random_weights": self.random_weights}
 
 
 def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
     """Pick the run that can judge the claim, and the verdict with its basis (or why none can)."""
     kind = claim["judged_on"]
-    run, basis, reason = None, None, None
+    run, basis = None, None
     if kind == "architecture":
-        run, basis = this_run, BASIS_ARCHITECTURE
+        run, basis = this_run, ARCHITECTURE
     elif kind == "gpu_paper_architecture":
         if this_run.cuda and this_run.paper_architecture and this_run.paper_recipe:
-            run, basis = this_run, BASIS_THIS_RUN
+            run, basis = this_run, THIS_RUN
         elif reference is not None and reference.cuda and reference.paper_architecture and reference.paper_recipe:
-            run, basis = reference, f"{BASIS_REFERENCE} ({reference.label})"
-        else:
-            reason = (f"this run is {this_run.describe()}; the claim is a ratio of times or memory that needs the "
-                      "paper's architecture and recipe on a GPU" + (", and no reference run is present (reference/)"
-                                                                    if reference is None else
-                                                                    f", which the reference run ({reference.describe()}) "
-                                                                    "is not"))
+            run, basis = reference, REFERENCE
     elif kind == "paper_setup":
-        candidates = [(this_run, BASIS_THIS_RUN)] + ([(reference, f"{BASIS_REFERENCE} ({reference.label})")]
-                                                     if reference else [])
+        candidates = [(this_run, THIS_RUN)] + ([(reference, REFERENCE)] if reference else [])
         for candidate, candidate_basis in candidates:
             if candidate.cuda and candidate.pretrained_paper_model and candidate.paper_data:
                 run, basis = candidate, candidate_basis
                 break
-        else:
-            reason = ("perplexity depends on the trained weights and the data: it needs TinyLlama-1.1B's pretrained "
-                      f"weights on WikiText-2 on a GPU, and this run is {this_run.describe()}"
-                      + ("" if not reference else f"; the reference run ({reference.describe()}) has "
-                         + ("random weights" if not reference.pretrained_paper_model else "other data")))
     else:
         raise ValueError(f"claim {claim['id']}: unknown judged_on {kind!r}")
 
@@ -84,32 +74,48 @@ def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
     value = shown.metrics.value("comparison", claim["value"])
     deviation = value / claim["published"] - 1
     if run is None:
-        verdict, basis = NOT_COMPARABLE, f"not comparable: {reason}"
+        verdict = NOT_COMPARABLE
     elif abs(deviation) <= claim["rel_tolerance"]:
         verdict = REPRODUCED
     else:
         verdict = NOT_REPRODUCED
-    return {**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict, "basis": basis,
+    return {**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict,
+            "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label, "folded_into": None,
+                      "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
 
 
-def load_claims(path: str) -> list[dict]:
+def load_claims(path: str, paper: dict[str, dict]) -> list[dict]:
+    """The claims with their statements filled from the paper's values and their published figure resolved:
+    `published` the number, `published_text` as the paper prints it (a derived one to two decimals)."""
     claims = yaml.safe_load(Path(path).read_text())["claims"]
     for claim in claims:
         missing = {"id", "statement", "published", "unit", "rel_tolerance", "judged_on", "value", "evidence"} - claim.keys()
         if missing:
             raise ValueError(f"{path}: claim {claim.get('id')} lacks {sorted(missing)}")
+        claim["statement"] = fill(claim["statement"], MetricStore(), paper)
+        claim.update(published_figure(claim["published"], paper, f"{path}: claim {claim['id']}"))
     return claims
 
 
-def verdicts(claims_path: str, this_run: Run, reference: Run | None) -> list[dict]:
+def published_figure(spec: dict, paper: dict[str, dict], where: str) -> dict:
+    if "paper" in spec:
+        value = paper[spec["paper"]]["value"]
+        return {"published": value, "published_text": str(value), "published_derived": False}
+    if spec.get("derived") == "ratio" and len(spec.get("of", [])) == 2:
+        a, b = (paper[key]["value"] for key in spec["of"])
+        return {"published": a / b, "published_text": f"{a / b:.2f}", "published_derived": True}
+    raise ValueError(f"{where}: published must be {{paper: ID}} or {{derived: ratio, of: [ID, ID]}}, not {spec}")
+
+
+def verdicts(claims_path: str, paper: dict[str, dict], this_run: Run, reference: Run | None) -> list[dict]:
     """Every claim judged. A claim with `folded_into` takes the verdict of that claim: its value is shown, but
     it adds nothing the other claim's measurement does not already decide (paper/claims.yaml says why)."""
-    judged = {claim["id"]: judge(claim, this_run, reference) for claim in load_claims(claims_path)}
+    judged = {claim["id"]: judge(claim, this_run, reference) for claim in load_claims(claims_path, paper)}
     for verdict in judged.values():
         if verdict.get("folded_into"):
             decider = judged[verdict["folded_into"]]
             verdict["verdict"] = decider["verdict"]
-            verdict["basis"] = f"folded into the claim \"{decider['statement']}\": {decider['basis']}"
+            verdict["basis"] = {**decider["basis"], "folded_into": decider["statement"]}
     return list(judged.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from qrepro.report.store import MetricStore
+from qrepro.metrics_io import MetricStore
 
 DASH = "—"
 PLACEHOLDER = re.compile(r"\{(?:(?P<paper>paper:[a-z0-9_]+\|[a-z0-9+]+)|(?P<method>method:[a-z0-9_]+/[a-z0-9_]+)"
@@ -61,6 +61,13 @@ class Values:
     def _value(self, key: str):
         return self.m.value(*key.split("/"))
 
+    def value(self, key: str):
+        """The raw value (for a condition in the prose); a number shown in text goes through f, size or detail."""
+        return self._value(key)
+
+    def details(self, key: str) -> dict:
+        return self._record(key).get("details", {})
+
     def f(self, key: str, kind: str, scale: float = 1) -> str:
         value = self._value(key)
         return fmt(value * scale if scale != 1 else value, kind)
@@ -80,6 +87,18 @@ class Values:
         if isinstance(value, list):
             return ", ".join(map(str, value))
         return fmt(value * scale if scale != 1 else value, kind)
+
+
+class PaperValues:
+    """The paper's own numbers for the prose: pv.f("t10_change", "+f2") is paper/paper_values.yaml's t10_change."""
+
+    def __init__(self, paper: dict[str, dict]):
+        self.paper = paper
+
+    def f(self, key: str, kind: str) -> str:
+        if key not in self.paper:
+            raise KeyError(f"no paper value {key!r} (paper/paper_values.yaml)")
+        return fmt(self.paper[key]["value"], kind)
 
 
 def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
@@ -106,8 +125,3 @@ def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | 
         return reference
     return PLACEHOLDER.sub(one, " ".join(text.split()))
 
-
-def value_placeholders(text: str) -> list[tuple[str, str]]:
-    """The (scope, metric) of every {scope/metric|FORMAT} in text."""
-    return [tuple(match["value"].split("|")[0].split("/")) for match in PLACEHOLDER.finditer(text)
-            if match.lastgroup == "value"]

@@ -2,34 +2,12 @@
 and where it came from (command, commit, GPU, driver, package versions)."""
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from qrepro.metrics_io import read_metric
-
-PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
-
-
-def package_versions(names=PACKAGES) -> list[list[str]]:
-    versions = []
-    for name in names:
-        try:
-            versions.append([name, importlib.metadata.version(name)])
-        except importlib.metadata.PackageNotFoundError:
-            versions.append([name, "not installed"])
-    return versions
-
-
-def nvidia_smi(field: str) -> str:
-    try:
-        result = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                                text=True, check=True)
-        return result.stdout.strip().splitlines()[0]
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return "unknown"
+from qrepro.runlog import nvidia_smi, package_versions
 
 
 def write_reference(dest: str, metric_files: list[str], manifest: str, benchmarks_dir: str, origin: dict) -> None:
@@ -47,7 +25,8 @@ def write_reference(dest: str, metric_files: list[str], manifest: str, benchmark
         shutil.copy2(path, target)
     shutil.copy2(manifest, tmp / "manifest.json")
     shutil.copytree(benchmarks_dir, tmp / "benchmarks")
-    provenance = {**origin, "gpu": device.get("gpu") or nvidia_smi("name"), "driver": nvidia_smi("driver_version"),
+    provenance = {**origin, "gpu": device.get("gpu") or nvidia_smi("name") or "unknown",
+                  "driver": nvidia_smi("driver_version") or "unknown",
                   "packages": package_versions()}
     (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(folder, ignore_errors=True)

@@ -40,6 +40,8 @@ def latex_environment(template_dir: str) -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, finalize=latex_escape, keep_trailing_newline=True)
     env.extend(prose_environment=_prose_environment(template_dir, escape_text=latex_escape, as_safe=RawLatex,
                                                     markup=_latex_markup(), autoescape=False, finalize=latex_escape))
+    env.filters["raw"] = RawLatex  # the output of the template's own macros, already LaTeX
+    env.filters["latex_command"] = lambda name: RawLatex("\\" + name)
     return env
 
 
@@ -64,11 +66,28 @@ def render(env: jinja2.Environment, template: str, context: dict, out_path: str)
 PROSE = "prose.j2"
 
 
-def prose(env: jinja2.Environment, context: dict) -> dict[str, str]:
-    """Every paragraph of templates/prose.j2, rendered in env's format and marked safe for the report template."""
+def prose(env: jinja2.Environment, context: dict) -> dict:
+    """Every paragraph of templates/prose.j2, rendered in env's format and marked safe for the report template; a
+    macro with arguments (a phrase, e.g. claim_basis) as a function the report template calls."""
     module = env.get_template(PROSE).make_module(context)
-    return {name: env.as_safe(macro().strip()) for name, macro in vars(module).items()
-            if isinstance(macro, jinja2.runtime.Macro)}
+    paragraphs = {}
+    for name, macro in vars(module).items():
+        if not isinstance(macro, jinja2.runtime.Macro):
+            continue
+        if macro.arguments:
+            paragraphs[name] = partial(_phrase, env, macro)
+        else:
+            paragraphs[name] = env.as_safe(macro().strip())
+    return paragraphs
+
+
+def _phrase(env: jinja2.Environment, macro, *args):
+    return env.as_safe(" ".join(macro(*args).split()))
+
+
+def phrase(env: jinja2.Environment, name: str, context: dict | None = None):
+    """One phrase of templates/prose.j2 (a macro with arguments) as a function, without rendering the paragraphs."""
+    return partial(_phrase, env, getattr(env.get_template(PROSE).make_module(context or {}), name))
 
 
 class _PlainText(jinja2.ext.Extension):
@@ -82,10 +101,13 @@ class _PlainText(jinja2.ext.Extension):
 
 
 def _prose_environment(template_dir: str, *, escape_text, as_safe, markup: dict, **options) -> jinja2.Environment:
+    from qrepro.report.placeholders import fmt
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, extensions=[_PlainText], **options)
     env.extend(escape_text=escape_text, as_safe=as_safe)
-    env.globals.update(markup)
+    env.globals.update(markup, fmt=fmt)
+    env.filters["formatted"] = as_safe  # a phrase another macro wrote is already in the format: not escaped again
     return env
 
 
@@ -101,20 +123,56 @@ def _elements(escape_value, as_safe, **tags) -> dict:
 
 def _latex_markup() -> dict:
     return {**_elements(latex_escape, RawLatex, strong=(r"\textbf{", "}"), code=(r"\texttt{", "}"),
-                        item=(r"\item ", "\n"), itemize=("\\begin{itemize}\n", "\n\\end{itemize}")),
+                        item=(r"\item ", "\n"), itemize=("\\begin{itemize}\n", "\n\\end{itemize}"),
+                        note=("\n\n{\\footnotesize ", "}")),
             "math": lambda source: RawLatex(f"${source}$"),
-            "section_ref": lambda target, label: RawLatex(rf"Section~\ref{{sec:{target}}}"),
+            "section_ref": lambda target: RawLatex(rf"Section~\ref{{sec:{target}}}"),
             "table_ref": lambda number: RawLatex(f"Table~{int(number)}"),
             "linebreak": lambda: RawLatex("\\\\")}
 
 
 def _html_markup() -> dict:
+    @jinja2.pass_context
+    def section_ref(context, target: str) -> Markup:
+        """A link labelled with the section's number, as the outline numbers it (LaTeX numbers it the same way)."""
+        return Markup('<a href="#{}">Section {}</a>').format(target, context["outline"]["numbers"][target])
+
     return {**_elements(escape, Markup, strong=("<strong>", "</strong>"), code=("<code>", "</code>"),
-                        item=("<li>", "</li>\n"), itemize=("<ul>\n", "\n</ul>")),
+                        item=("<li>", "</li>\n"), itemize=("<ul>\n", "\n</ul>"),
+                        note=('<p class="note">', "</p>\n")),
             "math": math_html,
-            "section_ref": lambda target, label: Markup('<a href="#{}">{}</a>').format(target, label),
+            "section_ref": section_ref,
             "table_ref": lambda number: Markup('<a href="#t{0}">Table {0}</a>').format(int(number)),
             "linebreak": lambda: Markup("<br>")}
+
+
+def load_outline(path: str) -> dict:
+    """templates/outline.yaml with every section numbered as LaTeX numbers it (1, 1.1, 1.1.1; the appendix A, A.1):
+    the HTML report shows these numbers, and section_ref links use them."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    numbers: dict[str, str] = {}
+    outline = {}
+    for part, first in (("sections", 1), ("appendix", "A")):
+        counters: list = []
+        sections = []
+        for section in data[part]:
+            level = section["level"]
+            counters = counters[:level]
+            if len(counters) < level:
+                counters += [0] * (level - len(counters))
+            counters[level - 1] += 1
+            head = counters[0] if first == 1 else chr(ord("A") + counters[0] - 1)
+            number = ".".join([str(head)] + [str(c) for c in counters[1:]])
+            content = [{"prose": None, "list": None, "tables": None, "block": None, **item}
+                       for item in section.get("content", [])]
+            sections.append({"id": None, **section, "number": number, "content": content})
+            if section.get("id"):
+                numbers[section["id"]] = number
+        outline[part] = sections
+    outline["numbers"] = numbers
+    return outline
 
 
 # Spaced as TeX spaces them: around relations and binary operators only.

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from qrepro.report.placeholders import DASH, fill, fmt
-from qrepro.report.store import MetricStore
+from qrepro.metrics_io import MetricStore
 
 
 @dataclass
@@ -39,7 +39,6 @@ class Table:
     caption: str
     columns: list[str]
     rows: list[tuple[str, dict[str, Cell]]]
-    notes: list[str] = field(default_factory=list)
 
     def display_frame(self, paper: dict) -> pd.DataFrame:
         data = {}
@@ -111,8 +110,8 @@ def cell(spec: str, sources: Sources) -> Cell:
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
-    """One table from its catalogue entry: rows whose `when` file is absent are left out, and so are notes whose
-    condition does not hold; placeholders in caption and notes are filled from the files."""
+    """One table from its catalogue entry: rows whose `when` file is absent are left out; placeholders in the caption
+    are filled from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
     m = sources.metrics
     rows = []
     for row in spec["rows"]:
@@ -120,15 +119,7 @@ def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
             rows.append((label, {column: cell(text, sources) for column, text in cells.items()}))
-    notes = []
-    for note in spec.get("notes", []):
-        if isinstance(note, dict):
-            key, words = note["when_method_contains"]
-            if words not in m.record(*key.split("/"))["method"]:
-                continue
-            note = note["text"]
-        notes.append(fill(note, m, paper, reference))
-    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows, notes)
+    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows)
 
 
 def build_tables(specs: list[dict], sources: Sources, paper: dict, reference: Sources | None = None,

@@ -16,11 +16,14 @@ from qrepro.data.tokenizer import finish
 from qrepro.dependencies import library_files
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
-from qrepro.runlog import alone_evidence
-from qrepro.training import resources
-from qrepro.training import trainer as training
-from qrepro.training import variants as finetune
+from qrepro.runlog import alone_evidence, package_versions
+from qrepro.runtime import claim_checkpoint_dir, device_and_precision, fingerprint, seed_everything, set_threads
+from qrepro.training import resources, variants
+from qrepro.training.memory import PeakMemory
 from qrepro.training.spec import FinetuneJob
+from qrepro.training.timing import StepTimer, step_time_summary
+from qrepro.training.trainer import (PaperEvaluationSchedule, final_train_loss, first_train_loss, log_history_frame,
+                                     train, training_arguments)
 
 
 def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
@@ -39,12 +42,10 @@ def job_code(scripts_dir: Path = SCRIPTS_DIR) -> list[str]:
 
 def claim_checkpoints(job: FinetuneJob, precision: str) -> None:
     """Resume only checkpoints written by this job: the same settings, input bytes, code (job_code) and package
-    versions (see training.claim_checkpoint_dir). How step times are summarised is not part of it."""
-    from qrepro.report.reference import package_versions
-
+    versions (see runtime.claim_checkpoint_dir). How step times are summarised is not part of it."""
     p = job.params
     shared = {k: v for k, v in p.shared.items() if k != "step_time_warmup"}
-    training.claim_checkpoint_dir(p.checkpoint_dir, training.fingerprint(
+    claim_checkpoint_dir(p.checkpoint_dir, fingerprint(
         {"variant": job.variant, "hp": p.hp, "shared": shared, "seed": p.seed, "precision": precision,
          "packages": package_versions()},
         [job.input.base_model, job.input.tokenized, *job_code()]))
@@ -55,16 +56,12 @@ def launch(job: FinetuneJob) -> None:
     num_processes = job.params.shared["num_processes"]
     if num_processes == 1:
         return run(job)
-    claim_checkpoints(job, training.device_and_precision(job.params.shared["precision"])[1])
+    claim_checkpoints(job, device_and_precision(job.params.shared["precision"])[1])
     spec = Path(job.params.checkpoint_dir) / "job.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
     job.to_json(spec)
-    subprocess.run(accelerate_command(num_processes, str(spec)), env=worker_environment(), check=True)
-
-
-def worker_environment() -> dict:
-    """The environment of the processes accelerate starts: scripts/ on the path, so `-m qrepro.training.job` imports."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS_DIR), os.environ.get("PYTHONPATH")])))
+    # the workers import the installed package (pip install -e .): `-m qrepro.training.job` needs no path set here
+    subprocess.run(accelerate_command(num_processes, str(spec)), check=True)
 
 
 def run(job: FinetuneJob) -> None:
@@ -73,9 +70,9 @@ def run(job: FinetuneJob) -> None:
 
     p, inp, out = job.params, job.input, job.output
     variant = job.variant
-    training.set_threads(job.threads)
-    training.seed_everything(p.seed)
-    cuda, precision = training.device_and_precision(p.shared["precision"])
+    set_threads(job.threads)
+    seed_everything(p.seed)
+    cuda, precision = device_and_precision(p.shared["precision"])
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
     data = load_from_disk(inp.tokenized)
     eval_data = data["validation"]
@@ -87,28 +84,28 @@ def run(job: FinetuneJob) -> None:
     estimate = resources.estimate_for_job(inp.base_model, variant, p.hp, p.max_length)
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
     print(f"memory estimate: {estimate}")
-    model = finetune.build(variant, inp.base_model, p.hp, precision, cuda)
-    args = training.training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
-    memory = training.PeakMemory(cuda)
-    timer = training.StepTimer(cuda, memory, alone_evidence(job.threads, job.scheduler_cores))
+    model = variants.build(variant, inp.base_model, p.hp, precision, cuda)
+    args = training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
+    memory = PeakMemory(cuda)
+    timer = StepTimer(cuda, memory, alone_evidence(job.threads, job.scheduler_cores))
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-                      callbacks=[timer, training.PaperEvaluationSchedule()])
-    run_times = training.train(trainer, timer, memory)
+                      callbacks=[timer, PaperEvaluationSchedule()])
+    run_times = train(trainer, timer, memory)
     print(f"trained {variant}: {run_times}")
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results
-    finetune.save_model(trainer.model, variant, str(Path(out.weights).parent))
+    variants.save_model(trainer.model, variant, str(Path(out.weights).parent))
     history = trainer.state.log_history
-    training.log_history_frame(history).to_csv(out.log_history, index=False)
-    finetune.write_json(out.hyperparameters, finetune.resolved_hyperparameters(variant, args, model, precision, p.hp))
+    log_history_frame(history).to_csv(out.log_history, index=False)
+    variants.write_json(out.hyperparameters, variants.resolved_hyperparameters(variant, args, model, precision, p.hp))
 
     total, trainable = count_parameters(model)
     steps = trainer.state.global_step
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
-    step_time = training.step_time_summary(timer.durations, p.shared["step_time_warmup"])
+    step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"])
     processes = timer.processes()  # after the block: this process's figure is its final peak
     # every process that contributed steps must have run alone (runlog.alone_evidence)
     alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
@@ -122,8 +119,8 @@ def run(job: FinetuneJob) -> None:
         "step_time_s": dict(value=step_time["median_s"], inputs=sources, details={**step_time, **alone},
                             method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps}),
         "train_steps": dict(value=steps, inputs=sources),
-        "train_loss_first": dict(value=training.first_train_loss(history), inputs=sources),
-        "train_loss_final": dict(value=training.final_train_loss(history), inputs=sources),
+        "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
+        "train_loss_final": dict(value=final_train_loss(history), inputs=sources),
         "precision": dict(value=precision, inputs=[]),
         "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), inputs=sources,
                                      method_fields={"cuda": cuda}, details={**memory.details, **alone}),

@@ -9,8 +9,9 @@ import time
 
 import torch
 
-from qrepro.training import trainer as training
-from qrepro.training import variants as finetune
+from qrepro.training.memory import PeakMemory
+from qrepro.training.timing import StepTimer, step_time_summary
+from qrepro.training.variants import build
 
 
 def random_batches(vocab_size: int, count: int, seq_len: int, seed: int):
@@ -27,9 +28,9 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     start = time.perf_counter()
-    model = finetune.build(variant, base_dir, hp, precision, cuda)
+    model = build(variant, base_dir, hp, precision, cuda)
     load_s = time.perf_counter() - start
-    timer = training.StepTimer(cuda)
+    timer = StepTimer(cuda)
     sequences = hp["batch_size"] * hp["gradient_accumulation_steps"]
     args = TrainingArguments(
         output_dir=work_dir, max_steps=steps, per_device_train_batch_size=hp["batch_size"],
@@ -39,11 +40,11 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
         report_to="none", disable_tqdm=True, logging_steps=1, max_grad_norm=0.0, seed=seed)
     trainer = Trainer(model=model, args=args, data_collator=default_data_collator, callbacks=[timer],
                       train_dataset=random_batches(model.config.vocab_size, sequences * steps, seq_len, seed))
-    memory = training.PeakMemory(cuda)
+    memory = PeakMemory(cuda)
     with memory:
         timer.start()
         trainer.train()
-    step_time = training.step_time_summary(timer.durations, warmup_steps)
+    step_time = step_time_summary(timer.durations, warmup_steps)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"variant": variant, "precision": precision, "steps": steps, "sequences_per_step": sequences,
             "seq_len": seq_len, "step_times_s": timer.step_times(), "step_time": step_time,

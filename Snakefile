@@ -59,3 +59,8 @@ rule reference:
 rule memory:
     input:
         PROBE_TARGETS,
+
+
+rule docs:
+    input:
+        rules.metric_reference.output,

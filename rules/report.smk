@@ -153,3 +153,17 @@ rule write_reference:
         CONDA_ENV
     script:
         "../scripts/write_reference.py"
+
+
+# `snakemake docs`: the metric reference (docs/metrics.md) from the catalogue; a test keeps the committed copy current.
+rule metric_reference:
+    output:
+        reference="docs/metrics.md",
+    input:
+        catalogue="paper/metrics.yaml",
+    log:
+        f"{LOGS}/metric_reference.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/metric_reference.py"

@@ -274,3 +274,11 @@ def test_a_comparison_of_a_run_dependent_timing_is_refused():
         "comparisons": [{"name": "x", "kind": "ratio", "a": "device/peak", "b": "full/time_s", "meaning": "m"}]}
     with pytest.raises(catalogue.CatalogueError, match="device/peak is a timing or not depending on the run"):
         catalogue.Catalogue(data, "mini")
+
+
+def test_the_metric_reference_in_docs_is_generated_from_the_catalogue():
+    """docs/metrics.md is `snakemake docs` output: a catalogue change without regenerating it fails here."""
+    assert (ROOT / "docs/metrics.md").read_text() == catalogue.markdown_reference(CATALOGUE)
+    text = catalogue.markdown_reference(CATALOGUE)
+    for spec in CATALOGUE.specs.values():  # every file has its row
+        assert f"`{spec.scope}/{spec.name}`" in text or f"`{spec.name}`" in text

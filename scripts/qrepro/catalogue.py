@@ -179,3 +179,44 @@ def _expansions(pattern: str, expand: dict[str, list]) -> list[dict]:
 
 def load(path: str | Path = "paper/metrics.yaml") -> Catalogue:
     return Catalogue(yaml.safe_load(Path(path).read_text()), str(path))
+
+
+def markdown_reference(cat: Catalogue) -> str:
+    """docs/metrics.md: every metric file, comparison and radar point of the catalogue, with the tables that show it
+    (written by `snakemake docs`; a test keeps the committed file equal to this)."""
+    shown: dict[str, list[int]] = {}
+    for table in cat.tables:
+        for row in table["rows"]:
+            cells = row[1] if isinstance(row, list) else row["cells"]
+            for text in cells.values():
+                source = text.split("|")[0].split("*")[0]
+                if not source.startswith("hp:") and table["number"] not in shown.setdefault(source, []):
+                    shown[source].append(table["number"])
+
+    def tables(scope: str, name: str) -> str:
+        return ", ".join(map(str, shown.get(f"{scope}/{name}", []))) or "—"
+
+    def cell(text: str) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    lines = ["# Metric reference", "",
+             f"Generated from `{cat.source}` by `snakemake docs`; do not edit by hand. Each row is one file,",
+             "`results/metrics/<scope>/<metric>.json`. The method column is the catalogue's template: a job fills",
+             "`{{ field }}` with the values it used, and `{{ phrase }}` is one of the catalogue's phrases.", "",
+             "## Measured and computed metrics", "",
+             "| scope / metric | rule | unit | timing | tables | method |", "|---|---|---|---|---|---|"]
+    for spec in cat.specs.values():
+        if spec.scope != "comparison":
+            lines.append(f"| `{spec.scope}/{spec.name}` | {spec.rule} | {cell(spec.unit) or '—'} | "
+                         f"{cell(spec.timing) if spec.timing else ''} | {tables(spec.scope, spec.name)} | "
+                         f"{cell(spec.method)} |")
+    lines += ["", "## Comparisons (`comparison/<name>`)", "",
+              "| name | formula | a | b | unit | tables | meaning |", "|---|---|---|---|---|---|---|"]
+    for c in cat.comparisons:
+        lines.append(f"| `{c.name}` | {c.kind} | `{'/'.join(c.a)}` | `{'/'.join(c.b)}` | {c.unit} | "
+                     f"{tables('comparison', c.name)} | {cell(c.meaning)} |")
+    lines += ["", "## Figure 2 (`comparison/radar_<normalization>_<variant>_<axis>`)", "",
+              "| name | s (standard) | q (QLoRA) | formula |", "|---|---|---|---|"]
+    for point in cat.radar_points:
+        lines.append(f"| `{point.name}` | `{'/'.join(point.s)}` | `{'/'.join(point.q)}` | {cell(point.formula_text)} |")
+    return "\n".join(lines) + "\n"

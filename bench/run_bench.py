@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--configfile", action="append", default=[], help="extra profile(s) on top of config.yaml")
     parser.add_argument("--packing", action="store_true",
                         help="also train with data.packing: true and report what packing changes")
+    parser.add_argument("--tests", action="store_true",
+                        help="also time the README's test command in another clean copy (target: 12 minutes)")
     args = parser.parse_args()
     from qrepro.hardware import describe
 
@@ -86,6 +88,8 @@ def main() -> None:
         "training_slowdown_percent_total", "training_slowdown_percent_per_step", "inference_slowdown_x",
         "inference_slowdown_merged_x", "flops_counted_over_executed_full", "flops_counted_over_executed_qlora")}
     inference = {v: metric(workdir, v, "tokens_per_s") for v in ("full", "qlora", "qlora_merged")}
+    # the stand-in base must be good enough that fine-tuning lowers test perplexity clearly
+    perplexity = {m: metric(workdir, m, "perplexity_token") for m in ("base", "full", "qlora")}
     packing = None
     if args.packing:
         packed = copy_workflow(tmp / "packed")
@@ -98,9 +102,18 @@ def main() -> None:
                        "padded_train_loss_final": metric(workdir, v, "train_loss_final")} for v in ("full", "qlora")}
         packing["padding_efficiency"] = {"padded": metric(workdir, "dataset", "train_padding_efficiency"),
                                          "packed": metric(packed, "dataset", "train_padding_efficiency")}
+    tests = None
+    if args.tests:  # the README's test command, as CI runs it, in a clean copy
+        suite = copy_workflow(tmp / "tests")
+        start = time.perf_counter()
+        outcome = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests"], cwd=suite, capture_output=True,
+                                 text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        tests = {"seconds": time.perf_counter() - start, "returncode": outcome.returncode,
+                 "summary": outcome.stdout.strip().splitlines()[-1] if outcome.stdout.strip() else ""}
     results = {"machine": describe(), "cores": args.cores, "clean_run_s": clean, "stages_s": stage_times(workdir),
                "noop_s": noop, "template_edit_to_pdf_s": template, "peak_flops": peak, "training": training,
-               "inference_tokens_per_s": inference, "comparisons": comparisons, "packing": packing}
+               "inference_tokens_per_s": inference, "perplexity_token": perplexity, "comparisons": comparisons,
+               "packing": packing, "tests": tests}
     out = ROOT / "results/bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -129,6 +142,9 @@ def main() -> None:
         print(f"  {variant:6s} {t['tokens_per_s']:9.0f} tokens/s ({t['real_tokens_per_s']:.0f} non-padding), median step "
               f"{t['step_time_s']:.4f} s, total {t['train_time_s']:.1f} s, MFU {t['mfu_percent']:.1f}% ({t['precision']})")
     print("inference tokens/s: " + ", ".join(f"{k} {v:.1f}" for k, v in inference.items()))
+    print("token-level test perplexity: " + ", ".join(
+        f"{m} {v:.1f}" + ("" if m == "base" else f" ({100 * (v / perplexity['base'] - 1):+.0f}% vs base)")
+        for m, v in perplexity.items()))
     print("comparisons: " + ", ".join(f"{k} {v:.3f}" for k, v in comparisons.items()))
     if packing:
         eff = packing["padding_efficiency"]
@@ -136,6 +152,8 @@ def main() -> None:
         for v in ("full", "qlora"):
             print(f"  {v:6s} train time {packing[v]['padded_train_time_s']:.0f} s -> {packing[v]['train_time_s']:.0f} s "
                   f"for the same 500 steps (each step then holds only text)")
+    if tests:
+        print(f"README test command: {tests['seconds']:.0f} s (target <= 720), {tests['summary']}")
     print(f"\nwritten: {out / 'latest.json'}")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

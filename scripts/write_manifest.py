@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from qrepro.metrics_io import read_metric, sha256
-from qrepro.model.loading import check_adapter, check_safetensors
+from qrepro.model.artifacts import check_adapter, check_safetensors
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821

@@ -109,3 +109,21 @@ def test_library_modules_are_imported_under_their_own_names():
                     if alias.asname and (module.startswith("qrepro") or alias.name.startswith("qrepro")):
                         renamed.append(f"{path.relative_to(ROOT)}:{node.lineno} {alias.name} as {alias.asname}")
     assert not renamed, renamed
+
+
+# Rule scripts that touch no model: importing what they import must not load torch (about 3 s per job, and up to
+# 10 s with transformers' Trainer; see docs/performance.md).
+NO_MODEL_SCRIPTS = ["compare.py", "compile_pdf.py", "dataset_metrics.py", "make_tables.py", "metric_reference.py",
+                    "mfu.py", "plot_figure1.py", "plot_figure2.py", "render_report.py", "write_manifest.py",
+                    "write_reference.py"]
+
+
+def test_jobs_that_need_no_model_import_no_torch():
+    for name in NO_MODEL_SCRIPTS:
+        tree = ast.parse((ROOT / "scripts" / name).read_text())
+        modules = sorted({node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+                         | {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names})
+        code = (f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
+                "print(sorted(m for m in ('torch', 'transformers', 'peft', 'bitsandbytes') if m in sys.modules))")
+        loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        assert loaded.stdout.strip() == "[]", (name, loaded.stdout)

@@ -1,5 +1,6 @@
 """The GPU reference-run section, judged from a small fixture reference built here, and a planted wrong value
 that must change the report and the verdicts."""
+import html
 import json
 import re
 import shutil
@@ -11,6 +12,8 @@ from conftest import ROOT, pdf_text, snakemake
 from qrepro import catalogue
 from qrepro.derived import comparison_records
 from qrepro.metrics_io import MetricStore, metric_record, read_metric, write_metrics, write_record
+from qrepro.paper import load_paper_values
+from qrepro.report.claims import load_claims
 
 NAME = "h200-paper-arch"
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
@@ -61,28 +64,34 @@ def make_reference(run, values=FIXTURE):
     return folder
 
 
-def _claims(html):
+STATEMENTS = {c["id"]: c["statement"] for c in load_claims(str(ROOT / "paper/claims.yaml"),
+                                                             load_paper_values(ROOT / "paper/paper_values.yaml"))}
+
+
+def _claims(html_text):
+    """{claim id: (verdict, basis)} of the report's claims table, as a reader sees the text."""
     rows = re.findall(r"<tr><td class=\"text\">(.*?)</td>.*?<td class=\"verdict-[a-z-]+\">(.*?)</td>"
-                      r"<td class=\"text\">(.*?)</td>", html, re.S)
-    return {statement: (verdict, basis) for statement, verdict, basis in rows}
+                      r"<td class=\"text\">(.*?)</td>", html_text, re.S)
+    by_statement = {html.unescape(statement): (html.unescape(verdict), html.unescape(basis))
+                    for statement, verdict, basis in rows}
+    return {key: by_statement[statement] for key, statement in STATEMENTS.items() if statement in by_statement}
 
 
 def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(run_copy):
     reference = make_reference(run_copy)
     args = ["--configfile", "configs/test.yaml", "--cores", "2", "report", "--config", f"reference_run={NAME}"]
     snakemake(run_copy, *args)
-    html = (run_copy / "report/report.html").read_text()
-    claims = _claims(html)
-    basis = f"measured in a GPU run at the paper&#39;s architecture ({NAME})"
-    assert claims["QLoRA training takes 37.3% longer"] == ("reproduced", basis)
-    assert claims["QLoRA inference is 3.1x slower"] == ("reproduced", basis)
-    assert claims["QLoRA&#39;s 3.82x compression cuts the memory fine-tuning needs (read as a training-memory ratio)"] \
-        == ("not reproduced", basis)
-    mfu = claims["MFU 13.18% (standard) vs 2.51% (QLoRA)"]
+    page = (run_copy / "report/report.html").read_text()
+    claims = _claims(page)
+    basis = f"measured in a GPU run at the paper's architecture ({NAME})"
+    assert claims["training_slowdown"] == ("reproduced", basis)
+    assert claims["inference_slowdown"] == ("reproduced", basis)
+    assert claims["memory_reduction"] == ("not reproduced", basis)
+    mfu = claims["mfu"]
     assert mfu[0] == "reproduced" and mfu[1].startswith("folded into the claim")
-    assert claims["QLoRA achieves a 3.82x compression ratio"][1] == "computed from the paper&#39;s architecture (no training)"
-    assert claims["QLoRA perplexity is 18.73% higher"][0] == "not comparable"
-    assert 'id="table-13"' in html and f"Table 13: Paper scale on a GPU: reference run {NAME}" in html
+    assert claims["compression"][1] == "computed from the paper's architecture (no training)"
+    assert claims["perplexity_increase"][0] == "not comparable"
+    assert 'id="table-13"' in page and f"Table 13: Paper scale on a GPU: reference run {NAME}" in page
     text = re.sub(r"\s+", " ", pdf_text(run_copy / "report/report.pdf"))
     assert f"Table 13: Paper scale on a GPU: reference run {NAME}" in text and "1,373.0" in text
 
@@ -93,15 +102,15 @@ def test_reference_section_judges_ratio_claims_and_a_planted_value_changes_them(
     _set(reference / "metrics/qlora/train_time_s.json", 2 * 1373.0)
     _recompute_comparisons(reference / "metrics")
     snakemake(run_copy, *[a if a != "report" else "html" for a in args])
-    html = (run_copy / "report/report.html").read_text()
-    claims = _claims(html)
-    assert claims["QLoRA training takes 37.3% longer"] == ("not reproduced", basis)
-    assert claims["MFU 13.18% (standard) vs 2.51% (QLoRA)"][0] == "not reproduced"  # decided by the same clock
-    assert "174.6" in html  # the reference's new slowdown: 100 x (2746 / 1000 - 1)
+    page = (run_copy / "report/report.html").read_text()
+    claims = _claims(page)
+    assert claims["training_slowdown"] == ("not reproduced", basis)
+    assert claims["mfu"][0] == "not reproduced"  # decided by the same clock
+    assert "174.6" in page  # the reference's new slowdown: 100 x (2746 / 1000 - 1)
     slowdown = read_metric(run_copy / "results/metrics/comparison/training_slowdown_percent_per_step.json")["value"]
     full_step = read_metric(run_copy / "results/metrics/full/step_time_s.json")["value"]
     assert slowdown == pytest.approx(100 * (planted_step / full_step - 1))
-    assert f"{slowdown:.1f}" in html and f"{planted_step:.4f}" in html
+    assert f"{slowdown:.1f}" in page and f"{planted_step:.4f}" in page
     mfu = read_metric(run_copy / "results/metrics/qlora/mfu_analytic.json")
     assert mfu["details"]["achieved_flops"] == pytest.approx(
         read_metric(run_copy / "results/metrics/qlora/flops_per_step_analytic.json")["value"] / planted_step)

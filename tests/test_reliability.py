@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,18 +75,19 @@ def test_two_clean_runs_give_byte_identical_non_timing_metrics(test_run, tmp_pat
     assert differing == []
 
 
-RESUME = "training:\n  max_steps: 60\n  save_steps: 20\n  eval_steps: 30\n"
 TARGET = "results/metrics/full/train_loss_final.json"
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
-    reference = copy_workflow(tmp_path / "reference")
-    (reference / "resume.yaml").write_text(RESUME)
-    killed = copy_workflow(tmp_path / "killed")
-    (killed / "resume.yaml").write_text(RESUME)
-    args = ["--configfile", "configs/test.yaml", "resume.yaml", "--cores", "1"]
-    snakemake(reference, *args, TARGET)
-
+    """Full fine-tuning of the test profile, SIGKILLed after its first complete checkpoint and run again, ends where
+    the clean run (test_run) ended, and its times cover both processes. The copy keeps test_run's data and base
+    model (mtimes kept, so Snakemake re-runs only the training job whose outputs are removed here)."""
+    killed = tmp_path / "killed"
+    shutil.copytree(test_run, killed, symlinks=True, ignore=shutil.ignore_patterns("checkpoints"))
+    for output in [*(killed / "results/metrics/full").glob("*.json"), *(killed / "results/models/full").glob("*"),
+                   *(killed / "results/train/full").glob("*")]:
+        output.unlink()
+    args = ["--configfile", "configs/test.yaml", "--cores", "1"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     job = subprocess.Popen([sys.executable, "-m", "snakemake", *args, TARGET], cwd=killed, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -94,12 +96,14 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     while not list(checkpoints.glob("checkpoint-*/timing.json")):  # the file a checkpoint gets last
         assert job.poll() is None, "the job ended before its first checkpoint"
         assert time.time() < deadline
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     assert not (killed / TARGET).exists()
     first = min(int(p.parent.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*/timing.json"))
     saved = {p.parent.name: json.loads(p.read_text()) for p in checkpoints.glob("checkpoint-*/timing.json")}
+    steps = read_metric(test_run / "results/metrics/full/train_steps.json")["value"]
+    assert first < steps
 
     snakemake(killed, "--unlock", *args)
     snakemake(killed, *args, "--rerun-incomplete", TARGET)
@@ -107,24 +111,24 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     assert re.search(r"resumed from .*checkpoint-\d+", log)
     train_time = read_metric(killed / "results/metrics/full/train_time_s.json")
     details = train_time["details"]
-    assert details["resumed_from"] and details["steps_run_in_this_process"] <= 60 - first
-    for name in ("train_steps", "train_loss_final", "trainable_params"):
+    assert details["resumed_from"] and details["steps_run_in_this_process"] <= steps - first
+    for name in ("train_steps", "train_loss_final", "trainable_params"):  # as the clean run ended
         assert read_metric(killed / f"results/metrics/full/{name}.json")["value"] == \
-            read_metric(reference / f"results/metrics/full/{name}.json")["value"], name
+            read_metric(test_run / f"results/metrics/full/{name}.json")["value"], name
     # times cover the whole run: the killed process up to its checkpoint, then the resumed one
     resumed = saved[Path(details["resumed_from"]).name]
     assert details["wall_s_earlier_processes"] == resumed["wall_s"] > 0
     assert train_time["value"] == pytest.approx(resumed["wall_s"] + details["wall_s_this_process"])
     assert len(details["processes"]) == 2 and details["ran_alone"]
-    steps = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
-    assert steps["steps_recorded"] == 60 and steps["steps_timed"] == 60 - 4  # test profile: 4 warm-up steps
+    step_times = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
+    assert step_times["steps_recorded"] == steps and step_times["steps_timed"] == steps - 4  # 4 warm-up steps
     per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]
-    assert per_step == pytest.approx(train_time["value"] / 60)
+    assert per_step == pytest.approx(train_time["value"] / steps)
     # a second rerun finds only the finished run's last checkpoint: it trains again, never past max_steps
     snakemake(killed, *args, "--forcerun", "finetune", TARGET)
     again = read_metric(killed / "results/metrics/full/train_time_s.json")["details"]
     assert again["resumed_from"] is None and len(again["processes"]) == 1
-    assert read_metric(killed / "results/metrics/full/train_steps.json")["value"] == 60
+    assert read_metric(killed / "results/metrics/full/train_steps.json")["value"] == steps
     assert "Nothing to be done" in snakemake(killed, *args, "-n", TARGET).stdout
 
 

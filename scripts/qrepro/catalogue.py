@@ -200,7 +200,8 @@ def markdown_reference(cat: Catalogue) -> str:
         return " ".join(str(text).split()).replace("|", "\\|")
 
     lines = ["# Metric reference", "",
-             f"Generated from `{cat.source}` by `snakemake docs`; do not edit by hand. Each row is one file,",
+             f"Generated from `{'/'.join(Path(cat.source).parts[-2:])}` by `snakemake docs`; do not edit by hand. "
+             "Each row is one file,",
              "`results/metrics/<scope>/<metric>.json`. The method column is the catalogue's template: a job fills",
              "`{{ field }}` with the values it used, and `{{ phrase }}` is one of the catalogue's phrases.", "",
              "## Measured and computed metrics", "",

@@ -1,45 +1,13 @@
 """Loading a trained variant for evaluation: base, full, qlora (4-bit base + adapter), qlora_merged."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from qrepro.model.artifacts import check_adapter, check_safetensors
 from qrepro.model.llama import load_pretrained
 from qrepro.model.quant import DTYPES, assert_quantized, bnb_config, require_bitsandbytes
-
-
-class ArtifactError(ValueError):
-    """A model artifact is missing or malformed."""
-
-
-def check_adapter(adapter_dir: str) -> dict:
-    folder = Path(adapter_dir)
-    config_path, weights = folder / "adapter_config.json", folder / "adapter_model.safetensors"
-    for path in (config_path, weights):
-        if not path.exists():
-            raise ArtifactError(f"adapter file {path} is missing")
-    check_safetensors(weights)
-    try:
-        return json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"adapter config {config_path} is not valid JSON: {err}") from err
-
-
-def check_safetensors(path: Path) -> None:
-    """The header must parse and its tensors must end exactly where the file ends."""
-    try:
-        with open(path, "rb") as handle:
-            header_len = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(header_len))
-        data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        expected = 8 + header_len + data_end
-        actual = Path(path).stat().st_size
-        if actual != expected:
-            raise ValueError(f"{actual} bytes on disk, the header describes {expected}")
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise ArtifactError(f"safetensors file {path} is unreadable (truncated or corrupt): {err}") from err
 
 
 def eval_dtype(requested: str, cuda: bool) -> str:
@@ -57,8 +25,8 @@ def load_4bit_base(base_dir: str, quantization: dict, dtype: str, cuda: bool):
 
 
 def load_for_eval(kind: str, base_dir: str, model_dir: str | None, quantization: dict, dtype: str, cuda: bool):
-    """kind: base | full | qlora | qlora_merged. The model is put in eval mode on the device."""
-    from peft import PeftModel
+    """kind: base | full | qlora | qlora_merged. The model is put in eval mode on the device. peft (and with it
+    bitsandbytes and torch's compiler stack, several seconds) is imported only for the kinds that need it."""
     if kind == "base":
         model = load_pretrained(base_dir, dtype=DTYPES[dtype])
     elif kind == "full":
@@ -66,6 +34,8 @@ def load_for_eval(kind: str, base_dir: str, model_dir: str | None, quantization:
             check_safetensors(weights)
         model = load_pretrained(model_dir, dtype=DTYPES[dtype])
     elif kind in ("qlora", "qlora_merged"):
+        from peft import PeftModel
+
         check_adapter(model_dir)
         model = load_4bit_base(base_dir, quantization, dtype, cuda)
         if kind == "qlora_merged":

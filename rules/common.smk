@@ -6,9 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from qrepro import catalogue, profile
-from qrepro.config_checks import check as check_config
-from qrepro.config_checks import merged_profile
+from qrepro import catalogue, config_checks, profile
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -17,13 +15,13 @@ from qrepro.runlog import nvidia_smi
 # wait for onstart, and apply only when a job that runs on the accelerator (a rule with the `gpu` resource) will
 # run, unless the checks do not concern it (DEVICE_CHECK_EXEMPT, defined beside the exempt rule). Dry runs and
 # weight-free targets (structure, tables) work on any machine.
-check_config(config, check_device=False)
+config_checks.check(config, check_device=False)
 
 
 onstart:
     on_accelerator = [job.rule.name for job in workflow.dag.needrun_jobs() if "gpu" in job.rule.resources]
     if set(on_accelerator) - DEVICE_CHECK_EXEMPT:
-        check_config(config, check_device=True)
+        config_checks.check(config, check_device=True)
 
 
 VARIANTS = list(profile.VARIANTS)
@@ -37,7 +35,7 @@ CONDA_ENV = "../environment.yml"
 
 # Every metric file, its rule, unit and method: paper/metrics.yaml. Targets and declared outputs come from it.
 CATALOGUE = catalogue.load("paper/metrics.yaml")
-PAPER = merged_profile("config.yaml", "configs/paper.yaml")  # the paper's setup, as --configfile would give it
+PAPER_PROFILE = config_checks.merged_profile("config.yaml", "configs/paper.yaml")  # as --configfile would give it
 PAPER_NUMBERS = load_paper_values(PAPER_VALUES)
 
 
@@ -73,7 +71,7 @@ REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.jso
 REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
 TABLE_NUMBERS = [t["number"] for t in CATALOGUE.tables if REFERENCE or not t.get("reference")]
 TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
-RUN_SETTINGS = profile.run_settings(config, PAPER)
+RUN_SETTINGS = profile.run_settings(config, PAPER_PROFILE)
 
 
 def declared_metrics(wildcards, output):

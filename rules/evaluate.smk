@@ -43,10 +43,10 @@ use rule structure_metrics as paper_structure_metrics with:
     input:
         "configs/paper.yaml",
     params:
-        architecture=PAPER["model"]["architecture"],
-        lora=PAPER["training"]["qlora"]["lora"],
-        double_quant=PAPER["training"]["qlora"]["quantization"]["double_quant"],
-        max_length=PAPER["data"]["max_length"],
+        architecture=PAPER_PROFILE["model"]["architecture"],
+        lora=PAPER_PROFILE["training"]["qlora"]["lora"],
+        double_quant=PAPER_PROFILE["training"]["qlora"]["quantization"]["double_quant"],
+        max_length=PAPER_PROFILE["data"]["max_length"],
         metrics=declared_metrics,
         config_source="configs/paper.yaml",
     log:

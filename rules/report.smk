@@ -104,7 +104,8 @@ rule render:
     params:
         template_dir=lambda wc, input: str(Path(input.templates[0]).parent),
         run=RUN_SETTINGS,
-        paper=profile.paper_setup(PAPER),
+        paper=profile.paper_setup(PAPER_PROFILE),
+        radar_standard=CATALOGUE.radar["paper_standard"],
         reference=REFERENCE or "",
         config_digest=profile.config_digest(config),
     log:

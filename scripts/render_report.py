@@ -33,7 +33,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     context = build_context(metrics=metrics, tables=tables, figures=figures, claims=claims,
                             claim_reasons=reasons(claims), run=p.run,
                             hyperparameters=hyperparameters, paper=p.paper, paper_values=paper_values,
-                            reference=reference, outline=render.load_outline(inp.outline),
+                            reference=reference, outline=render.load_outline(inp.outline), radar_standard=p.radar_standard,
                             provenance=provenance(git_commit=git_commit(), config_digest=p.config_digest,
                                                   manifest=manifest, m=metrics))
     if hasattr(out, "tex"):

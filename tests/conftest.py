@@ -9,14 +9,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from qrepro.config_checks import merged_profile  # noqa: E402
 from qrepro.paper import load_paper_values  # noqa: E402
 
 # The paper's numbers, by id (paper/paper_values.yaml): tests read them here, never write one down again.
 PAPER = {key: entry["value"] for key, entry in load_paper_values(ROOT / "paper/paper_values.yaml").items()}
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (tests/gpu); skipped without one")
-
+# the seven projections the paper puts LoRA on, as configs/paper.yaml (over config.yaml) sets them
+LORA_TARGETS = tuple(merged_profile(ROOT / "config.yaml", ROOT / "configs/paper.yaml")["training"]["qlora"]["lora"][
+    "target_modules"])
 
 # What a clean checkout holds: generated outputs and caches are left behind.
 _SKIP = {".git", "results", ".snakemake", "__pycache__", ".pytest_cache", ".venv", ".whl", ".gl"}

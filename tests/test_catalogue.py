@@ -142,7 +142,7 @@ def test_a_table_from_its_spec(tmp_path):
     assert [label for label, _ in table.rows] == ["FLOPs", "Modules"]  # no probe file: no probe row
     flops = table.rows[0][1]["A"]
     assert (flops.value, flops.source) == (2.5, "full/flops.json")
-    assert flops.ratio(PAPER) == pytest.approx(2.5 / 13.52)
+    assert flops.ratio(PAPER) == pytest.approx(2.5 / PAPER["t7_flops_full"]["value"])
     modules = table.rows[1][1]
     assert (modules["A"].value, modules["B"].value) == (2, "q_proj, v_proj")
     with pytest.raises(ValueError, match="SOURCE"):
@@ -152,7 +152,7 @@ def test_a_table_from_its_spec(tmp_path):
 def test_placeholders_fill_values_paper_numbers_methods_and_details():
     store = _store(None, {("comparison", "x"): (3.8246, "m", {}), ("full", "y"): (1.0, "How it was done.", {"gpu": "T4"})})
     text = "a {comparison/x|f2} b {paper:t10_change|+f2} c {method:full/y} d {details:full/y:gpu} e {reference}"
-    assert fill(text, store, PAPER, "h200") == "a 3.82 b +18.73 c How it was done. d T4 e h200"
+    assert fill(text, store, PAPER, "h200") == f"a 3.82 b {PAPER['t10_change']['value']:+.2f} c How it was done. d T4 e h200"
     with pytest.raises(KeyError, match="reference"):
         fill("{reference}", store, PAPER)
 

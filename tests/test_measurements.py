@@ -137,7 +137,8 @@ def test_inference_counts_the_tokens_really_generated():
 def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
     the way model_size measures it: the adapters come back in fp32."""
-    from qrepro.model.llama import LORA_TARGETS, count_parameters
+    from conftest import LORA_TARGETS
+    from qrepro.model.llama import count_parameters
     from qrepro.model.loading import load_for_eval
     from qrepro.training.variants import build_qlora
     arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

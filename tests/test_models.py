@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from conftest import LORA_TARGETS, PAPER
 from qrepro.hardware import cpu_supports_bf16
-from qrepro.model.llama import (LORA_TARGETS, count_parameters, expected_lora_params, llama_config,
-                                meta_parameter_counts, random_model)
+from qrepro.model.llama import (count_parameters, expected_lora_params, llama_config, meta_parameter_counts,
+                                random_model)
 from qrepro.model.quant import disable_cpu_weight_repacking
 
 ARCH = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -18,13 +19,13 @@ def test_tinyllama_counts_match_the_paper_on_the_meta_device():
     config = llama_config(TINYLLAMA, 32000, 1, 2)
     with torch.device("meta"):
         model = random_model(config, seed=0)
-    assert count_parameters(model) == (1_100_048_384, 1_100_048_384)
-    assert expected_lora_params(config, LORA_TARGETS, r=16) == 12_615_680
+    assert count_parameters(model) == (PAPER["t2_total_params"], PAPER["t2_total_params"])
+    assert expected_lora_params(config, LORA_TARGETS, r=16) == PAPER["t6_trainable_qlora"]
     # the one helper the structure metrics, the memory guard and bench/gpu_check.py count with
     rng = torch.get_rng_state()
     counted, total, lora = meta_parameter_counts(config, dict(target_modules=LORA_TARGETS, r=16))
-    assert (counted, total, lora) == (config, 1_100_048_384, 12_615_680)
-    assert meta_parameter_counts(config, None)[1:] == (1_100_048_384, 0)
+    assert (counted, total, lora) == (config, PAPER["t2_total_params"], PAPER["t6_trainable_qlora"])
+    assert meta_parameter_counts(config, None)[1:] == (PAPER["t2_total_params"], 0)
     assert torch.equal(torch.get_rng_state(), rng)  # the training job's seeded RNG is left alone
 
 

@@ -5,10 +5,10 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import PAPER, snakemake
+from conftest import LORA_TARGETS, PAPER, snakemake
 from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
-from qrepro.model.llama import LORA_TARGETS, expected_lora_params, llama_config
+from qrepro.model.llama import expected_lora_params, llama_config
 
 TRAIN_METRICS = ["total_params", "trainable_params", "trainable_percent", "train_time_s", "time_per_step_s",
                  "step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",

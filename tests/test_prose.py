@@ -41,7 +41,7 @@ def _context(reference: bool) -> dict:
             "paper": paper, "hyperparameters": {"full": {"weights_dtype": "float32"}},
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {},
-            "outline": {"numbers": {"claims": "7", "scale": "9"}}}
+            "outline": {"numbers": {"claims": "7", "scale": "9"}}, "radar_standard": ODD}
 
 
 def _paragraphs(env, context) -> dict:
@@ -106,3 +106,11 @@ def test_math_outside_the_html_subset_is_refused():
     for source in (r"\sum_i x_i", r"x^{2", r"\mathbb{Q}"):
         with pytest.raises(ValueError):
             render.math_html(source)
+
+
+@pytest.mark.parametrize("init, warned", [("random", True), ("pretrained", False)])
+def test_table10_says_perplexity_is_not_meaningful_exactly_when_the_weights_are_random(init, warned):
+    context = _context(False)
+    context["run"]["init"] = init
+    notes = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, context)["notes_t10"]
+    assert ("NOT MEANINGFUL: this run used random weights" in notes) is warned

@@ -70,8 +70,9 @@ STATEMENTS = {c["id"]: c["statement"] for c in load_claims(str(ROOT / "paper/cla
 
 def _claims(html_text):
     """{claim id: (verdict, basis)} of the report's claims table, as a reader sees the text."""
+    tables = re.findall(r'<table class="claims">(.*?)</table>', html_text, re.S)  # not the whole page: it is long
     rows = re.findall(r"<tr><td class=\"text\">(.*?)</td>.*?<td class=\"verdict-[a-z-]+\">(.*?)</td>"
-                      r"<td class=\"text\">(.*?)</td>", html_text, re.S)
+                      r"<td class=\"text\">(.*?)</td>", "".join(tables), re.S)
     by_statement = {html.unescape(statement): (html.unescape(verdict), html.unescape(basis))
                     for statement, verdict, basis in rows}
     return {key: by_statement[statement] for key, statement in STATEMENTS.items() if statement in by_statement}

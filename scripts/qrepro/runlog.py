@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
+# the packages whose versions a run's numbers depend on (checkpoint fingerprints, reference provenance)
+RUN_PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
 
 
 @contextlib.contextmanager
@@ -46,7 +47,7 @@ def alone_evidence(reserved_threads: int, scheduler_cores: int) -> dict:
                    "workflow ran at the same time"}
 
 
-def package_versions(names=PACKAGES) -> list[list[str]]:
+def package_versions(names=RUN_PACKAGES) -> list[list[str]]:
     versions = []
     for name in names:
         try:

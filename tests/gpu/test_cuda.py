@@ -84,11 +84,13 @@ def test_merged_model_gives_the_adapted_models_predictions(base_dir, tmp_path):
 def test_the_pipeline_measures_perplexity_and_inference_on_cuda(tmp_path):
     """The test profile on the GPU up to the perplexity and inference files: fp16, CUDA, the paper's methods."""
     workdir = copy_workflow(tmp_path / "run")
+    # config.yaml pins fp32 for the CPU default; on a GPU, auto resolves to the paper's fp16
+    (workdir / "gpu.yaml").write_text("training:\n  precision: auto\nevaluation:\n  dtype: auto\n")
     targets = [f"results/metrics/{m}/{name}.json" for m in ("base", "full", "qlora")
                for name in ("perplexity_paper", "perplexity_token")]
     targets += [f"results/metrics/{m}/tokens_per_s.json" for m in ("full", "qlora", "qlora_merged")]
     targets += ["results/metrics/device/peak_flops.json", "results/metrics/qlora/step_time_s.json"]
-    snakemake(workdir, "--configfile", "configs/test.yaml", "--cores", "4", *targets, timeout=1200)
+    snakemake(workdir, "--configfile", "configs/test.yaml", "gpu.yaml", "--cores", "4", *targets, timeout=1200)
     assert read_metric(workdir / "results/metrics/device/peak_flops.json")["details"]["cuda"] is True
     for model in ("base", "full", "qlora"):
         record = read_metric(workdir / f"results/metrics/{model}/perplexity_token.json")

@@ -7,7 +7,6 @@ import torch
 
 from qrepro.hub import hub_error
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def llama_config(arch: dict, vocab_size: int, bos_token_id: int, eos_token_id: int):

@@ -13,7 +13,7 @@ from qrepro.report.placeholders import PaperValues, Values, fmt
 from qrepro.report.render import RawLatex
 from qrepro.runlog import package_versions
 
-PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers", "snakemake",
+REPORTED_PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers", "snakemake",
             "jinja2", "matplotlib", "pandas"]
 
 
@@ -60,17 +60,17 @@ def figure(png: str, pdf: str) -> dict:
 def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict],
                   claim_reasons: list[dict], run: dict,
                   hyperparameters: dict[str, dict], paper: dict, paper_values: dict[str, dict], provenance: dict,
-                  reference: dict | None, outline: dict) -> dict:
+                  reference: dict | None, outline: dict, radar_standard: float) -> dict:
     """Everything the templates show. `paper` is the paper's setup (configs/paper.yaml), `paper_values` its published
     numbers (paper/paper_values.yaml), `outline` the sections (templates/outline.yaml)."""
     return {"run": run_description(run, metrics), "v": Values(metrics), "pv": PaperValues(paper_values),
             "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims, "claim_reasons": claim_reasons,
             "hyperparameters": hyperparameters, "paper": paper, "provenance": provenance, "reference": reference,
-            "outline": outline}
+            "outline": outline, "radar_standard": radar_standard}
 
 
 def provenance(*, git_commit: str, config_digest: str, manifest: dict[str, str], m: MetricStore) -> dict:
-    return {"git_commit": git_commit, "config_digest": config_digest, "packages": package_versions(PACKAGES),
+    return {"git_commit": git_commit, "config_digest": config_digest, "packages": package_versions(REPORTED_PACKAGES),
             "hardware": m.record("device", "peak_flops")["details"]["hardware"],
             "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "files": sorted(manifest.items())}

@@ -153,10 +153,6 @@ def _phrase(env: jinja2.Environment, macro, *args):
     return env.as_safe(" ".join(macro(*args).split()))
 
 
-def phrase(env: jinja2.Environment, name: str, context: dict | None = None):
-    """One phrase of templates/prose.j2 (a macro with arguments) as a function, without rendering the paragraphs."""
-    return partial(_phrase, env, getattr(env.get_template(PROSE).make_module(context or {}), name))
-
 
 class _PlainText(jinja2.ext.Extension):
     """The prose template's literal text is plain text: the environment's escape_text writes it in its format."""
@@ -237,7 +233,7 @@ def load_outline(path: str) -> dict:
             counters[level - 1] += 1
             head = counters[0] if first == 1 else chr(ord("A") + counters[0] - 1)
             number = ".".join([str(head)] + [str(c) for c in counters[1:]])
-            content = [{"prose": None, "list": None, "tables": None, "block": None, **item}
+            content = [{"prose": None, "list": None, "note": None, "tables": None, "block": None, **item}
                        for item in section.get("content", [])]
             sections.append({"id": None, **section, "number": number, "content": content})
             if section.get("id"):

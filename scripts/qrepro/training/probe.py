@@ -1,7 +1,7 @@
 """A few optimizer steps of one variant on random data: peak memory, step time and MFU at a given scale.
 
 Used by the `memory` rule (paper architecture on this CPU) and by bench/gpu_check.py (on a CUDA GPU):
-the same code builds the variant the way a real run does (finetune.build), then trains with the Trainer.
+the same code builds the variant the way a real run does (variants.build), then trains with the Trainer.
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, 
         data_seed=seed,
         dataloader_num_workers=0,
         disable_tqdm=True,
-        # gradient checkpointing is set up on the model when it is built (finetune.build), as the paper's
+        # gradient checkpointing is set up on the model when it is built (variants.build), as the paper's
         # notebook did for QLoRA through prepare_model_for_kbit_training; the Trainer must not redo it its own way
         gradient_checkpointing=False,
     )

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from conftest import copy_workflow, snakemake
+from conftest import LORA_TARGETS, copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.model.llama import LORA_TARGETS, llama_config, random_model
+from qrepro.model.llama import llama_config, random_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

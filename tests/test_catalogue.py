@@ -122,7 +122,8 @@ def catalogue_cell(source):
 def _store(tmp_path, values):
     store = MetricStore()
     for (scope, name), (value, method, details) in values.items():
-        store.records[(scope, name)] = {"value": value, "method": method, "details": details, "timing": False}
+        store.records[(scope, name)] = {"value": value, "method": method, "details": details, "timing": False,
+                                         "unit": ""}
         store.paths[(scope, name)] = f"{scope}/{name}.json"
     return store
 

@@ -40,6 +40,7 @@ class Table:
     caption: str
     columns: list[str]
     rows: list[tuple[str, dict[str, Cell]]]
+    ratios: bool = True            # a Ratio column beside each paper column (a wide table may leave them out)
 
     def display_frame(self, paper: dict, show=None) -> pd.DataFrame:
         """The table as the report shows it: per column the reproduced value, the paper's (as the paper printed it)
@@ -64,7 +65,8 @@ class Table:
                 for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
                     data[(column, sub)].append(text)
         # a column whose cells no paper value stands beside shows the reproduced values alone
-        empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)]
+        empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)
+                 or key[1] == "Ratio" and not self.ratios]
         frame = pd.DataFrame({key: values for key, values in data.items() if key not in empty},
                              index=[label for label, _ in self.rows])
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
@@ -130,7 +132,8 @@ def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
             rows.append((label, {column: cell(text, sources) for column, text in cells.items()}))
-    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows)
+    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
+                 spec.get("ratios", True))
 
 
 def build_tables(specs: list[dict], sources: Sources, paper: dict, reference: Sources | None = None,
@@ -192,7 +195,7 @@ def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_pa
     html_frame = table.display_frame(paper, html_cell)
     html_styler = html_frame.style.format(escape=None).format_index(escape="html", axis=0).format_index(
         escape="html", axis=1)
-    html_styler = html_styler.set_table_attributes(f'class="paper-table" id="table-{table.number}"')
+    html_styler = html_styler.set_table_attributes('class="paper-table"').set_uuid(f"table{table.number}")
     with open(html_path, "w") as handle:
         handle.write(html_styler.to_html())
     return latex.shape[1]

@@ -113,15 +113,16 @@ def model_files(variant):
     return [f"{RESULTS}/models/{variant}/{name}" for name in MODEL_FILES[variant]]
 
 
-def trained_model(wildcards):
-    """The files a model kind is evaluated from: none for base, the adapter for qlora and qlora_merged."""
-    if wildcards.model == "base":
-        return {}
-    return {"model": model_files(wildcards.model.removesuffix("_merged"))}
-
-
-def variant_model(wildcards):
-    return model_files(wildcards.variant)
+def evaluated_model(wildcards):
+    """The files a model is loaded from, and nothing else: the base model for base; the whole model for full; the
+    base model (quantized to NF4 on loading) and the adapter for qlora and qlora_merged."""
+    kind = wildcards.model if hasattr(wildcards, "model") else wildcards.variant
+    inputs = {}
+    if kind != "full":
+        inputs["base_model"] = rules.base_model.output.model
+    if kind != "base":
+        inputs["model"] = model_files(kind.removesuffix("_merged"))
+    return inputs
 
 
 def artifact_state(wildcards):

@@ -27,6 +27,8 @@ rule structure_metrics:
         double_quant=config["training"]["qlora"]["quantization"]["double_quant"],
         max_length=config["data"]["max_length"],
         metrics=declared_metrics,
+        # where the values above come from, as each metric file names its inputs
+        config_source="config",
     log:
         f"{LOGS}/structure_metrics.log",
     conda:
@@ -46,6 +48,7 @@ use rule structure_metrics as paper_structure_metrics with:
         double_quant=PAPER_PROFILE["training"]["qlora"]["quantization"]["double_quant"],
         max_length=PAPER_PROFILE["data"]["max_length"],
         metrics=declared_metrics,
+        config_source="configs/paper.yaml",
     log:
         f"{LOGS}/paper_structure_metrics.log",
 
@@ -54,8 +57,7 @@ rule model_size:
     output:
         CATALOGUE.outputs("model_size", "{variant}"),
     input:
-        base_model=rules.base_model.output.model,
-        model=variant_model,
+        unpack(evaluated_model),
     params:
         quantization=quantization(),
         dtype_16bit="fp16",
@@ -147,8 +149,7 @@ rule perplexity:
     output:
         CATALOGUE.outputs("perplexity", "{model}"),
     input:
-        unpack(trained_model),
-        base_model=rules.base_model.output.model,
+        unpack(evaluated_model),
         tokenizer=rules.tokenizer.output.tokenizer,
         raw=rules.corpus.output.raw,
     params:
@@ -181,13 +182,14 @@ rule inference:
     output:
         CATALOGUE.outputs("inference", "{model}"),
     input:
-        unpack(trained_model),
-        base_model=rules.base_model.output.model,
+        unpack(evaluated_model),
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
         quantization=quantization(),
         dtype=config["evaluation"]["dtype"],
         prompts=config["evaluation"]["prompts"],
+        # the prompts the paper timed this model on (QLoRA's for qlora_merged): its Table 11 protocol
+        paper_prompts=lambda wildcards: config["evaluation"]["paper_prompts"][wildcards.model.removesuffix("_merged")],
         new_tokens=config["evaluation"]["new_tokens"],
         repetitions=config["evaluation"]["repetitions"],
         metrics=declared_metrics,

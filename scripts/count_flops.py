@@ -43,7 +43,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         model = model.to(device)
     counted = counted_step_flops(model, batches, autocast)
     records["flops_per_step_counted"] = dict(
-        value=counted["total"], inputs=source + [inp.tokenized],
+        value=counted["total"], inputs=source + [inp.tokenizer, inp.tokenized],
         details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len,
                  "per_operator": counted["per_operator"]})
     write_metrics(p.metrics, records)

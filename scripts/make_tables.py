@@ -19,8 +19,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     index = []
     for table in tables:
         stem = Path(p.tables_dir) / f"table{table.number:02d}"
-        write_table(table, paper, f"{stem}.csv", f"{stem}.tex", f"{stem}.html")
-        index.append({"number": table.number, "caption": table.caption,
-                      "wide": len(table.columns) > 1,
+        value_columns = write_table(table, paper, f"{stem}.csv", f"{stem}.tex", f"{stem}.html")
+        index.append({"number": table.number, "caption": table.caption, "value_columns": value_columns,
                       "csv": f"{stem}.csv", "tex": f"{stem}.tex", "html": f"{stem}.html"})
     Path(out.index).write_text(json.dumps(index, indent=2) + "\n")

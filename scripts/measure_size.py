@@ -16,7 +16,8 @@ MB = 1024 ** 2
 with log_to(snakemake.log[0]):  # noqa: F821
     cuda = torch.cuda.is_available()
     # The deployable form: full in 16 bit, QLoRA as its NF4 base plus the adapters as peft loads them.
-    model = load_for_eval(variant, inp.base_model, str(Path(inp.model[0]).parent), p.quantization, p.dtype_16bit, cuda)
+    model = load_for_eval(variant, inp.get("base_model"), str(Path(inp.model[0]).parent), p.quantization, p.dtype_16bit,
+                          cuda)
     memory = memory_bytes(model)
     adapter_dtypes = sorted({str(t.dtype).removeprefix("torch.") for n, t in model.named_parameters() if "lora_" in n})
     if variant == "qlora":
@@ -30,7 +31,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             del model  # the adapted model holds LoRA layers; save the plain NF4 base instead
             load_4bit_base(inp.base_model, p.quantization, p.dtype_16bit, cuda).save_pretrained(tmp)
             on_disk = disk_bytes(tmp) + disk_bytes(Path(inp.model[0]).parent)
-    source = [inp.base_model, *inp.model]
+    source = [path for path in (inp.get("base_model"),) if path] + list(inp.model)
     fields = {"dtype_16bit": p.dtype_16bit, "adapter_dtypes": ", ".join(adapter_dtypes)}
     write_metrics(p.metrics, {
         "model_size_memory_mb": dict(value=memory["total"] / MB, inputs=source, method_fields=fields, details=memory),

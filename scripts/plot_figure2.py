@@ -16,9 +16,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
     m = MetricStore.load(list(inp.metrics))
     names, labels = [axis for axis, _ in p.axes], [label for _, label in p.axes]
     point = lambda method, variant: [m.value("comparison", radar_name(method, variant, a)) for a in names]  # noqa: E731
-    charts = [(f"Paper's normalization\n(Standard fixed at {p.paper_standard})",
+    charts = [(f"The paper's normalization\n(standard fixed at {p.paper_standard}; not higher = better on every axis)",
                [p.paper_standard] * len(names), point("paper", "qlora")),
-              ("Consistent normalization\n(better of the two = 1, correct methods)",
+              ("Consistent normalization\n(better of the two = 1, correct methods: higher is better)",
                point("consistent", "full"), point("consistent", "qlora"))]
     angles = np.linspace(0, 2 * np.pi, len(names), endpoint=False)
     fig, axes = plt.subplots(1, 2, subplot_kw={"projection": "polar"}, figsize=(13, 6.2))
@@ -35,7 +35,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         ax.set_title(title, pad=34)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
-    fig.suptitle("Figure 2: Normalized performance profile (higher is better)")
+    fig.suptitle("Figure 2: Normalized performance profile")
     fig.subplots_adjust(left=0.06, right=0.94, wspace=0.55, top=0.80, bottom=0.12)
     fig.savefig(out.png)
     fig.savefig(out.pdf)

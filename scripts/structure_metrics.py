@@ -7,7 +7,8 @@ from qrepro.runlog import log_to
 p = snakemake.params  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     vocab = p.architecture["vocab_size"]
-    source = ["config: model.architecture"]
+    keys = ("model.architecture", "training.qlora.lora", "training.qlora.quantization.double_quant", "data.max_length")
+    source = [f"{p.config_source}: {key}" for key in keys]
     if vocab is None:
         from transformers import AutoTokenizer
         vocab = len(AutoTokenizer.from_pretrained(snakemake.input.tokenizer))  # noqa: F821

@@ -108,7 +108,7 @@ def test_every_table_cell_names_a_declared_metric_and_a_known_paper_value():
     # every hyperparameter a table reads is one the finetune job writes (training.variants)
     from qrepro.training import variants
     import inspect
-    written = inspect.getsource(variants.resolved_hyperparameters)
+    written = inspect.getsource(variants)
     assert all(f'"{key}"' in written for key in hp_keys), hp_keys
 
 
@@ -122,7 +122,8 @@ def catalogue_cell(source):
 def _store(tmp_path, values):
     store = MetricStore()
     for (scope, name), (value, method, details) in values.items():
-        store.records[(scope, name)] = {"value": value, "method": method, "details": details, "timing": False}
+        store.records[(scope, name)] = {"value": value, "method": method, "details": details, "timing": False,
+                                         "unit": ""}
         store.paths[(scope, name)] = f"{scope}/{name}.json"
     return store
 
@@ -278,3 +279,70 @@ def test_the_metric_reference_in_docs_is_generated_from_the_catalogue():
     text = catalogue.markdown_reference(CATALOGUE)
     for spec in CATALOGUE.specs.values():  # every file has its row
         assert f"`{spec.scope}/{spec.name}`" in text or f"`{spec.name}`" in text
+
+
+def _cells():
+    """(table number, row label, column, source, format, paper id or None) of every table cell."""
+    for table in CATALOGUE.tables:
+        for row in table["rows"]:
+            label, cells = (row[0], row[1]) if isinstance(row, list) else (row["label"], row["cells"])
+            for column, text in cells.items():
+                source, kind, *paper_id = text.split("|")
+                yield table["number"], label, column, source, kind, (paper_id[0] if paper_id else None)
+
+
+def test_a_paper_value_stands_only_beside_the_same_quantity_measured_the_same_way():
+    """A cell may show a paper value only if its file is measured the paper's way (paper_way in the catalogue; a
+    comparison is, when both its inputs are) and, for a derived number, with the formula the paper used for it."""
+    wrong = []
+    for number, label, column, source, _, paper_id in _cells():
+        if paper_id is None or source.startswith("hp:"):
+            continue
+        spec = CATALOGUE.specs[catalogue_cell(source.split("*")[0])]
+        formula = PAPER[paper_id].get("formula")
+        comparison = next((c for c in CATALOGUE.comparisons if c.name == spec.name), None)
+        if not spec.paper_way or (formula or comparison) and (comparison is None or comparison.kind != formula):
+            wrong.append(f"Table {number}, {label} / {column}: {source} beside {paper_id}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_pairing_check_catches_a_cross_method_pair():
+    """The check above, on the pairs issue 18 found: token-level perplexity beside the paper's protocol figure, a
+    change beside a reduction, and model-FLOPs MFU beside the paper protocol's."""
+    spec = CATALOGUE.specs[("full", "perplexity_token")]
+    assert not spec.paper_way
+    change = next(c for c in CATALOGUE.comparisons if c.name == "training_slowdown_percent_total")
+    assert change.kind == "change" != PAPER["t12_time_improvement"]["formula"]
+    assert not CATALOGUE.specs[("comparison", "mfu_difference_points_analytic")].paper_way
+
+
+UNITS = {"MB": ("MB (1024^2 bytes)", None), "%": ("%", None), "x": ("x", None), "s": ("s", None),
+         "TFLOPs per step": ("FLOPs", "1e-12"), "GFLOPs per token": ("FLOPs/token", "1e-9"),
+         "TFLOP/s": ("TFLOP/s", None), "points": ("percentage points", None), "tokens/s": ("tokens/s", None),
+         "% or points": (("%", "percentage points"), None)}
+
+
+def _stated_unit(text: str):
+    """The unit a row label or column header states in its last parentheses, if it is one of UNITS."""
+    import re as regex
+    found = regex.search(r"\(([^()]*)\)\s*$", text)
+    return found[1] if found and found[1] in UNITS else None
+
+
+def test_every_cell_has_the_unit_its_column_or_row_states():
+    """A column header's unit applies to its cells, else the row label's; the file's catalogue unit (and the
+    scale the cell applies) must be that unit."""
+    wrong = []
+    for number, label, column, source, _, _ in _cells():
+        stated = _stated_unit(column) or _stated_unit(label)
+        if stated is None or source.startswith("hp:"):
+            continue
+        unit, scale = UNITS[stated]
+        key, _, cell_scale = source.partition("*")
+        actual = CATALOGUE.specs[catalogue_cell(key)].unit
+        if actual not in (unit if isinstance(unit, tuple) else (unit,)) or (cell_scale or None) != scale:
+            wrong.append(f"Table {number}, {label} / {column}: {source} is {actual!r} x {cell_scale or 1}, "
+                         f"the header says {stated}")
+    assert not wrong, "\n".join(wrong)
+    stated_cells = sum(1 for _, label, column, source, _, _ in _cells() if _stated_unit(column) or _stated_unit(label))
+    assert stated_cells > 80  # most cells state their unit

@@ -192,3 +192,34 @@ def test_memory_probe_measures_both_variants(run_copy):
         assert record["value"] == pytest.approx(details["memory"]["peak_mb"] - details["memory"]["baseline_mb"])
         step = read_metric(run_copy / f"results/metrics/probe_{variant}/step_time_s.json")
         assert step["details"]["steps_timed"] == config["probe"]["steps"] - config["probe"]["warmup_steps"]
+
+
+def _job_inputs(run, output: str) -> list[str]:
+    """The declared inputs of the job that wrote `output`, as Snakemake recorded them (.snakemake/metadata)."""
+    import base64
+    record = json.loads((run / ".snakemake/metadata" / base64.urlsafe_b64encode(output.encode()).decode()).read_text())
+    return [path for path in record["input"] if not path.startswith(("scripts/", "schemas/"))]  # code: not data
+
+
+def test_every_metric_file_names_the_inputs_its_job_declared_and_only_those(test_run):
+    """A file's inputs are files its job declared (or files inside a declared folder) and config keys; together the
+    files of one job name every data input it declared. Listing the base model for the full model, which never loads
+    it, or leaving out the tokenizer that inference reads, fails here."""
+    by_job: dict[tuple, set] = {}
+    for path in sorted((test_run / "results/metrics").rglob("*.json")):
+        output = str(path.relative_to(test_run))
+        record, declared = read_metric(path), _job_inputs(test_run, output)
+        job = tuple(declared)
+        for name in record["inputs"]:
+            if ": " in name:  # a config key: from this run's config or from a declared profile
+                source, key = name.split(": ")
+                assert source == "config" or source in declared, (output, name)
+                assert re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)*", key), (output, name)
+                continue
+            assert any(name == d or name.startswith(d.rstrip("/") + "/") for d in declared), (output, name, declared)
+            by_job.setdefault(job, set()).add(name)
+        by_job.setdefault(job, set())
+    for declared, named in by_job.items():
+        data = [d for d in declared if d not in ("configs/paper.yaml",)]
+        missing = [d for d in data if not any(n == d or n.startswith(d.rstrip("/") + "/") for n in named)]
+        assert not missing, (declared, missing)

@@ -21,7 +21,7 @@ class _OddValues:
 
     def details(self, key):
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
-                "ran_alone": True, "processes": [{"reserved_cores": ODD}]}
+                "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4}
 
 
 RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "cuda": True, "gpu": ODD,
@@ -37,8 +37,16 @@ def _context(reference: bool) -> dict:
            "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
     paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
              "precision": "fp16", "load_dtype": ODD}
-    return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [{"published_text": ODD}],
-            "paper": paper, "hyperparameters": {"full": {"weights_dtype": "float32"}},
+    claim = {"number": 1, "evidence": ODD, "published_text": ODD, "statement": ODD}
+    basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
+             "reference": RUN_FACTS if reference else None}
+    return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [claim],
+            "claim_reasons": [{"basis": basis, "numbers": [1, 4]}],
+            "paper": paper, "hyperparameters": {
+                "full": {"weights_dtype": "float32", "optim": "adamw_torch", "optimizer_paged_tensors": 0,
+                         "optimizer_state_tensors": 2, "optimizer_ran": ODD},
+                "qlora": {"optim": "paged_adamw_8bit", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 4,
+                          "optimizer_ran": ODD}},
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {},
             "outline": {"numbers": {"claims": "7", "scale": "9"}}, "radar_standard": ODD}
@@ -76,7 +84,10 @@ def test_html_prose_escapes_literal_text_and_values(reference):
     assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
     assert "h = W<sub>0</sub>x + (α/r)BAx" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
     assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
-    assert prose["deviations_list"].count("<li>") == 11 and prose["deviations_list"].count("&lt;b&gt;") >= 6
+    assert prose["deviations_list"].count("<li>") == 13
+    assert "QLoRA asked for paged_adamw_8bit" in prose["deviations_list"]
+    assert "Standard fine-tuning asked for" not in prose["deviations_list"]  # adamw_torch: nothing to page
+    assert "the median of 20 timed runs (5 per prompt" in prose["deviations_list"] and prose["deviations_list"].count("&lt;b&gt;") >= 6
     assert '<p class="note">' in prose["notes_t1"] and ("&lt;b&gt;" in prose["notes_t13"]) is reference
     assert ("GPU reference run is present" in prose["reference_run"]) is not reference
 

@@ -9,7 +9,7 @@ from qrepro.metrics_io import read_metric
 from qrepro.report.placeholders import fmt
 
 CAPTIONS = {1: "Dataset statistics", 2: "Model architecture parameters", 3: "Hyperparameters for standard and QLoRA",
-            4: "QLoRA configuration details", 5: "Model size comparison", 6: "Parameter efficiency",
+            4: "QLoRA configuration details", 5: "Model size", 6: "Parameter efficiency",
             7: "FLOPs per optimizer step", 8: "Mean FLOPs utilization", 9: "Training performance",
             10: "Perplexity evaluation on the test set", 11: "Inference speed",
             12: "Complete performance metrics comparison"}
@@ -39,7 +39,7 @@ def test_pdf_has_every_table_figure_and_metric_value(test_run):
 def test_html_has_every_table_figure_and_metric_value(test_run):
     html = (test_run / "report/report.html").read_text()
     for number, caption in CAPTIONS.items():
-        assert f'id="table-{number}"' in html and f"Table {number}: {caption}" in html
+        assert f'id="T_table{number}"' in html and f"Table {number}: {caption}" in html
     assert html.count('src="data:image/png;base64,') == 2
     assert not re.search(r'(src|href)="(?!data:|#)', html), "the HTML must be self-contained"
     for value in _sample_values(test_run):
@@ -129,3 +129,26 @@ def test_snakemake_own_report_registers_tables_and_figures(test_run, tmp_path):
     snakemake(test_run, "--configfile", "configs/test.yaml", "--report", str(out))
     html = out.read_text()
     assert "figure1.png" in html and "figure2.png" in html and "table12.html" in html
+
+
+def test_the_pdf_keeps_every_line_on_the_page(test_run):
+    """latexmk's log: no box overfull by more than 20 pt (a line, a hash or a table running past the margin)."""
+    log = (test_run / "report/report.log").read_text(errors="replace")
+    widths = [float(w) for w in re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide\)", log)]
+    assert [w for w in widths if w > 20] == [], sorted(widths)[-5:]
+
+
+def test_every_number_in_the_html_tables_names_its_source(test_run):
+    """A number in a table cell links to its metric file (or names its paper value, or both for a ratio) with a title
+    that says which; at least 98% of the numeric cells do, and the linked files exist."""
+    import html as html_module
+    page = (test_run / "report/report.html").read_text()
+    tables = re.findall(r'<table[^>]*class="paper-table".*?</table>', page, re.S)
+    cells = [c for table in tables for c in re.findall(r"<td [^>]*class=\"data[^\"]*\"[^>]*>(.*?)</td>", table, re.S)]
+    numeric = [c for c in cells if re.search(r"\d", re.sub(r"<[^>]+>", "", c))]
+    sourced = [c for c in numeric if re.search(r'<(a|span) class="num[^"]*"[^>]* title="[^"]+"', c)]
+    assert len(numeric) > 150 and len(sourced) >= 0.98 * len(numeric), (len(sourced), len(numeric))
+    for href in set(re.findall(r'<a class="num" href="\.\./([^"]+)"', page)):
+        assert (test_run / html_module.unescape(href)).is_file(), href
+    prose_links = re.findall(r'<p>.*?</p>', page, re.S)
+    assert sum(p.count('class="num"') for p in prose_links) > 40  # the prose's numbers link too

@@ -37,6 +37,7 @@ class MetricSpec:
     target: str = "metrics"  # the named target that builds it: metrics (every run) or memory (the probe)
     fields: dict = field(default_factory=dict)  # the group's expand values for this name (method fields too)
     reads: dict = field(default_factory=dict)   # {name: "scope/metric"} the writing job reads ({scope}: this scope)
+    paper_way: bool = False  # measured as the paper measured it: only then may a paper value stand beside it
 
     @property
     def path(self) -> str:
@@ -64,14 +65,15 @@ class Catalogue:
                     for fields in _expansions(pattern, expand):
                         self._add(MetricSpec(scope, pattern.format(**fields), rule, entry["unit"], method,
                                              entry.get("timing", False), group.get("target", "metrics"), fields,
-                                             reads))
+                                             reads, bool(entry.get("paper_way", False))))
         for spec in self.specs.values():
             self._check_written(spec.reads.values(), f"rule {spec.rule}")
         self.comparisons = [Comparison.from_data(c) for c in data["comparisons"]]
         for c in self.comparisons:
             self._check_written(c.inputs(), f"comparison {c.name}")
             rule = "architecture_comparisons" if self.architecture_only(c) else "comparisons"
-            self._add(MetricSpec("comparison", c.name, rule, c.unit, c.method, self._any_timing(c.inputs())))
+            self._add(MetricSpec("comparison", c.name, rule, c.unit, c.method, self._any_timing(c.inputs()),
+                                 paper_way=all(self.specs[k].paper_way for k in c.inputs())))
         self.radar: dict = data.get("radar") or {}  # Figure 2: its axes and the files each normalization reads
         self.radar_points: list[RadarPoint] = radar_points(self.radar) if self.radar else []
         for point in self.radar_points:

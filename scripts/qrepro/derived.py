@@ -26,7 +26,7 @@ FORMULAS = {
 }
 UNITS = {"ratio": "x", "reduction": "%", "change": "%", "points": "percentage points"}
 
-PAPER_RADAR = {  # the paper's Figure 2 (PROTOCOL.md): QLoRA's point; standard is drawn at a constant
+PAPER_RADAR = {  # the paper's Figure 2 (paper/PROTOCOL.md): QLoRA's point; standard is drawn at a constant
     "one_minus_ratio": ("1 - q / s", lambda s, q: 1 - q / s),
     "s_over_max": ("s / max(s, q)", lambda s, q: s / max(s, q)),
     "q_over_max": ("q / max(s, q)", lambda s, q: q / max(s, q)),

@@ -9,15 +9,22 @@ import torch
 @torch.no_grad()
 def paper_protocol(model, tokenizer, texts: list[str], max_length: int, n_samples: int = 100) -> dict:
     """The paper's Table 10: the first n non-empty test rows, each padded to max_length, with
-    labels = input_ids (so padding eos tokens count in the loss), exp(mean of per-sample losses)."""
+    labels = input_ids (so padding eos tokens count in the loss), exp(mean of per-sample losses).
+
+    Each row's loss averages over its max_length - 1 predicted positions; those whose target is padding (attention
+    mask 0) are counted, so padding_percent says how much of what is scored is padding."""
     rows = [t for t in texts if t.strip()][:n_samples]
-    losses = []
+    losses, scored, padding = [], 0, 0
     for text in rows:
         enc = tokenizer(text, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
         enc = {k: v.to(model.device) for k, v in enc.items()}
         losses.append(model(**enc, labels=enc["input_ids"]).loss.float().item())
+        targets = enc["attention_mask"][0, 1:]  # the model predicts position t from positions < t
+        scored += targets.numel()
+        padding += int((targets == 0).sum())
     return {"perplexity": math.exp(sum(losses) / len(losses)), "samples": len(rows),
-            "mean_loss": sum(losses) / len(losses)}
+            "mean_loss": sum(losses) / len(losses), "scored_tokens": scored, "padding_tokens": padding,
+            "padding_percent": 100 * padding / scored, "row_losses": losses}
 
 
 def sliding_windows(length: int, max_length: int, stride: int) -> list[tuple[int, int, int]]:

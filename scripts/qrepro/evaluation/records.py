@@ -14,7 +14,7 @@ def architecture_records(config, total_params: int, source: list[str]) -> dict:
 
 
 def notebook_numbers(config, total_params: int, lora_params: int) -> dict:
-    """What the paper's notebook printed (PROTOCOL.md), from the architecture alone.
+    """What the paper's notebook printed (paper/PROTOCOL.md), from the architecture alone.
 
     bitsandbytes stores two 4-bit weights per uint8 element, so numel() over a QLoRA model counts each
     quantized projection at half its size; prepare_model_for_kbit_training upcasts every parameter that is

@@ -12,7 +12,7 @@ BNB_BLOCKSIZE = 64           # bitsandbytes 4-bit: one absmax per 64 weights
 BNB_NESTED_BLOCKSIZE = 256   # double quantization: absmax quantized to 8 bit in blocks of 256
 
 
-# ---- the paper's protocol (PROTOCOL.md) ----
+# ---- the paper's protocol (paper/PROTOCOL.md) ----
 
 def paper_sizes_mb(total_params: int, trainable_params: int) -> dict:
     """Table 5 as the paper computed it: counts × bytes, ignoring 16-bit modules and quant constants."""

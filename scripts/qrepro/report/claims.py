@@ -3,6 +3,7 @@ threshold; the judged value is a comparison file of the run that can judge it. E
 facts (which run judged it, or why none could); templates/prose.j2 (claim_basis) says it in words."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class Run:
                 "random_weights": self.random_weights}
 
 
-def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
+def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, dict] | None = None) -> dict:
     """Pick the run that can judge the claim, and the verdict with its basis (or why none can)."""
     kind = claim["judged_on"]
     run, basis = None, None
@@ -64,7 +65,7 @@ def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
     elif kind == "paper_setup":
         candidates = [(this_run, THIS_RUN)] + ([(reference, REFERENCE)] if reference else [])
         for candidate, candidate_basis in candidates:
-            if candidate.cuda and candidate.pretrained_paper_model and candidate.paper_data:
+            if candidate.cuda and candidate.pretrained_paper_model and candidate.paper_data and candidate.paper_recipe:
                 run, basis = candidate, candidate_basis
                 break
     else:
@@ -80,9 +81,9 @@ def judge(claim: dict, this_run: Run, reference: Run | None) -> dict:
     else:
         verdict = NOT_REPRODUCED
     return {**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict,
-            "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label, "folded_into": None,
+            "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label,
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
-            "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics),
+            "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
 
 
@@ -102,20 +103,27 @@ def load_claims(path: str, paper: dict[str, dict]) -> list[dict]:
 def published_figure(spec: dict, paper: dict[str, dict], where: str) -> dict:
     if "paper" in spec:
         value = paper[spec["paper"]]["value"]
-        return {"published": value, "published_text": str(value), "published_derived": False}
+        return {"published": value, "published_text": str(value), "published_derived": False,
+                "published_ids": [spec["paper"]]}
     if spec.get("derived") == "ratio" and len(spec.get("of", [])) == 2:
         a, b = (paper[key]["value"] for key in spec["of"])
-        return {"published": a / b, "published_text": f"{a / b:.2f}", "published_derived": True}
+        return {"published": a / b, "published_text": f"{a / b:.2f}", "published_derived": True,
+                "published_ids": list(spec["of"])}
     raise ValueError(f"{where}: published must be {{paper: ID}} or {{derived: ratio, of: [ID, ID]}}, not {spec}")
 
 
 def verdicts(claims_path: str, paper: dict[str, dict], this_run: Run, reference: Run | None) -> list[dict]:
-    """Every claim judged. A claim with `folded_into` takes the verdict of that claim: its value is shown, but
-    it adds nothing the other claim's measurement does not already decide (paper/claims.yaml says why)."""
-    judged = {claim["id"]: judge(claim, this_run, reference) for claim in load_claims(claims_path, paper)}
-    for verdict in judged.values():
-        if verdict.get("folded_into"):
-            decider = judged[verdict["folded_into"]]
-            verdict["verdict"] = decider["verdict"]
-            verdict["basis"] = {**decider["basis"], "folded_into": decider["statement"]}
-    return list(judged.values())
+    """Every claim judged, numbered in the order of paper/claims.yaml."""
+    return [{**judge(claim, this_run, reference, paper), "number": number}
+            for number, claim in enumerate(load_claims(claims_path, paper), start=1)]
+
+
+def reasons(judged: list[dict]) -> list[dict]:
+    """Why the claims no run could judge are not comparable, each reason once with the numbers of its claims (the
+    prose writes the reason from the basis: claim_reason)."""
+    groups: dict[str, dict] = {}
+    for claim in judged:
+        if claim["verdict"] == NOT_COMPARABLE:
+            key = json.dumps(claim["basis"] | {"run": None}, sort_keys=True, default=str)
+            groups.setdefault(key, {"basis": claim["basis"], "numbers": []})["numbers"].append(claim["number"])
+    return list(groups.values())

@@ -57,13 +57,14 @@ def figure(png: str, pdf: str) -> dict:
     return {"pdf": str(Path("..") / pdf), "png_data": "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()}
 
 
-def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict], run: dict,
+def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict],
+                  claim_reasons: list[dict], run: dict,
                   hyperparameters: dict[str, dict], paper: dict, paper_values: dict[str, dict], provenance: dict,
                   reference: dict | None, outline: dict, radar_standard: float) -> dict:
     """Everything the templates show. `paper` is the paper's setup (configs/paper.yaml), `paper_values` its published
     numbers (paper/paper_values.yaml), `outline` the sections (templates/outline.yaml)."""
     return {"run": run_description(run, metrics), "v": Values(metrics), "pv": PaperValues(paper_values),
-            "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims,
+            "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims, "claim_reasons": claim_reasons,
             "hyperparameters": hyperparameters, "paper": paper, "provenance": provenance, "reference": reference,
             "outline": outline, "radar_standard": radar_standard}
 

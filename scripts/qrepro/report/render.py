@@ -12,6 +12,8 @@ import jinja2.ext
 from jinja2.lexer import Token
 from markupsafe import Markup, escape
 
+from qrepro.report.placeholders import Values
+
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -31,6 +33,19 @@ def latex_escape(value) -> str:
     return _LATEX_RE.sub(lambda match: _LATEX_SPECIALS[match.group()], str(value))
 
 
+_BREAK_AFTER = re.compile(r"([./_,(=:;-])|([0-9a-fA-F]{16})(?=[0-9a-fA-F])")
+
+
+def latex_breakable(value) -> RawLatex:
+    """Escaped like any text, but a long path, hash or call may break across lines: after . / _ , ( = : ; - and
+    every 16 hexadecimal digits (so nothing runs off the page)."""
+    parts = []
+    for piece in re.split(r"(\s+)", str(value)):
+        marked = _BREAK_AFTER.sub(lambda m: (m.group(0)) + "\x00", piece)
+        parts.append("\\allowbreak{}".join(latex_escape(chunk) for chunk in marked.split("\x00")))
+    return RawLatex("".join(parts))
+
+
 def latex_environment(template_dir: str) -> jinja2.Environment:
     """LaTeX-safe delimiters (\\VAR{...}, \\BLOCK{...}); every value is escaped unless it is RawLatex."""
     env = jinja2.Environment(
@@ -41,6 +56,7 @@ def latex_environment(template_dir: str) -> jinja2.Environment:
     env.extend(prose_environment=_prose_environment(template_dir, escape_text=latex_escape, as_safe=RawLatex,
                                                     markup=_latex_markup(), autoescape=False, finalize=latex_escape))
     env.filters["raw"] = RawLatex  # the output of the template's own macros, already LaTeX
+    env.filters["breakable"] = latex_breakable  # paths and hashes
     env.filters["latex_command"] = lambda name: RawLatex("\\" + name)
     return env
 
@@ -66,9 +82,61 @@ def render(env: jinja2.Environment, template: str, context: dict, out_path: str)
 PROSE = "prose.j2"
 
 
+class LinkedValues:
+    """The prose's numbers as the HTML report shows them: each one a link to its metric file (relative to report/),
+    whose title gives the file, the value at full precision with its unit, and the method. Everything else is the
+    plain Values'."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __getattr__(self, name):
+        return getattr(self.values, name)
+
+    def _link(self, key: str, text: str) -> Markup:
+        scope, metric = key.split("/")
+        record, path = self.values.m.record(scope, metric), self.values.m.paths[(scope, metric)]
+        title = f"{path}: {record['value']!r} {record['unit']}. {record['method']}"
+        return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, title, text)
+
+    def f(self, key: str, kind: str, scale: float = 1) -> Markup:
+        return self._link(key, self.values.f(key, kind, scale))
+
+    def size(self, key: str, kind: str) -> Markup:
+        return self._link(key, self.values.size(key, kind))
+
+    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1):
+        text = self.values.detail(key, entry, kind, scale)
+        if kind == "text":
+            return text
+        scope, metric = key.split("/")
+        path = self.values.m.paths[(scope, metric)]
+        value = self.values.m.record(scope, metric)["details"][entry]
+        return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, f"{path}: details.{entry} = {value!r}",
+                                                                              text)
+
+
+class LinkedPaperValues:
+    """The paper's numbers in the HTML report: each names its paper/paper_values.yaml entry."""
+
+    def __init__(self, paper_values):
+        self.paper_values = paper_values
+
+    def f(self, key: str, kind: str) -> Markup:
+        from qrepro.report.tables import paper_detail
+        text = self.paper_values.f(key, kind)
+        return Markup('<a class="num paper" href="../paper/paper_values.yaml" title="{}">{}</a>').format(
+            paper_detail(self.paper_values.paper[key]), text)
+
+
 def prose(env: jinja2.Environment, context: dict) -> dict:
     """Every paragraph of templates/prose.j2, rendered in env's format and marked safe for the report template; a
-    macro with arguments (a phrase, e.g. claim_basis) as a function the report template calls."""
+    macro with arguments (a phrase, e.g. claim_basis) as a function the report template calls. In HTML every number
+    read from a file links to it (LinkedValues)."""
+    if env.autoescape and isinstance(context.get("v"), Values):
+        context = {**context, "v": LinkedValues(context["v"]), "pv": LinkedPaperValues(context["pv"])}
+        if context.get("reference"):
+            context["reference"] = {**context["reference"], "v": LinkedValues(context["reference"]["v"])}
     module = env.get_template(PROSE).make_module(context)
     paragraphs = {}
     for name, macro in vars(module).items():
@@ -118,11 +186,13 @@ def _elements(escape_value, as_safe, **tags) -> dict:
 
 
 def _latex_markup() -> dict:
-    return {**_elements(latex_escape, RawLatex, strong=(r"\textbf{", "}"), code=(r"\texttt{", "}"),
+    return {**_elements(latex_escape, RawLatex, strong=(r"\textbf{", "}"),
                         item=(r"\item ", "\n"), itemize=("\\begin{itemize}\n", "\n\\end{itemize}"),
                         note=("\n\n{\\footnotesize ", "}")),
+            **_elements(latex_breakable, RawLatex, code=(r"\texttt{", "}")),
             "math": lambda source: RawLatex(f"${source}$"),
             "section_ref": lambda target: RawLatex(rf"Section~\ref{{sec:{target}}}"),
+            "linked": lambda text, path, title: RawLatex(rf"\href{{../{path}}}{{{latex_escape(text)}}}"),
             "table_ref": lambda number: RawLatex(f"Table~{int(number)}"),
             "linebreak": lambda: RawLatex("\\\\")}
 
@@ -138,6 +208,8 @@ def _html_markup() -> dict:
                         note=('<p class="note">', "</p>\n")),
             "math": math_html,
             "section_ref": section_ref,
+            "linked": lambda text, path, title: Markup('<a class="num" href="../{}" title="{}">{}</a>').format(
+                path, title, text),
             "table_ref": lambda number: Markup('<a href="#t{0}">Table {0}</a>').format(int(number)),
             "linebreak": lambda: Markup("<br>")}
 

@@ -20,8 +20,9 @@ from qrepro.metrics_io import MetricStore
 class Cell:
     value: Any
     kind: str = "g"
-    source: str | None = None
-    paper_id: str | None = None
+    source: str | None = None      # the file the value is read from
+    paper_id: str | None = None    # the paper value it stands beside (measured the same way)
+    detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
 
     def ratio(self, paper: dict) -> float | None:
         if self.paper_id is None or self.paper_id not in paper:
@@ -39,8 +40,13 @@ class Table:
     caption: str
     columns: list[str]
     rows: list[tuple[str, dict[str, Cell]]]
+    ratios: bool = True            # a Ratio column beside each paper column (a wide table may leave them out)
 
-    def display_frame(self, paper: dict) -> pd.DataFrame:
+    def display_frame(self, paper: dict, show=None) -> pd.DataFrame:
+        """The table as the report shows it: per column the reproduced value, the paper's (as the paper printed it)
+        and their ratio. show(role, cell, text, published) writes a cell in the report's format (role: reproduced,
+        paper, ratio); by default as plain text."""
+        show = show or (lambda role, cell, text, published: text)
         data = {}
         for column in self.columns:
             for sub in ("Reproduced", "Paper", "Ratio"):
@@ -53,13 +59,16 @@ class Table:
                 else:
                     published = paper.get(cell.paper_id) if cell.paper_id else None
                     ratio = cell.ratio(paper)
-                    values = [fmt(cell.value, cell.kind),
-                              fmt(published["value"], cell.kind if not isinstance(published["value"], str) else "text")
-                              if published else DASH,
-                              f"{ratio:.3g}×" if ratio is not None else DASH]
+                    values = [show("reproduced", cell, fmt(cell.value, cell.kind), published),
+                              show("paper", cell, paper_text(published), published) if published else DASH,
+                              show("ratio", cell, f"{ratio:.3g}×", published) if ratio is not None else DASH]
                 for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
                     data[(column, sub)].append(text)
-        frame = pd.DataFrame(data, index=[label for label, _ in self.rows])
+        # a column whose cells no paper value stands beside shows the reproduced values alone
+        empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)
+                 or key[1] == "Ratio" and not self.ratios]
+        frame = pd.DataFrame({key: values for key, values in data.items() if key not in empty},
+                             index=[label for label, _ in self.rows])
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         frame.index.name = None
         return frame
@@ -101,12 +110,16 @@ def cell(spec: str, sources: Sources) -> Cell:
             value = len(value)
         elif match["aggregate"] == "join":
             value = ", ".join(value)
-        return Cell(value, kind, sources.hyperparameter_files[match["variant"]], pid)
+        path = sources.hyperparameter_files[match["variant"]]
+        return Cell(value, kind, path, pid, f"{path}: {match['key']} = {value}")
     key = (match["scope"], match["metric"])
-    value = sources.metrics.value(*key)
+    record = sources.metrics.record(*key)
+    value = record["value"]
     if match["scale"] and isinstance(value, (int, float)):
         value = value * float(match["scale"])
-    return Cell(value, kind, sources.metrics.paths[key], pid)
+    path = sources.metrics.paths[key]
+    shown = f" (shown × {match['scale']})" if match["scale"] else ""
+    return Cell(value, kind, path, pid, f"{path}: {record['value']!r} {record['unit']}{shown}. {record['method']}")
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -119,7 +132,8 @@ def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
             rows.append((label, {column: cell(text, sources) for column, text in cells.items()}))
-    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows)
+    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
+                 spec.get("ratios", True))
 
 
 def build_tables(specs: list[dict], sources: Sources, paper: dict, reference: Sources | None = None,
@@ -134,14 +148,54 @@ def build_tables(specs: list[dict], sources: Sources, paper: dict, reference: So
     return tables
 
 
-def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_path: str) -> None:
-    display = table.display_frame(paper)
+def paper_text(entry: dict) -> str:
+    """A paper value as the paper printed it: its `printed` form, else the number with thousands separators and
+    the decimals written in paper/paper_values.yaml (2.88, not 2.880; -212.0 as printed)."""
+    if "printed" in entry:
+        return entry["printed"]
+    value = entry["value"]
+    return f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def paper_detail(entry: dict) -> str:
+    return (f"paper/paper_values.yaml: {entry['id']} = {entry['value']} {entry['unit']} (paper's Table {entry['table']}, "
+            f"{entry['row']}, {entry['column']})")
+
+
+def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
+    """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
+    from qrepro.report.render import latex_escape
+    if role == "reproduced" and cell.source:
+        return rf"\href{{../{cell.source}}}{{{latex_escape(text)}}}"
+    return latex_escape(text)
+
+
+def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
+    """A cell in HTML: every number names its source on hover; a reproduced value links to its file, a paper value to
+    paper/paper_values.yaml, a ratio names both."""
+    from html import escape
+    if role == "reproduced":
+        return f'<a class="num" href="../{escape(cell.source)}" title="{escape(cell.detail)}">{escape(text)}</a>'
+    if role == "paper":
+        return (f'<a class="num paper" href="../paper/paper_values.yaml" title="{escape(paper_detail(published))}">'
+                f"{escape(text)}</a>")
+    title = f"{cell.source} / paper value {published['id']} (paper/paper_values.yaml)"
+    return f'<span class="num" title="{escape(title)}">{escape(text)}</span>'
+
+
+def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_path: str) -> int:
+    """The table as CSV (audit: every value with its source and paper value), LaTeX and HTML; returns the number of
+    value columns shown (the LaTeX template puts a wide table on a landscape page)."""
     table.audit_frame(paper).to_csv(csv_path, index=False)
-    styler = display.style.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * display.shape[1])
+    latex = table.display_frame(paper, latex_cell)
+    styler = latex.style.format(escape=None).format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    tex = styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * latex.shape[1])
     with open(tex_path, "w") as handle:
         handle.write(tex)
-    html_styler = display.style.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-    html_styler = html_styler.set_table_attributes(f'class="paper-table" id="table-{table.number}"')
+    html_frame = table.display_frame(paper, html_cell)
+    html_styler = html_frame.style.format(escape=None).format_index(escape="html", axis=0).format_index(
+        escape="html", axis=1)
+    html_styler = html_styler.set_table_attributes('class="paper-table"').set_uuid(f"table{table.number}")
     with open(html_path, "w") as handle:
         handle.write(html_styler.to_html())
+    return latex.shape[1]

@@ -99,7 +99,7 @@ def run(job: FinetuneJob) -> None:
     variants.save_model(trainer.model, variant, str(Path(out.weights).parent))
     history = trainer.state.log_history
     log_history_frame(history).to_csv(out.log_history, index=False)
-    variants.write_json(out.hyperparameters, variants.resolved_hyperparameters(variant, args, model, precision, p.hp))
+    variants.write_json(out.hyperparameters, variants.resolved_hyperparameters(variant, trainer, model, p.hp))
 
     total, trainable = count_parameters(model)
     steps = trainer.state.global_step
@@ -109,7 +109,7 @@ def run(job: FinetuneJob) -> None:
     processes = timer.processes()  # after the block: this process's figure is its final peak
     # every process that contributed steps must have run alone (runlog.alone_evidence)
     alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
-    sources = [inp.base_model, inp.tokenized]
+    sources = [inp.base_model, inp.tokenizer, inp.tokenized]
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
@@ -121,7 +121,7 @@ def run(job: FinetuneJob) -> None:
         "train_steps": dict(value=steps, inputs=sources),
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),
-        "precision": dict(value=precision, inputs=[]),
+        "precision": dict(value=variants.precision_that_ran(trainer), inputs=[]),
         "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), inputs=sources,
                                      method_fields={"cuda": cuda}, details={**memory.details, **alone}),
     })

@@ -49,8 +49,33 @@ def build(variant: str, base_dir: str, hp: dict, precision: str, cuda: bool):
     raise ValueError(f"unknown variant {variant!r}: expected full or qlora")
 
 
-def resolved_hyperparameters(variant: str, args, model, precision: str, hp: dict) -> dict:
-    """What actually ran (Tables 3 and 4), read back from the TrainingArguments and the model."""
+MIXED_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
+
+
+def precision_that_ran(trainer) -> str:
+    """The mixed precision the Trainer's accelerator applied (fp32 when none): what ran, whatever was asked."""
+    return MIXED_PRECISION[str(trainer.accelerator.mixed_precision)]
+
+
+def optimizer_that_ran(trainer) -> dict:
+    """The optimizer object the Trainer stepped, and how its state was held after training: bitsandbytes turns
+    paged_adamw_8bit into PagedAdamW8bit, whose state pages only on CUDA (and only for tensors of 100k elements or
+    more); on CPU it falls back to ordinary tensors."""
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps the optimizer
+    state = [t for per_param in optimizer.state.values() for key, t in per_param.items()
+             if key != "step" and hasattr(t, "dtype") and t.dim() > 0]
+    paged = sum(bool(getattr(t, "is_paged", False)) for t in state)
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in state})
+    name = type(optimizer).__name__
+    return {"optimizer_class": f"{type(optimizer).__module__}.{name}", "optimizer_state_tensors": len(state),
+            "optimizer_paged_tensors": paged, "optimizer_state_dtypes": dtypes,
+            "optimizer_ran": f"{name}, state {'/'.join(dtypes)}, {paged} of {len(state)} state tensors paged"}
+
+
+def resolved_hyperparameters(variant: str, trainer, model, hp: dict) -> dict:
+    """What actually ran (Tables 3 and 4), read back from the TrainingArguments, the optimizer the Trainer stepped,
+    its accelerator's precision and the model."""
+    args = trainer.args
     resolved = {
         "variant": variant,
         "num_train_epochs": args.num_train_epochs,
@@ -60,7 +85,8 @@ def resolved_hyperparameters(variant: str, args, model, precision: str, hp: dict
         "max_steps": args.max_steps,
         "learning_rate": args.learning_rate,
         "optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
-        "precision": precision,
+        **optimizer_that_ran(trainer),
+        "precision": precision_that_ran(trainer),
         "warmup_steps": args.warmup_steps,
         "max_grad_norm": args.max_grad_norm,
         "eval_steps": args.eval_steps,

@@ -48,7 +48,7 @@ use rule structure_metrics as paper_structure_metrics with:
         double_quant=PAPER_PROFILE["training"]["qlora"]["quantization"]["double_quant"],
         max_length=PAPER_PROFILE["data"]["max_length"],
         metrics=declared_metrics,
-        config_source="configs/paper.yaml",
+        config_source=lambda wildcards, input: input[0],  # configs/paper.yaml
     log:
         f"{LOGS}/paper_structure_metrics.log",
 

@@ -250,10 +250,11 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert timing and measured.startswith("Peak for MFU: measured: the best of 9 timed runs of four 2048x2048 fp32 ")
     assert _render("full", "peak_train_memory_mb", cuda=True)[0].startswith(
         "Peak memory of trainer.train(): torch.cuda.max_memory_allocated during the block")
-    ppl, _ = _render("base", "perplexity_paper", samples=100, max_length=512, dtype="fp16", init="random")
-    assert ppl.endswith("scored (fp16). Random weights (model.init: random): not meaningful.")
-    assert "not meaningful" not in _render("base", "perplexity_paper", samples=100, max_length=512, dtype="fp16",
-                                           init="pretrained")[0]
+    padding = dict(samples=100, max_length=512, scored_tokens=51100, padding_tokens=40880, padding_percent=80.0)
+    ppl, _ = _render("base", "perplexity_paper", dtype="fp16", init="random", **padding)
+    assert ppl.endswith("scored: 80.0% of the 51100 scored tokens are padding (fp16). Random weights (model.init: "
+                        "random): not meaningful.")
+    assert "not meaningful" not in _render("base", "perplexity_paper", dtype="fp16", init="pretrained", **padding)[0]
     executed = lambda **f: _render("qlora", "flops_per_step_executed", **f)[0]  # noqa: E731
     assert "first layer's q/k/v inputs need no gradient" in executed(variant="qlora", gradient_checkpointing=False)
     assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)

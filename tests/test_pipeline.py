@@ -5,10 +5,12 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import LORA_TARGETS, PAPER, snakemake
+from conftest import LORA_TARGETS, PAPER, ROOT, snakemake
 from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
 from qrepro.model.llama import expected_lora_params, llama_config
+
+TEST_CONFIG = merged_profile(ROOT / "config.yaml", ROOT / "configs/test.yaml")  # what the test_run fixture runs
 
 TRAIN_METRICS = ["total_params", "trainable_params", "trainable_percent", "train_time_s", "time_per_step_s",
                  "step_time_s", "train_steps", "train_loss_first", "train_loss_final", "precision",
@@ -194,11 +196,21 @@ def test_memory_probe_measures_both_variants(run_copy):
         assert step["details"]["steps_timed"] == config["probe"]["steps"] - config["probe"]["warmup_steps"]
 
 
-def _job_inputs(run, output: str) -> list[str]:
-    """The declared inputs of the job that wrote `output`, as Snakemake recorded them (.snakemake/metadata)."""
+def _job_record(run, output: str) -> dict:
+    """What Snakemake recorded about the job that wrote `output` (.snakemake/metadata): its inputs and params."""
     import base64
-    record = json.loads((run / ".snakemake/metadata" / base64.urlsafe_b64encode(output.encode()).decode()).read_text())
-    return [path for path in record["input"] if not path.startswith(("scripts/", "schemas/"))]  # code: not data
+    return json.loads((run / ".snakemake/metadata" / base64.urlsafe_b64encode(output.encode()).decode()).read_text())
+
+
+def _job_inputs(run, output: str) -> list[str]:
+    """The declared inputs of the job that wrote `output`."""
+    return [path for path in _job_record(run, output)["input"] if not path.startswith(("scripts/", "schemas/"))]
+
+
+def _config_value(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]  # a key the configuration lacks fails here
+    return config
 
 
 def test_every_metric_file_names_the_inputs_its_job_declared_and_only_those(test_run):
@@ -211,10 +223,15 @@ def test_every_metric_file_names_the_inputs_its_job_declared_and_only_those(test
         record, declared = read_metric(path), _job_inputs(test_run, output)
         job = tuple(declared)
         for name in record["inputs"]:
-            if ": " in name:  # a config key: from this run's config or from a declared profile
+            if ": " in name:  # a config key: from this run's config (reaching the job as a param) or a declared profile
                 source, key = name.split(": ")
                 assert source == "config" or source in declared, (output, name)
-                assert re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)*", key), (output, name)
+                if source == "config":
+                    value, params = _config_value(TEST_CONFIG, key), _job_record(test_run, output)["params"]
+                    assert any(p == repr(value) or (isinstance(value, (dict, list)) and repr(value) in p)
+                               for p in params), (output, name, value, params)
+                else:
+                    _config_value(merged_profile(ROOT / "config.yaml", test_run / source), key)
                 continue
             assert any(name == d or name.startswith(d.rstrip("/") + "/") for d in declared), (output, name, declared)
             by_job.setdefault(job, set()).add(name)

@@ -156,3 +156,31 @@ def test_every_number_in_the_html_tables_names_its_source(test_run):
         assert (test_run / html_module.unescape(href)).is_file(), href
     prose_links = re.findall(r'<p>.*?</p>', page, re.S)
     assert sum(p.count('class="num"') for p in prose_links) > 40  # the prose's numbers link too
+
+
+def test_every_number_of_a_claim_note_and_the_data_card_links_to_its_source(test_run):
+    """Each claim's note links as many numbers as its evidence text in paper/claims.yaml has number placeholders,
+    each to a file that holds that number; every count in the data card links to its data_card file."""
+    import html as html_module
+    import yaml
+    page = (test_run / "report/report.html").read_text()
+    claims = yaml.safe_load((test_run / "paper/claims.yaml").read_text())["claims"]
+    notes = dict(re.findall(r"<li>Claim (\d+): (.*?)</li>", page, re.S))
+    assert len(notes) == len(claims)
+    for number, claim in enumerate(claims, 1):
+        expected = re.findall(r"\{(?:paper:)?[a-z0-9_]+(?:/[a-z0-9_]+)?\|[a-z0-9+]+\}", claim["evidence"])
+        links = re.findall(r'<a class="num[^"]*" href="\.\./([^"]+)" title="([^"]*)">([^<]+)</a>', notes[str(number)])
+        assert len(links) == len(expected), (number, len(links), expected)
+        for href, title, text in links:
+            if href.startswith("results/"):
+                value = read_metric(test_run / html_module.unescape(href))["value"]
+                shown = float(text.replace(",", "").rstrip("%x×"))
+                assert shown == pytest.approx(value, rel=0.01, abs=0.01), (number, href, text, value)
+    card = re.search(r'<table class="data-card">(.*?)</table>', page, re.S)[1]
+    for split, rows, empty, characters in re.findall(
+            r'<tr><td class="text">(\w+)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>', card):
+        for cell, name in ((rows, "rows"), (empty, "empty_rows"), (characters, "characters")):
+            href = re.search(r'href="\.\./([^"]+)"', cell)
+            assert href and href[1] == f"results/metrics/data_card/{split}_{name}.json", (split, name, cell)
+            text = re.sub(r"<[^>]+>", "", cell)
+            assert int(text.replace(",", "")) == read_metric(test_run / href[1])["value"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from qrepro.metrics_io import MetricStore
-from qrepro.report.placeholders import fill
+from qrepro.report.placeholders import fill, parts
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 # basis kinds: what judged the claim
@@ -47,6 +47,7 @@ class Run:
         """What the prose says about this run (prose.j2, run_facts)."""
         return {"label": self.label, "paper_architecture": self.paper_architecture, "paper_recipe": self.paper_recipe,
                 "cuda": self.cuda, "gpu": self.gpu, "total_params": self.metrics.value("architecture", "total_params"),
+                "total_params_source": str(self.metrics.paths[("architecture", "total_params")]),
                 "pretrained_paper_model": self.pretrained_paper_model, "paper_data": self.paper_data,
                 "random_weights": self.random_weights}
 
@@ -80,11 +81,20 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
         verdict = REPRODUCED
     else:
         verdict = NOT_REPRODUCED
-    return {**claim, "reproduced_value": value, "deviation": deviation, "verdict": verdict,
+    return {**claim, "reproduced_value": value, "reproduced_text": as_precise_as(value, claim["published_text"]),
+            "deviation": deviation, "verdict": verdict,
             "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label,
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
+            "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
+
+
+def as_precise_as(value: float, published_text: str) -> str:
+    """The judged value with as many decimals as the published figure, and at least three significant digits."""
+    decimals = len(published_text.partition(".")[2])
+    text = f"{value:.{decimals}f}"
+    return text if len(text.lstrip("-0.").replace(".", "")) >= 3 else f"{value:.3g}"
 
 
 def load_claims(path: str, paper: dict[str, dict]) -> list[dict]:

@@ -44,8 +44,8 @@ def run_description(run: dict, m: MetricStore) -> dict:
 def data_card(m: MetricStore) -> dict:
     """What data and tokenizer the run measured, from results/metrics/data_card (rule data_card)."""
     V = lambda name: m.value("data_card", name)  # noqa: E731
-    splits = [{"split": split, "rows": fmt(V(f"{split}_rows"), "int"), "empty_rows": fmt(V(f"{split}_empty_rows"), "int"),
-               "characters": fmt(V(f"{split}_characters"), "int"), "sha256": V(f"{split}_sha256")}
+    # the numbers are printed by the prose (data_card_number), which links them to their files in HTML
+    splits = [{"split": split, "sha256": V(f"{split}_sha256")}
               for split in ("train", "validation", "test", "pretrain") if V(f"{split}_rows") is not None]
     return {"source": V("data_source"), "location": V("data_location"), "revision": V("data_revision") or "none",
             "splits": splits, "tokenizer_name": V("tokenizer_name"), "tokenizer_revision": V("tokenizer_revision") or "none",

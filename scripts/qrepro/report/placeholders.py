@@ -101,8 +101,35 @@ class PaperValues:
         return fmt(self.paper[key]["value"], kind)
 
 
+def parts(text: str, m: MetricStore, paper: dict | None = None) -> list[dict]:
+    """text cut at its number placeholders, for a report that links each number to its source: {"text": ...},
+    {"metric": "scope/metric", "kind": FORMAT} or {"paper": ID, "kind": FORMAT}. Joined, the parts print what fill()
+    gives for the same text."""
+    text = " ".join(text.split())
+    found, at = [], 0
+    for match in PLACEHOLDER.finditer(text):
+        if match.lastgroup not in ("value", "paper"):
+            continue
+        found.append({"text": _substitute(text[at:match.start()], m, paper)})
+        key, form = match[match.lastgroup].removeprefix("paper:").split("|")
+        if match.lastgroup == "value":
+            m.record(*key.split("/"))  # a missing file fails here, as it does in fill()
+            found.append({"metric": key, "kind": form})
+        else:
+            if paper is None or key not in paper:
+                raise KeyError(f"{match[0]}: no paper value {key!r} (paper/paper_values.yaml)")
+            found.append({"paper": key, "kind": form})
+        at = match.end()
+    found.append({"text": _substitute(text[at:], m, paper)})
+    return [part for part in found if part.get("text", True)]
+
+
 def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
     """Every placeholder of text replaced (whitespace collapsed: texts are written folded in YAML)."""
+    return _substitute(" ".join(text.split()), m, paper, reference)
+
+
+def _substitute(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
     v = Values(m)
 
     def one(match: re.Match) -> str:
@@ -123,5 +150,5 @@ def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | 
         if reference is None:
             raise KeyError("{reference} is only defined in a table built from a reference run")
         return reference
-    return PLACEHOLDER.sub(one, " ".join(text.split()))
+    return PLACEHOLDER.sub(one, text)
 

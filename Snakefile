@@ -23,6 +23,18 @@ include: "rules/probe.smk"
 declare_library_inputs(workflow.rules)
 
 
+# the named targets only gather files: on a cluster they run here, not as jobs
+localrules:
+    report,
+    html,
+    train,
+    metrics,
+    structure,
+    reference,
+    memory,
+    docs,
+
+
 rule report:
     default_target: True
     input:

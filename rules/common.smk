@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from qrepro import catalogue, config_checks, profile
+from qrepro import catalogue, cluster, config_checks, profile
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -18,10 +18,24 @@ from qrepro.runlog import nvidia_smi
 config_checks.check(config, check_device=False)
 
 
+# On SLURM the jobs run on the cluster's nodes, not here: instead of this machine's device, the site settings and
+# the partition's GPUs are checked (qrepro.cluster), before anything is submitted.
 onstart:
-    on_accelerator = [job.rule.name for job in workflow.dag.needrun_jobs() if "gpu" in job.rule.resources]
-    if set(on_accelerator) - DEVICE_CHECK_EXEMPT:
+    jobs = list(workflow.dag.needrun_jobs())
+    if submits_to_slurm():
+        found = cluster.settings_problems({job.rule.name: dict(job.resources.items()) for job in jobs})
+        if not found:
+            found = cluster.gpu_problems({job.rule.name: (job.resources.get("slurm_partition"),
+                                                          job.resources.get("gpu") or 0) for job in jobs})
+        if found:
+            raise WorkflowError("Cannot submit to SLURM:\n  - " + "\n  - ".join(found))
+    elif {job.rule.name for job in jobs if "gpu" in job.rule.resources} - DEVICE_CHECK_EXEMPT:
         config_checks.check(config, check_device=True)
+
+
+def submits_to_slurm():
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name.removeprefix("snakemake-executor-plugin-") == "slurm"
 
 
 VARIANTS = list(profile.VARIANTS)
@@ -49,9 +63,10 @@ def scheduler_cores():
 
 # Timed jobs (training, inference, the MFU peak, the memory probe) take every core Snakemake was given, so its
 # local executor runs no other job beside them whatever --cores is; their metric files record it
-# (runlog.alone_evidence). A cluster executor places jobs itself: there SCHEDULER_CORES is 0 and the files say so.
+# (runlog.alone_evidence). A job a cluster executor started runs its own Snakemake (exec mode remote), which sees
+# that job alone: there SCHEDULER_CORES is 0, and the evidence comes from the cluster (SLURM: sacct) instead.
 TIMED_JOB_THREADS = scheduler_cores()
-SCHEDULER_CORES = TIMED_JOB_THREADS if getattr(workflow, "local_exec", True) else 0
+SCHEDULER_CORES = 0 if workflow.remote_exec else TIMED_JOB_THREADS
 
 PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
 INFERENCE_MODELS = CATALOGUE.scopes("inference")
@@ -123,20 +138,6 @@ def evaluated_model(wildcards):
     if kind != "base":
         inputs["model"] = model_files(kind.removesuffix("_merged"))
     return inputs
-
-
-def artifact_state(wildcards):
-    """Size and mtime of every trained-model file (or 'missing'). As a param of the manifest rule it makes
-    a deleted or replaced weight file re-run the manifest, which then fails naming it."""
-    state = {}
-    for variant in VARIANTS:
-        for path in model_files(variant):
-            try:
-                stat = os.stat(path)
-                state[path] = [stat.st_size, stat.st_mtime_ns]
-            except FileNotFoundError:
-                state[path] = "missing"
-    return state
 
 
 def structure_inputs(wildcards):

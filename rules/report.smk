@@ -70,8 +70,6 @@ rule manifest:
         reference=REFERENCE_METRICS + REFERENCE_PROVENANCE,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output,
-    params:
-        artifacts=artifact_state,
     log:
         f"{LOGS}/manifest.log",
     conda:

@@ -9,10 +9,10 @@ inp = snakemake.input  # noqa: F821
 job = snakemake  # noqa: F821
 kind = job.wildcards.model
 with log_to(job.log[0]):
-    alone = alone_evidence(job.threads, job.resources.scheduler_cores)
     model, tokenizer, dtype, cuda = prepare_eval(kind, inp.get("base_model"), inp.model, inp.tokenizer,
                                                  p.quantization, p.dtype, job.threads)
     result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
+    alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed runs: their interval
     paper = paper_protocol(result, p.paper_prompts, p.new_tokens)
     source = [path for path in (inp.get("base_model"), inp.tokenizer) if path] + list(inp.model)
     fields = {"new_tokens": p.new_tokens, "dtype": dtype, "cuda": cuda, "threads": job.threads,

@@ -12,13 +12,13 @@ variant = job.wildcards.variant
 with log_to(job.log[0]):
     set_threads(job.threads)
     cuda, precision = device_and_precision(p.precision)
-    alone = alone_evidence(job.threads, job.resources.scheduler_cores)
     hp = {**p.hp, "gradient_accumulation_steps": 1, "weights_dtype": p.weights_dtype}
     estimate = resources.estimate_for_job(inp.model, variant, hp, p.seq_len)
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"the {variant} memory probe")
     result = run_probe(inp.model, variant, hp, precision, cuda, p.steps, p.warmup_steps, p.seq_len, p.seed,
                        p.work_dir)
     print(result)
+    alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed steps: their interval
     fields = {"steps": p.steps, "warmup_steps": p.warmup_steps, "variant": variant, "batch_size": hp["batch_size"],
               "seq_len": p.seq_len, "gradient_checkpointing": hp["gradient_checkpointing"],
               "weights_dtype": p.weights_dtype, "precision": precision, "cuda": cuda, "threads": job.threads}

@@ -59,5 +59,28 @@ def run_copy(test_run, tmp_path):
     return dest
 
 
+def slurm_controller() -> str | None:
+    """Why the scale-out tests cannot run here, or None when a SLURM controller answers."""
+    try:
+        subprocess.run(["scontrol", "ping"], check=True, capture_output=True, timeout=20)
+        return None
+    except (OSError, subprocess.SubprocessError):
+        return "no SLURM controller answers `scontrol ping`: start the local one-node cluster with `bash .ci/slurm/up.sh`"
+
+
+def pytest_collection_modifyitems(config, items):
+    scaleout = [item for item in items if item.get_closest_marker("scaleout")]
+    reason = slurm_controller() if scaleout else None
+    for item in scaleout if reason else []:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def pdf_text(path: Path) -> str:
     return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="session")
+def hf_cache(tmp_path_factory):
+    """The offline Hugging Face cache of tests/hub_cache.py: the paper profile's hub path without the hub."""
+    from hub_cache import build_hf_cache
+    return build_hf_cache(tmp_path_factory.mktemp("hf_home"))

@@ -10,95 +10,12 @@ prepared with load_dataset_builder(...).download_and_prepare() and its folder na
 """
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
-
-import pandas as pd
-import pytest
 
 from conftest import ROOT, copy_workflow, snakemake
+from hub_cache import DATA_REV, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, TINY_WITHOUT_POSITIONS, hf_rows
 from qrepro.metrics_io import read_metric
-
-FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
-MODEL_ID = "qrepro-test/tiny-llama"
-MODEL_REV = "0123456789abcdef0123456789abcdef01234567"
-DATA_REV = "fedcba9876543210fedcba9876543210fedcba98"
-OTHER_REV = "1111111111111111111111111111111111111111"
-SPLITS = ("train", "validation", "test")
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=128, max_position_embeddings=128)
-TINY_WITHOUT_POSITIONS = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
-
-
-def hf_rows(split: str) -> list[str]:
-    """WikiText rows as the hub dataset holds them: '' for a blank line, else the line with its line break."""
-    lines = (FIXTURE / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    return ["" if not line.strip() else line for line in lines]
-
-
-def _hub_repo(hub: Path, repo_id: str, revision: str, folder: Path) -> None:
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for file in sorted(folder.iterdir()):
-        blob = hashlib.sha256(file.read_bytes()).hexdigest()
-        shutil.copyfile(file, repo / "blobs" / blob)
-        (snapshot / file.name).symlink_to(Path("../../blobs") / blob)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-
-
-def _dataset_cache(cache: Path, work: Path, configs: dict[str, dict[str, pd.DataFrame]]) -> None:
-    from datasets import load_dataset_builder
-
-    repo = work / "wikitext"  # the folder name becomes the dataset name, as the hub id does
-    readme = ["---", "configs:"]
-    for config, splits in configs.items():
-        readme += [f"- config_name: {config}", "  data_files:"]
-        for split, frame in splits.items():
-            (repo / config).mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(repo / config / f"{split}-00000-of-00001.parquet")
-            readme += [f"  - split: {split}", f"    path: {config}/{split}-00000-of-00001.parquet"]
-    (repo / "README.md").write_text("\n".join(readme + ["---", ""]))
-    for config in configs:
-        builder = load_dataset_builder(str(repo), config, cache_dir=str(cache))
-        builder.download_and_prepare()
-        prepared = Path(builder.cache_dir)
-        prepared.rename(prepared.parent / DATA_REV)
-    shutil.rmtree(repo)
-
-
-@pytest.fixture(scope="module")
-def hf_cache(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from qrepro.data.tokenizer import train_bpe
-
-    root = tmp_path_factory.mktemp("hf_home")
-    stage = root / "stage"
-    tokenizer = train_bpe((FIXTURE / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True), 512)
-    tokenizer.save_pretrained(stage)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, **TINY)
-    LlamaForCausalLM(config).save_pretrained(stage, safe_serialization=True)
-    _hub_repo(root / "hub", MODEL_ID, MODEL_REV, stage)
-    good = {split: pd.DataFrame({"text": hf_rows(split)}) for split in SPLITS}
-    _dataset_cache(root / "datasets", root, {
-        "wikitext-2-raw-v1": good,
-        "no-text": {split: frame.rename(columns={"text": "content"}) for split, frame in good.items()},
-        "no-validation": {"train": good["train"], "test": good["test"]},
-        "blank-test": {**good, "test": pd.DataFrame({"text": ["", " ", "\n"]})},
-    })
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(root), HF_HUB_CACHE=str(root / "hub"),
-               HF_DATASETS_CACHE=str(root / "datasets"), PYTHONWARNINGS="ignore")
-    return {"root": root, "env": env, "stage": stage, "tokenizer": tokenizer}
-
 
 LOADING = r"""
 import json, sys
@@ -204,23 +121,50 @@ def test_real_loading_code_reads_the_offline_cache(hf_cache, tmp_path):
     assert all(torch.equal(loaded[k], original[k]) for k in original)
 
 
-def test_paper_profile_path_runs_offline_through_the_pipeline(hf_cache, tmp_path, monkeypatch):
-    """configs/paper.yaml (hub model, wikitext from datasets, the model's tokenizer, float16 load), pointed at the
-    cached tiny model and allowed on CPU: corpus, tokenizer, base_model, dataset metrics and the data card."""
+# What the whole-run test below may change of configs/paper.yaml: where the model and data come from (the cached
+# tiny model and WikiText-shaped data), scale, and what a CPU cannot do (fp16). Everything else is the paper's recipe.
+HUB_IDS = {"model.hub_id", "model.revision", "model.architecture"}
+SCALE = {"data.max_length", "training.max_steps", "training.warmup_steps", "training.eval_steps",
+         "training.save_steps", "training.logging_steps", "training.step_time_warmup", "training.eval_max_samples",
+         "evaluation.repetitions", "evaluation.paper_perplexity_samples", "evaluation.new_tokens"}
+DEVICE = {"allow_cpu", "training.precision", "evaluation.dtype", "training.qlora.quantization.compute_dtype"}
+
+
+def _leaves(mapping: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in mapping.items():
+        if isinstance(value, dict) and key != "architecture":
+            keys |= _leaves(value, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path, monkeypatch):
+    """configs/paper.yaml (hub model, wikitext from datasets, the model's tokenizer, float16 load, the paper's
+    recipe) through train, evaluate and the report, offline: its hub ids point at the cached tiny model and only
+    scale (and fp16, which needs CUDA) is overridden."""
     import torch
+    import yaml
     from safetensors.torch import load_file
 
     workdir = copy_workflow(tmp_path / "hub")
-    arch = "\n".join(f"    {k}: {v}" for k, v in {**TINY, "vocab_size": 512}.items())
-    (workdir / "hub.yaml").write_text(
-        f"allow_cpu: true\ndata:\n  max_length: 64\ntraining:\n  precision: fp32\n"
-        f"model:\n  hub_id: {MODEL_ID}\n  revision: {MODEL_REV}\n  architecture:\n{arch}\n")
+    overlay = {
+        "allow_cpu": True,
+        "data": {"max_length": 64},
+        "model": {"hub_id": MODEL_ID, "revision": MODEL_REV, "architecture": {**TINY, "vocab_size": 512}},
+        "training": {"precision": "fp32", "max_steps": 8, "warmup_steps": 2, "eval_steps": 4, "save_steps": 4,
+                     "logging_steps": 2, "step_time_warmup": 2, "eval_max_samples": 16,
+                     "qlora": {"quantization": {"compute_dtype": "fp32"}}},
+        "evaluation": {"dtype": "fp32", "repetitions": 2, "paper_perplexity_samples": 20, "new_tokens": 8},
+    }
+    assert _leaves(overlay) <= HUB_IDS | SCALE | DEVICE
+    (workdir / "hub.yaml").write_text(yaml.safe_dump(overlay))
     for key in ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE"):
         monkeypatch.setenv(key, hf_cache["env"][key])
+    snakemake(workdir, "html", "--configfile", "configs/paper.yaml", "hub.yaml", "--cores", "2", timeout=1200)
+
     card = "results/metrics/data_card"
-    snakemake(workdir, "--configfile", "configs/paper.yaml", "hub.yaml", "--cores", "2",
-              "results/metrics/dataset/train_samples.json", "results/metrics/dataset/vocab_size.json",
-              "results/base_model", f"{card}/data_revision.json", timeout=900)
     value = lambda path: read_metric(workdir / path)["value"]  # noqa: E731
     assert value(f"{card}/data_source.json") == "hf"
     assert value(f"{card}/data_location.json") == "wikitext/wikitext-2-raw-v1"
@@ -238,3 +182,23 @@ def test_paper_profile_path_runs_offline_through_the_pipeline(hf_cache, tmp_path
     saved = load_file(workdir / "results/base_model/model.safetensors")
     original = _hub_weights_fp16(hf_cache)
     assert saved.keys() == original.keys() and all(torch.equal(saved[k], original[k]) for k in original)
+
+    # the recipe that trained is the paper's (configs/paper.yaml over config.yaml), read back from what ran
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())["training"]
+    for variant in ("full", "qlora"):
+        ran = json.loads((workdir / f"results/train/{variant}/hyperparameters.json").read_text())
+        recipe = {**base[variant], **paper["training"].get(variant, {})}
+        assert ran["per_device_train_batch_size"] == recipe["batch_size"]
+        assert ran["gradient_accumulation_steps"] == recipe["gradient_accumulation_steps"]
+        assert ran["learning_rate"] == recipe["learning_rate"] and ran["max_steps"] == 8
+        if variant == "qlora":
+            lora = recipe["lora"]
+            assert (ran["lora_r"], ran["lora_alpha"], ran["lora_dropout"]) == (lora["r"], lora["alpha"], lora["dropout"])
+            assert ran["target_modules"] == sorted(lora["target_modules"]) and ran["quant_type"] == "nf4"
+            assert ran["double_quant"] is True
+    # evaluated from the trained files, and the report built from them
+    for model in ("base", "full", "qlora"):
+        assert 1 < value(f"results/metrics/{model}/perplexity_token.json") < 10 * 512
+    html = (workdir / "report/report.html").read_text()
+    assert "Paper profile: TinyLlama-1.1B-Chat-v1.0 on WikiText-2" in html and MODEL_ID in html

@@ -103,21 +103,17 @@ def torch_equal(a, b):
     return bool(torch.equal(a, b))
 
 
-def test_several_gpus_go_through_accelerate_launch(paper_copy):
-    import subprocess
-    import sys
-
-    from qrepro.training.job import accelerate_command
-    command = accelerate_command(4, "job.json")
-    assert command[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
-                           "-m", "qrepro.training.job", "job.json"]
-    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--help"], check=True, capture_output=True)
-    (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
+def test_several_processes_ask_for_one_gpu_each_and_must_divide_the_accumulation(paper_copy):
+    """num_processes GPUs per training job on a cluster; a count that does not divide a variant's gradient
+    accumulation (the global batch could not stay the recipe's) is refused before anything runs. The processes
+    really training together: tests/test_multiprocess.py."""
+    (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 2\n")
     planned = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml").stdout
-    assert "gpu=4" in planned
-    result = snakemake(paper_copy, "train", "--cores", "1", "--configfile", "configs/paper.yaml", "multi.yaml",
-                       "--config", "allow_cpu=True", "training={'precision': 'bf16'}", check=False)
-    assert "training.num_processes=4 runs one process per GPU and no CUDA device is visible" in result.stderr
+    assert "gpu=2" in planned
+    (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
+    result = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml", check=False)
+    assert result.returncode != 0
+    assert "training.num_processes=4 must divide training.qlora.gradient_accumulation_steps=2" in result.stderr
 
 
 def test_offline_gpu_profile_is_the_paper_architecture_and_recipe(paper_copy):

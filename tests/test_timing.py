@@ -56,7 +56,7 @@ def test_median_after_warmup_and_spread():
 
 
 def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path):
-    first = StepTimer(process={"ran_alone": True})
+    first = StepTimer(process=lambda: {"ran_alone": True})
     first.start()
     _drive(first, tmp_path, steps=4, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, save_every=2)
     saved = json.loads((tmp_path / "checkpoint-4" / "timing.json").read_text())
@@ -64,7 +64,7 @@ def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path
     assert saved["saves"] == [2, 4] and saved["processes"] == [{"ran_alone": True}]
     time.sleep(0.3)  # work after the checkpoint that a killed process loses: not counted
 
-    second = StepTimer(process={"ran_alone": False})
+    second = StepTimer(process=lambda: {"ran_alone": False})
     second.resume(str(tmp_path / "checkpoint-4"))
     second.start()
     _drive(second, tmp_path, steps=3, load_s=0.0, work_s=0.02, eval_s=0.0, eval_every=100, first_step=4)

@@ -53,9 +53,13 @@ def problems(config: dict, cuda: bool | None = None, check_device: bool = True) 
     if check_device and training["precision"] == "fp16" and not cuda:
         found.append("training.precision=fp16 needs a CUDA device and none is visible; on CPU, accelerate "
                      "would silently train in fp32. Allowed here: auto, bf16, fp32")
-    if check_device and training["num_processes"] > 1 and not cuda:
-        found.append(f"training.num_processes={training['num_processes']} runs one process per GPU and no CUDA device "
-                     "is visible; use 1 on CPU")
+    processes = training["num_processes"]
+    for variant in ("full", "qlora"):
+        accumulation = training[variant]["gradient_accumulation_steps"]
+        if accumulation % processes:
+            found.append(f"training.num_processes={processes} must divide training.{variant}."
+                         f"gradient_accumulation_steps={accumulation}: each process accumulates its share, so that an "
+                         "optimizer step sees the recipe's global batch")
     if check_device and not config["allow_cpu"] and not cuda:
         found.append("allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible; "
                      "run on a GPU machine, or override with --config allow_cpu=True")

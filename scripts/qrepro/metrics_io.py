@@ -115,7 +115,9 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
                                        record["inputs"], timing, record.get("details"))
-    return [write_record(path, record) for path, record in complete.items()]
+    written = [write_record(path, record) for path, record in complete.items()]
+    print(f"wrote {len(complete)} metric file(s): {', '.join(complete)}")  # in the job's log
+    return written
 
 
 @dataclass

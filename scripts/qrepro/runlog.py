@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qrepro import cluster
+
 # the packages whose versions a run's numbers depend on (checkpoint fingerprints, reference provenance)
 RUN_PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "snakemake"]
 
@@ -31,14 +33,20 @@ def log_to(path: str):
 
 
 def alone_evidence(reserved_threads: int, scheduler_cores: int) -> dict:
-    """Whether a timed job ran alone, and why: with Snakemake's local executor the rule reserves every core
-    Snakemake was given (threads = --cores), so the scheduler can start no other job beside it.
+    """Whether a timed job ran alone, and why. Call it after the timed work.
 
-    scheduler_cores is 0 where that cannot be known (a cluster executor, which places jobs on allocations of its
-    own): the job is then not claimed to have run alone."""
+    Snakemake's local executor: the rule reserves every core Snakemake was given (threads = --cores), so the
+    scheduler can start no other job beside it. A cluster executor (scheduler_cores 0) places jobs itself: inside a
+    SLURM allocation the answer comes from SLURM (cluster.slurm_alone_evidence: sacct, every user's jobs on the
+    node between this job's start and now); elsewhere it is unknown and the job is not claimed to have run alone."""
     if not scheduler_cores:
+        job_id = cluster.slurm_job_id()
+        if job_id:
+            return {"reserved_cores": reserved_threads, "scheduler_cores": None,
+                    **cluster.slurm_alone_evidence(job_id)}
         return {"ran_alone": False, "reserved_cores": reserved_threads, "scheduler_cores": None,
-                "how": "not checked: a cluster executor ran this job; whether others shared its node is unknown"}
+                "how": "not checked: a cluster executor ran this job outside SLURM; whether others shared its node "
+                       "is unknown"}
     if reserved_threads < scheduler_cores:
         raise RuntimeError(f"a timed job must run alone: it holds {reserved_threads} of the {scheduler_cores} cores "
                            "Snakemake was given, so other jobs could run beside it")

@@ -9,7 +9,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from qrepro.metrics_io import MetricStore, read_json, sha256
-from qrepro.report.placeholders import PaperValues, Values, fmt
+from qrepro.report.placeholders import PaperValues, Values
 from qrepro.report.render import RawLatex
 from qrepro.runlog import package_versions
 

@@ -27,9 +27,28 @@ from qrepro.training.trainer import (PaperEvaluationSchedule, final_train_loss, 
 
 
 def accelerate_command(num_processes: int, spec_path: str) -> list[str]:
-    """The command that re-runs this job on num_processes GPUs (no shell, list arguments)."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-            str(num_processes), "-m", "qrepro.training.job", spec_path]
+    """The command that re-runs this job as num_processes data-parallel processes (no shell, list arguments):
+    accelerate's multi-process launcher (torch.distributed.run), one process per GPU on CUDA; on CPU the Trainer
+    (use_cpu) joins them with the gloo backend."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "-m", "qrepro.training.job", spec_path]
+
+
+def world_size() -> int:
+    """Processes training together: set by the launcher (torch.distributed.run), 1 in the Snakemake job itself."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def gather_reports(report: dict) -> list[dict]:
+    """Every rank's report of itself, in rank order (one list on every rank)."""
+    if world_size() == 1:
+        return [report]
+    import torch.distributed as dist
+
+    reports = [None] * dist.get_world_size()
+    dist.all_gather_object(reports, report)
+    return reports
 
 
 def job_code(scripts_dir: Path = SCRIPTS_DIR) -> list[str]:
@@ -70,7 +89,8 @@ def run(job: FinetuneJob) -> None:
 
     p, inp, out = job.params, job.input, job.output
     variant = job.variant
-    set_threads(job.threads)
+    processes = world_size()
+    set_threads(job.threads // processes)  # the job's cores, shared by its processes
     seed_everything(p.seed)
     cuda, precision = device_and_precision(p.shared["precision"])
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
@@ -85,14 +105,20 @@ def run(job: FinetuneJob) -> None:
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
     print(f"memory estimate: {estimate}")
     model = variants.build(variant, inp.base_model, p.hp, precision, cuda)
-    args = training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed)
+    args = training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed, processes)
     memory = PeakMemory(cuda)
-    timer = StepTimer(cuda, memory, alone_evidence(job.threads, job.scheduler_cores))
+    alone_evidence(job.threads, job.scheduler_cores)  # refuses at once a local job that would not run alone
+    rank = int(os.environ.get("RANK", "0"))
+    timer = StepTimer(cuda, memory, lambda: {"rank": rank, "threads": job.threads // processes,
+                                             **alone_evidence(job.threads, job.scheduler_cores)})
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[timer, PaperEvaluationSchedule()])
     run_times = train(trainer, timer, memory)
     print(f"trained {variant}: {run_times}")
+    # what every rank reports about itself (its memory peak, that it ran alone, its own step times): rank 0 writes it
+    this_run = gather_reports({**timer.processes()[-1], "step_time": step_time_summary(
+        timer.durations, p.shared["step_time_warmup"]) if processes > 1 else None})
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results
@@ -106,9 +132,10 @@ def run(job: FinetuneJob) -> None:
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
     step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"])
-    processes = timer.processes()  # after the block: this process's figure is its final peak
+    # earlier processes (up to a resumed checkpoint), then every rank of this run
+    reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
     # every process that contributed steps must have run alone (runlog.alone_evidence)
-    alone = {"ran_alone": all(proc["ran_alone"] for proc in processes), "processes": processes}
+    alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
@@ -122,7 +149,7 @@ def run(job: FinetuneJob) -> None:
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),
         "precision": dict(value=variants.precision_that_ran(trainer), inputs=[]),
-        "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in processes), inputs=sources,
+        "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in reports), inputs=sources,
                                      method_fields={"cuda": cuda}, details={**memory.details, **alone}),
     })
 

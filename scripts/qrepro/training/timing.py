@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from transformers import TrainerCallback
 
@@ -27,10 +27,12 @@ class StepTimer(TrainerCallback):
 
     FILE = "timing.json"
 
-    def __init__(self, cuda: bool = False, memory: "PeakMemory | None" = None, process: dict | None = None):
+    def __init__(self, cuda: bool = False, memory: "PeakMemory | None" = None,
+                 process: "Callable[[], dict] | None" = None):
         self.cuda = cuda
         self.memory = memory                    # its peak so far is stored with each checkpoint
-        self.process = process or {}            # what this process reports about itself (e.g. that it ran alone)
+        self.process = process or dict          # what this process reports about itself (e.g. that it ran alone),
+                                                # asked when a checkpoint is saved and at the end: it covers the run so far
         self.durations: dict[int, float] = {}   # global step -> seconds
         self.evaluations: list[int] = []        # global steps after which an evaluation ran
         self.saves: list[int] = []              # global steps at which a checkpoint was saved
@@ -72,7 +74,7 @@ class StepTimer(TrainerCallback):
 
     def processes(self) -> list[dict]:
         """One report per process that contributed steps: earlier ones, then this one (its memory peak so far)."""
-        this = dict(self.process)
+        this = dict(self.process())
         if self.memory is not None:
             this["peak_memory_mb"] = self.memory.current_mb()
         return self.earlier + [this]

@@ -29,8 +29,10 @@ class PaperEvaluationSchedule(TrainerCallback):
 
 
 def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, cuda: bool,
-                       seed: int) -> TrainingArguments:
-    """The paper's Table 3 row for one variant, plus the shared schedule."""
+                       seed: int, processes: int = 1) -> TrainingArguments:
+    """The paper's Table 3 row for one variant, plus the shared schedule. With several data-parallel processes each
+    accumulates 1/processes of the micro-batches, so an optimizer step sees the recipe's global batch
+    (batch_size x gradient_accumulation_steps; config_checks refuses a count that does not divide it)."""
     evaluate = shared["eval_steps"] > 0
     return TrainingArguments(
         output_dir=output_dir,
@@ -38,7 +40,7 @@ def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, 
         max_steps=shared["max_steps"],
         per_device_train_batch_size=hp["batch_size"],
         per_device_eval_batch_size=hp["eval_batch_size"],
-        gradient_accumulation_steps=hp["gradient_accumulation_steps"],
+        gradient_accumulation_steps=hp["gradient_accumulation_steps"] // processes,
         learning_rate=hp["learning_rate"],
         warmup_steps=shared["warmup_steps"],
         optim=hp["optim"],
@@ -48,6 +50,11 @@ def training_arguments(output_dir: str, hp: dict, shared: dict, precision: str, 
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
+        ddp_backend=None if cuda or processes == 1 else "gloo",
+        # every trainable parameter takes part in every step; with gradient checkpointing set up on the model (not
+        # through these arguments) the Trainer would otherwise ask DDP to search for unused ones, which the
+        # recomputing backward pass then marks ready twice
+        ddp_find_unused_parameters=False if processes > 1 else None,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=shared["eval_steps"] if evaluate else None,
         save_strategy="steps",

@@ -81,7 +81,9 @@ def resolved_hyperparameters(variant: str, trainer, model, hp: dict) -> dict:
         "num_train_epochs": args.num_train_epochs,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "per_device_eval_batch_size": args.per_device_eval_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,  # per process
+        "processes": args.world_size,
+        "global_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "max_steps": args.max_steps,
         "learning_rate": args.learning_rate,
         "optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),

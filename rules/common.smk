@@ -69,6 +69,10 @@ TIMED_JOB_THREADS = scheduler_cores()
 SCHEDULER_CORES = 0 if workflow.remote_exec else TIMED_JOB_THREADS
 
 PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
+# the audits (per-row and per-window NLLs) of the models whose perplexities a comparison combines: the comparisons
+# rule reads them for the paired bootstrap interval (qrepro.derived.paired_interval)
+PERPLEXITY_AUDITS = sorted({f"{RESULTS}/eval/{scope}/perplexity_audit.json" for c in CATALOGUE.comparisons
+                            for scope, metric in c.inputs() if metric in ("perplexity_paper", "perplexity_token")})
 INFERENCE_MODELS = CATALOGUE.scopes("inference")
 HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
 TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS]

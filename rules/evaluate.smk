@@ -147,7 +147,9 @@ rule mfu:
 
 rule perplexity:
     output:
-        CATALOGUE.outputs("perplexity", "{model}"),
+        metrics=CATALOGUE.outputs("perplexity", "{model}"),
+        # per test row (paper protocol) and per window (token level): NLL and tokens, what the intervals resample
+        audit=f"{RESULTS}/eval/{{model}}/perplexity_audit.json",
     input:
         unpack(evaluated_model),
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -159,6 +161,7 @@ rule perplexity:
         paper_samples=config["evaluation"]["paper_perplexity_samples"],
         stride=config["evaluation"]["perplexity_stride"],
         batch_size=config["evaluation"]["perplexity_batch_size"],
+        bootstrap=config["evaluation"]["bootstrap"],
         init=config["model"]["init"],
         metrics=declared_metrics,
     threads: config["threads"]
@@ -217,6 +220,7 @@ rule comparisons:
         CATALOGUE.outputs("comparisons"),
     input:
         metrics=CATALOGUE.comparison_inputs(architecture_only=False),
+        audits=PERPLEXITY_AUDITS,
     params:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=False),

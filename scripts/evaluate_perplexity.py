@@ -1,13 +1,17 @@
-"""Rule perplexity: base, full and qlora on the test split, the paper's way and token-level (Table 10)."""
+"""Rule perplexity: base, full and qlora on the test split, the paper's way and token-level (Table 10), each with a
+bootstrap interval over the test split (qrepro.uncertainty); the per-row and per-window NLLs go to an audit file."""
+import json
+
 from datasets import load_from_disk
 
+from qrepro import uncertainty
 from qrepro.evaluation import perplexity
 from qrepro.metrics_io import write_metrics
 from qrepro.model.loading import prepare_eval
 from qrepro.runlog import log_to
 
 p = snakemake.params  # noqa: F821
-inp = snakemake.input  # noqa: F821
+inp, out = snakemake.input, snakemake.output  # noqa: F821
 kind = snakemake.wildcards.model  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     model, tokenizer, dtype, _ = prepare_eval(kind, inp.get("base_model"), inp.get("model"), inp.tokenizer,
@@ -15,14 +19,31 @@ with log_to(snakemake.log[0]):  # noqa: F821
     texts = list(load_from_disk(inp.raw)["test"]["text"])
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride, p.batch_size)
+    # the units each perplexity sums: the paper's exp(mean row loss) is exp(sum / count) with one "token" per row
+    audit = {"paper": {"unit": "test row", "nll": paper.pop("row_losses"), "tokens": [1] * paper["samples"]},
+             "token": {"unit": "window", "nll": token.pop("window_nll"), "tokens": token.pop("window_tokens")}}
+    with open(out.audit, "w") as handle:
+        json.dump(audit, handle)
+    boot = p.bootstrap
+    intervals = {}
+    for protocol, units in audit.items():
+        indices = uncertainty.resample_indices(len(units["nll"]), boot["replicates"], boot["seed"])
+        low, high = uncertainty.percentile_interval(
+            uncertainty.perplexity_replicates(units["nll"], units["tokens"], indices), boot["level"])
+        intervals[protocol] = uncertainty.interval(low, high, boot["level"], uncertainty.method_text(
+            units["unit"], len(units["nll"]), boot["replicates"], boot["seed"], paired=False))
+    resampled = lambda protocol: {"audit": out.audit, "protocol": protocol, "unit": audit[protocol]["unit"],  # noqa: E731
+                                  "units": len(audit[protocol]["nll"]), **boot}
     source = [path for path in (inp.get("base_model"), inp.tokenizer, inp.raw) if path] + list(inp.get("model", []))
     fields = {"max_length": p.max_length, "dtype": dtype, "init": p.init}
     padding = {key: paper[key] for key in ("samples", "scored_tokens", "padding_tokens", "padding_percent")}
     write_metrics(p.metrics, {
-        "perplexity_paper": dict(value=paper["perplexity"], inputs=source, details=paper,
+        "perplexity_paper": dict(value=paper["perplexity"], inputs=source, interval=intervals["paper"],
+                                 details={**paper, "bootstrap": resampled("paper")},
                                  method_fields={**fields, **padding}),
         "perplexity_paper_padding_percent": dict(value=paper["padding_percent"], inputs=[inp.tokenizer, inp.raw],
                                                  method_fields={**fields, **padding}),
-        "perplexity_token": dict(value=token["perplexity"], inputs=source, details=token,
+        "perplexity_token": dict(value=token["perplexity"], inputs=source, interval=intervals["token"],
+                                 details={**token, "bootstrap": resampled("token")},
                                  method_fields={**fields, "stride": p.stride, "scored_tokens": token["scored_tokens"]}),
     })

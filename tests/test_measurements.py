@@ -97,6 +97,12 @@ def test_token_level_perplexity_is_exp_mean_nll(tiny_model):
         batched = token_level(tiny_model, _Tokenizer(), texts, max_length=32, stride=16, batch_size=batch_size)
         assert batched["scored_tokens"] == 89
         assert batched["nll_sum"] == pytest.approx(sliding["nll_sum"], rel=1e-5)
+        # and the same per-window sums, the units the bootstrap resamples
+        assert batched["window_tokens"] == sliding["window_tokens"]
+        assert batched["window_nll"] == pytest.approx(sliding["window_nll"], rel=1e-5)
+    # the windows' scored positions by hand: [0, 32) scores 31 tokens, then each stride adds 16, the last the rest
+    assert sliding["window_tokens"] == [31, 16, 16, 16, 10] and len(sliding["window_nll"]) == sliding["windows"]
+    assert math.fsum(sliding["window_nll"]) == pytest.approx(sliding["nll_sum"], rel=1e-12)
 
 
 def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):

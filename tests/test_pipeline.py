@@ -240,3 +240,29 @@ def test_every_metric_file_names_the_inputs_its_job_declared_and_only_those(test
         data = [d for d in declared if d not in ("configs/paper.yaml",)]
         missing = [d for d in data if not any(n == d or n.startswith(d.rstrip("/") + "/") for n in named)]
         assert not missing, (declared, missing)
+
+
+def test_every_perplexity_and_perplexity_change_carries_its_test_set_interval(test_run):
+    """Each perplexity is exactly what its audit file's per-row / per-window NLLs give, and carries a 95% interval
+    that contains it; each perplexity comparison carries a paired interval and names the audit files it read."""
+    import math
+    boot = TEST_CONFIG["evaluation"]["bootstrap"]
+    for model in ("base", "full", "qlora"):
+        audit = json.loads((test_run / f"results/eval/{model}/perplexity_audit.json").read_text())
+        token = read_metric(test_run / f"results/metrics/{model}/perplexity_token.json")
+        paper = read_metric(test_run / f"results/metrics/{model}/perplexity_paper.json")
+        units = audit["token"]
+        assert token["value"] == pytest.approx(math.exp(math.fsum(units["nll"]) / sum(units["tokens"])), rel=1e-9)
+        assert sum(units["tokens"]) == token["details"]["scored_tokens"]
+        rows = audit["paper"]["nll"]
+        assert paper["value"] == pytest.approx(math.exp(sum(rows) / len(rows)), rel=1e-9)
+        for record, unit, count in ((token, "window", len(units["nll"])), (paper, "test row", len(rows))):
+            interval = record["interval"]
+            assert interval["low"] < record["value"] < interval["high"] and interval["level"] == boot["level"]
+            assert f"{count} {unit}s" in interval["method"] and f"{boot['replicates']} resamples" in interval["method"]
+    for protocol in ("paper", "token"):
+        change = read_metric(test_run / f"results/metrics/comparison/perplexity_change_percent_{protocol}.json")
+        assert change["interval"]["low"] < change["value"] < change["interval"]["high"]
+        assert "paired" in change["interval"]["method"]
+        assert {"results/eval/full/perplexity_audit.json", "results/eval/qlora/perplexity_audit.json"} <= set(
+            change["inputs"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qrepro import uncertainty
 from qrepro.metrics_io import MetricStore
 
 FORMULAS = {
@@ -121,8 +122,11 @@ def radar_points(radar: dict) -> list[RadarPoint]:
     return points
 
 
-def comparison_records(m: MetricStore, comparisons: list[Comparison], points: list[RadarPoint]) -> dict[str, dict]:
-    """{name: value, inputs and details} of each comparison and radar point, from the metric files in m."""
+def comparison_records(m: MetricStore, comparisons: list[Comparison], points: list[RadarPoint],
+                       audits: dict[str, dict] | None = None) -> dict[str, dict]:
+    """{name: value, inputs and details} of each comparison and radar point, from the metric files in m. A
+    comparison of two bootstrapped values (details.bootstrap: perplexities) whose audit files are in `audits`
+    (path -> content) also gets the paired bootstrap interval of its formula."""
     out = {}
     for c in comparisons:
         text, fn = FORMULAS[c.kind]
@@ -130,8 +134,31 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
         out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
                            details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
                                     "b": {"metric": "/".join(c.b), "value": b}})
+        paired = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {})
+        if paired:
+            out[c.name]["interval"], audit_files = paired
+            out[c.name]["inputs"] += audit_files
     for point in points:
         s, q = m.value(*point.s), m.value(*point.q)
         out[point.name] = dict(value=point.value(s, q), inputs=[m.paths[point.s], m.paths[point.q]],
                                details={"formula": point.formula_text, "s": s, "q": q})
     return out
+
+
+def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict, list[str]] | None:
+    """The bootstrap interval of fn(a, b) with both perplexities recomputed on the same resamples (uncertainty.py),
+    and the audit files it read; None unless both records were bootstrapped the same way and their audits given."""
+    boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
+    if not boot_a or not boot_b or boot_a["audit"] not in audits or boot_b["audit"] not in audits:
+        return None
+    same = ("protocol", "unit", "units", "replicates", "seed", "level")
+    if any(boot_a[k] != boot_b[k] for k in same):
+        raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} were not resampled alike: "
+                         f"{ {k: boot_a[k] for k in same} } vs { {k: boot_b[k] for k in same} }")
+    indices = uncertainty.resample_indices(boot_a["units"], boot_a["replicates"], boot_a["seed"])
+    replicates = [uncertainty.perplexity_replicates(audits[boot["audit"]][boot["protocol"]]["nll"],
+                                                    audits[boot["audit"]][boot["protocol"]]["tokens"], indices)
+                  for boot in (boot_a, boot_b)]
+    low, high = uncertainty.percentile_interval(fn(*replicates), boot_a["level"])
+    method = uncertainty.method_text(boot_a["unit"], boot_a["units"], boot_a["replicates"], boot_a["seed"], paired=True)
+    return uncertainty.interval(low, high, boot_a["level"], method), [boot_a["audit"], boot_b["audit"]]

@@ -29,7 +29,8 @@ def _schema() -> dict:
 
 
 def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
-                  inputs: Iterable[str], timing: bool = False, details: dict | None = None) -> dict:
+                  inputs: Iterable[str], timing: bool = False, details: dict | None = None,
+                  interval: dict | None = None) -> dict:
     """One metric file's content; scope is its folder under results/metrics/ (full, qlora, comparison, ...)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"metric {metric} ({scope}) is not finite: {value}")
@@ -44,6 +45,8 @@ def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
     }
     if details:
         record["details"] = details
+    if interval:
+        record["interval"] = interval
     jsonschema.validate(record, _schema())
     return record
 
@@ -104,7 +107,7 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
     complete = {}  # every record is built and validated before the first file is written
     for name, record in records.items():
         path, spec = by_name[name]
-        unknown = set(record) - {"value", "inputs", "details", "method_fields"}
+        unknown = set(record) - {"value", "inputs", "details", "interval", "method_fields"}
         if unknown:
             raise ValueError(f"metric {name}: {sorted(unknown)} come from the catalogue, not from the job")
         if not {"value", "inputs"} <= set(record):
@@ -114,7 +117,7 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
         if isinstance(timing, str):  # depends on how the value was obtained
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
-                                       record["inputs"], timing, record.get("details"))
+                                       record["inputs"], timing, record.get("details"), record.get("interval"))
     written = [write_record(path, record) for path, record in complete.items()]
     print(f"wrote {len(complete)} metric file(s): {', '.join(complete)}")  # in the job's log
     return written

@@ -49,7 +49,7 @@ def token_level(model, tokenizer, texts: list[str], max_length: int, stride: int
     result does not depend on the batch size (tests/test_measurements.py)."""
     ids = tokenizer("\n\n".join(texts), return_tensors="pt").input_ids[0]
     windows = sliding_windows(len(ids), max_length, stride)
-    nll_sum, scored = 0.0, 0
+    window_nll, window_tokens = [], []
     groups: list[list[tuple[int, int, int]]] = []
     for window in windows:  # consecutive windows of the same length share a batch
         last = groups[-1] if groups else None
@@ -64,8 +64,10 @@ def token_level(model, tokenizer, texts: list[str], max_length: int, stride: int
         for row, (begin, end, target_len) in enumerate(group):
             # the model predicts position t from positions < t: the window's first token is never scored
             targets[row, : max(0, (end - begin) - target_len - 1)] = -100
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum")
-        nll_sum += nll.item()
-        scored += int((targets != -100).sum())
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+        window_nll += nll.sum(dim=1).tolist()  # per window: what the bootstrap resamples
+        window_tokens += (targets != -100).sum(dim=1).tolist()
+    nll_sum, scored = math.fsum(window_nll), sum(window_tokens)
     return {"perplexity": math.exp(nll_sum / scored), "scored_tokens": scored, "total_tokens": len(ids),
-            "nll_sum": nll_sum, "windows": len(windows), "batch_size": batch_size}
+            "nll_sum": nll_sum, "windows": len(windows), "batch_size": batch_size,
+            "window_nll": window_nll, "window_tokens": window_tokens}

@@ -13,6 +13,7 @@ from qrepro.metrics_io import MetricStore
 from qrepro.report.placeholders import fill, parts
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
+INCONCLUSIVE = "inconclusive"
 # basis kinds: what judged the claim
 ARCHITECTURE, THIS_RUN, REFERENCE, NONE = "architecture", "this run", "reference", "none"
 ARCHITECTURE_KEYS = ("total_params", "hidden_size", "num_layers", "num_attention_heads", "num_key_value_heads",
@@ -73,21 +74,32 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
         raise ValueError(f"claim {claim['id']}: unknown judged_on {kind!r}")
 
     shown = run or this_run
-    value = shown.metrics.value("comparison", claim["value"])
+    record = shown.metrics.record("comparison", claim["value"])
+    value, interval = record["value"], record.get("interval")
     deviation = value / claim["published"] - 1
-    if run is None:
-        verdict = NOT_COMPARABLE
-    elif abs(deviation) <= claim["rel_tolerance"]:
-        verdict = REPRODUCED
-    else:
-        verdict = NOT_REPRODUCED
+    verdict = NOT_COMPARABLE if run is None else verdict_for(value, interval, claim["published"],
+                                                               claim["rel_tolerance"])
     return {**claim, "reproduced_value": value, "reproduced_text": as_precise_as(value, claim["published_text"]),
-            "deviation": deviation, "verdict": verdict,
+            "interval": interval, "deviation": deviation, "verdict": verdict,
             "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label,
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
+
+
+def verdict_for(value: float, interval: dict | None, published: float, rel_tolerance: float) -> str:
+    """paper/claims.yaml's rule. The band is published +- rel_tolerance x |published|. Without an interval: reproduced
+    when the value lies in the band. With one: reproduced when the whole interval lies in the band, not reproduced
+    when the whole interval lies outside it, inconclusive when it straddles an edge."""
+    low_edge, high_edge = published - rel_tolerance * abs(published), published + rel_tolerance * abs(published)
+    if interval is None:
+        return REPRODUCED if low_edge <= value <= high_edge else NOT_REPRODUCED
+    if low_edge <= interval["low"] and interval["high"] <= high_edge:
+        return REPRODUCED
+    if interval["high"] < low_edge or interval["low"] > high_edge:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
 
 
 def as_precise_as(value: float, published_text: str) -> str:

@@ -82,6 +82,14 @@ class Values:
     def method(self, key: str) -> str:
         return self._record(key)["method"]
 
+    def interval(self, key: str) -> dict | None:
+        """The file's uncertainty interval (low, high, level, method), or None (for a condition or its method)."""
+        return self._record(key).get("interval")
+
+    def bound(self, key: str, side: str, kind: str) -> str:
+        """One end ("low" or "high") of the file's interval, as a number is shown."""
+        return fmt(self._record(key)["interval"][side], kind)
+
     def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
         value = self._record(key)["details"].get(entry, [])
         if isinstance(value, list):

@@ -23,6 +23,14 @@ class Cell:
     source: str | None = None      # the file the value is read from
     paper_id: str | None = None    # the paper value it stands beside (measured the same way)
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
+    interval: tuple[float, float] | None = None  # the file's uncertainty interval (low, high), shown after the value
+
+    def text(self) -> str:
+        """The reproduced value as shown: with its interval, in the same format, when the file has one."""
+        shown = fmt(self.value, self.kind)
+        if self.interval is None:
+            return shown
+        return f"{shown} ({fmt(self.interval[0], self.kind)}–{fmt(self.interval[1], self.kind)})"
 
     def ratio(self, paper: dict) -> float | None:
         if self.paper_id is None or self.paper_id not in paper:
@@ -59,7 +67,7 @@ class Table:
                 else:
                     published = paper.get(cell.paper_id) if cell.paper_id else None
                     ratio = cell.ratio(paper)
-                    values = [show("reproduced", cell, fmt(cell.value, cell.kind), published),
+                    values = [show("reproduced", cell, cell.text(), published),
                               show("paper", cell, paper_text(published), published) if published else DASH,
                               show("ratio", cell, f"{ratio:.3g}×", published) if ratio is not None else DASH]
                 for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
@@ -79,7 +87,9 @@ class Table:
         for label, cells in self.rows:
             for column, cell in cells.items():
                 published = paper.get(cell.paper_id) if cell.paper_id else None
+                low, high = cell.interval or (None, None)
                 lines.append({"table": self.number, "row": label, "column": column, "reproduced": cell.value,
+                              "interval_low": low, "interval_high": high,
                               "paper": published["value"] if published else None, "ratio": cell.ratio(paper),
                               "paper_id": cell.paper_id, "source": cell.source})
         return pd.DataFrame(lines)
@@ -119,7 +129,14 @@ def cell(spec: str, sources: Sources) -> Cell:
         value = value * float(match["scale"])
     path = sources.metrics.paths[key]
     shown = f" (shown × {match['scale']})" if match["scale"] else ""
-    return Cell(value, kind, path, pid, f"{path}: {record['value']!r} {record['unit']}{shown}. {record['method']}")
+    detail = f"{path}: {record['value']!r} {record['unit']}{shown}. {record['method']}"
+    interval = None
+    if "interval" in record:
+        bounds = record["interval"]
+        scale = float(match["scale"]) if match["scale"] else 1.0
+        interval = (bounds["low"] * scale, bounds["high"] * scale)
+        detail += (f" {bounds['level']:.0%} interval {bounds['low']!r} to {bounds['high']!r}: {bounds['method']}.")
+    return Cell(value, kind, path, pid, detail, interval)
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:

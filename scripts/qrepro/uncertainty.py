@@ -1,0 +1,47 @@
+"""Test-set uncertainty: a percentile bootstrap over the units a perplexity sums (test rows for the paper's
+protocol, sliding windows for token-level perplexity), paired across models. Shared layer: numpy, no torch.
+
+Paired: every model's replicates use the same resampled units (the same indices, from the same seed and unit
+count), so a comparison of two perplexities is computed replicate by replicate and its interval reflects only what
+differs between the models, not which test rows happened to be drawn."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def resample_indices(units: int, replicates: int, seed: int) -> np.ndarray:
+    """replicates x units indices drawn with replacement: row i is bootstrap sample i."""
+    if units < 2:
+        raise ValueError(f"a bootstrap needs at least 2 units, got {units}")
+    return np.random.default_rng(seed).integers(0, units, size=(replicates, units))
+
+
+def perplexity_replicates(nll: list[float], tokens: list[float], indices: np.ndarray) -> np.ndarray:
+    """exp(sum NLL / sum tokens) of each bootstrap sample: token-level perplexity when nll and tokens are per
+    window; the paper's exp(mean row loss) when nll is each row's mean loss and tokens are all 1."""
+    nll_array, token_array = np.asarray(nll, dtype=np.float64), np.asarray(tokens, dtype=np.float64)
+    if nll_array.shape != token_array.shape or nll_array.ndim != 1:
+        raise ValueError("nll and tokens must be one value per unit")
+    if indices.size and indices.max() >= len(nll_array):
+        raise ValueError(f"indices reach unit {indices.max()}, but there are {len(nll_array)} units")
+    return np.exp(nll_array[indices].sum(axis=1) / token_array[indices].sum(axis=1))
+
+
+def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` share of the replicates (percentile method)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def method_text(unit: str, units: int, replicates: int, seed: int, paired: bool) -> str:
+    """How an interval was computed, for its metric file."""
+    text = (f"percentile bootstrap over the {units} {unit}s of the test split, {replicates} resamples, seed {seed}")
+    if paired:
+        text += "; paired: both perplexities recomputed on the same resamples, the formula applied to each pair"
+    return text
+
+
+def interval(low: float, high: float, level: float, method: str) -> dict:
+    """The `interval` field of a metric file."""
+    return {"low": low, "high": high, "level": level, "method": method}

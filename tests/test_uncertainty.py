@@ -1,0 +1,96 @@
+"""Test-set uncertainty (qrepro.uncertainty, derived.paired_interval) and verdicts that use an interval
+(report.claims.verdict_for), on data whose answer is known."""
+import numpy as np
+import pytest
+
+from qrepro import uncertainty
+from qrepro.derived import FORMULAS, paired_interval
+from qrepro.report.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, verdict_for
+
+
+def _record(scope: str, audit: str, units: int, seed: int = 0, replicates: int = 2000) -> dict:
+    return {"scope": scope, "metric": "perplexity_token",
+            "details": {"bootstrap": {"audit": audit, "protocol": "token", "unit": "window", "units": units,
+                                      "replicates": replicates, "seed": seed, "level": 0.95}}}
+
+
+def test_the_interval_covers_a_known_perplexity_at_its_level():
+    """Row losses drawn from N(mu, sigma): the true perplexity is exp(mu). Over 200 independent test sets, the 95%
+    interval must cover it in at least 90% of them."""
+    rng = np.random.default_rng(12345)
+    mu, sigma, rows, repetitions = 3.0, 0.8, 150, 200
+    covered = 0
+    for repetition in range(repetitions):
+        losses = rng.normal(mu, sigma, size=rows)
+        indices = uncertainty.resample_indices(rows, 1000, seed=repetition)
+        low, high = uncertainty.percentile_interval(
+            uncertainty.perplexity_replicates(losses, np.ones(rows), indices), 0.95)
+        covered += low <= np.exp(mu) <= high
+    print(f"coverage {covered}/{repetitions}")
+    assert covered >= 0.90 * repetitions
+
+
+def test_replicates_are_the_perplexity_of_each_resample():
+    nll, tokens = np.array([2.0, 4.0, 9.0]), np.array([1, 2, 3])
+    indices = np.array([[0, 0, 0], [0, 1, 2], [2, 2, 1]])
+    expected = [np.exp(6 / 3), np.exp(15 / 6), np.exp(22 / 8)]
+    assert uncertainty.perplexity_replicates(nll, tokens, indices) == pytest.approx(expected)
+
+
+def test_a_paired_interval_is_narrower_than_an_unpaired_one_on_correlated_rows():
+    """Two models that score the same hard and easy windows (a shared difficulty per window, small independent
+    noise): resampling both on the same windows cancels the difficulty; resampling them apart does not."""
+    rng = np.random.default_rng(7)
+    windows = 400
+    tokens = rng.integers(20, 40, size=windows).astype(float)
+    difficulty = rng.normal(4.0, 1.0, size=windows) * tokens
+    full = {"token": {"unit": "window", "nll": list(difficulty + rng.normal(0, 2, windows)), "tokens": list(tokens)}}
+    qlora = {"token": {"unit": "window", "nll": list(0.98 * difficulty + rng.normal(0, 2, windows)),
+                       "tokens": list(tokens)}}
+    audits = {"a.json": qlora, "b.json": full}
+    change = FORMULAS["change"][1]
+    paired, read = paired_interval(_record("qlora", "a.json", windows), _record("full", "b.json", windows), change,
+                                   audits)
+    assert read == ["a.json", "b.json"] and "paired" in paired["method"]
+    # unpaired: the two perplexities resampled independently (different seeds)
+    a = uncertainty.perplexity_replicates(qlora["token"]["nll"], tokens, uncertainty.resample_indices(windows, 2000, 1))
+    b = uncertainty.perplexity_replicates(full["token"]["nll"], tokens, uncertainty.resample_indices(windows, 2000, 2))
+    unpaired = uncertainty.percentile_interval(change(a, b), 0.95)
+    print(f"paired {paired['low']:.2f}..{paired['high']:.2f}, unpaired {unpaired[0]:.2f}..{unpaired[1]:.2f}")
+    assert paired["high"] - paired["low"] < 0.5 * (unpaired[1] - unpaired[0])
+    assert paired["high"] < 0  # QLoRA's 2% lower difficulty shows once the rows are paired
+
+
+def test_identical_models_give_a_change_interval_that_contains_zero():
+    rng = np.random.default_rng(3)
+    audit = {"token": {"unit": "window", "nll": list(rng.gamma(5, 20, 300)), "tokens": [32] * 300}}
+    interval, _ = paired_interval(_record("qlora", "a.json", 300), _record("full", "b.json", 300),
+                                  FORMULAS["change"][1], {"a.json": audit, "b.json": audit})
+    assert interval["low"] <= 0 <= interval["high"]
+
+
+def test_models_resampled_differently_are_not_compared():
+    audit = {"token": {"unit": "window", "nll": [1.0] * 10, "tokens": [1] * 10}}
+    with pytest.raises(ValueError, match="not resampled alike"):
+        paired_interval(_record("qlora", "a.json", 10, seed=1), _record("full", "b.json", 10, seed=2),
+                        FORMULAS["change"][1], {"a.json": audit, "b.json": audit})
+    # without the audits there is nothing to pair: no interval rather than a made-up one
+    assert paired_interval(_record("qlora", "a.json", 10), _record("full", "b.json", 10), FORMULAS["change"][1],
+                           {}) is None
+
+
+@pytest.mark.parametrize("interval, verdict", [
+    ({"low": 17.5, "high": 19.5}, REPRODUCED),        # inside 18.73 +- 10%
+    ({"low": 25.0, "high": 32.0}, NOT_REPRODUCED),    # wholly above
+    ({"low": -25.0, "high": -15.0}, NOT_REPRODUCED),  # the other sign
+    ({"low": 15.0, "high": 25.0}, INCONCLUSIVE),      # straddles the upper edge
+    ({"low": 10.0, "high": 18.0}, INCONCLUSIVE),      # straddles the lower edge
+    (None, REPRODUCED),                               # no interval: the value 18.0 lies in the band
+])
+def test_a_verdict_uses_the_interval_when_the_file_has_one(interval, verdict):
+    assert verdict_for(18.0, interval, published=18.73, rel_tolerance=0.10) == verdict
+
+
+def test_without_an_interval_the_value_decides():
+    assert verdict_for(25.0, None, published=18.73, rel_tolerance=0.10) == NOT_REPRODUCED
+    assert verdict_for(-3.0, None, published=-3.1, rel_tolerance=0.05) == REPRODUCED

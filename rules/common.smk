@@ -144,6 +144,20 @@ def evaluated_model(wildcards):
     return inputs
 
 
+def artifact_state(wildcards):
+    """Size and mtime of every trained-model file (or 'missing'). As a param of the manifest rule it makes a deleted
+    weight file re-train its variant and everything measured from it, and a replaced one re-run the manifest."""
+    state = {}
+    for variant in VARIANTS:
+        for path in model_files(variant):
+            try:
+                stat = os.stat(path)
+                state[path] = [stat.st_size, stat.st_mtime_ns]
+            except FileNotFoundError:
+                state[path] = "missing"
+    return state
+
+
 def structure_inputs(wildcards):
     if config["model"]["architecture"]["vocab_size"] is None:
         return {"tokenizer": rules.tokenizer.output.tokenizer}

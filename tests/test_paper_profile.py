@@ -113,7 +113,8 @@ def test_several_processes_ask_for_one_gpu_each_and_must_divide_the_accumulation
     (paper_copy / "multi.yaml").write_text("training:\n  num_processes: 4\n")
     result = snakemake(paper_copy, "-n", "train", "--configfile", "configs/paper.yaml", "multi.yaml", check=False)
     assert result.returncode != 0
-    assert "training.num_processes=4 must divide training.qlora.gradient_accumulation_steps=2" in result.stderr
+    assert "training.num_processes=4 must divide training.qlora.gradient_accumulation_steps=2" in (
+        result.stdout + result.stderr)
 
 
 def test_offline_gpu_profile_is_the_paper_architecture_and_recipe(paper_copy):

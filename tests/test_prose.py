@@ -25,7 +25,7 @@ class _OddValues:
 
 
 RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "cuda": True, "gpu": ODD,
-             "total_params": 1000, "pretrained_paper_model": False, "paper_data": False, "random_weights": True}
+             "total_params": 1000, "total_params_source": "results/metrics/architecture/total_params.json", "pretrained_paper_model": False, "paper_data": False, "random_weights": True}
 
 
 def _context(reference: bool) -> dict:
@@ -37,7 +37,8 @@ def _context(reference: bool) -> dict:
            "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
     paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
              "precision": "fp16", "load_dtype": ODD}
-    claim = {"number": 1, "evidence": ODD, "published_text": ODD, "statement": ODD}
+    claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run",
+             "published_text": ODD, "statement": ODD}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
              "reference": RUN_FACTS if reference else None}
     return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [claim],

@@ -174,8 +174,11 @@ def test_every_number_of_a_claim_note_and_the_data_card_links_to_its_source(test
         for href, title, text in links:
             if href.startswith("results/"):
                 value = read_metric(test_run / html_module.unescape(href))["value"]
-                shown = float(text.replace(",", "").rstrip("%x×"))
-                assert shown == pytest.approx(value, rel=0.01, abs=0.01), (number, href, text, value)
+                number_text = text.replace(",", "").rstrip("%x×")
+                decimals = len(number_text.partition(".")[2])
+                # the file's value, rounded as shown
+                assert float(number_text) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-12), (
+                    number, href, text, value)
     card = re.search(r'<table class="data-card">(.*?)</table>', page, re.S)[1]
     for split, rows, empty, characters in re.findall(
             r'<tr><td class="text">(\w+)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>', card):

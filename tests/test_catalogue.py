@@ -221,7 +221,11 @@ def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
     for c in CATALOGUE.comparisons:
         record = read_metric(test_run / f"results/metrics/comparison/{c.name}.json")
         assert record["value"] == pytest.approx(formulas[c.kind](value(*c.a), value(*c.b))), c.name
-        assert sorted(record["inputs"]) == sorted(f"results/metrics/{s}/{n}.json" for s, n in (c.a, c.b)), c.name
+        metric_inputs = [f"results/metrics/{s}/{n}.json" for s, n in (c.a, c.b)]
+        audits = [f"results/eval/{s}/perplexity_audit.json" for s, n in (c.a, c.b) if n.startswith("perplexity_")]
+        assert sorted(record["inputs"]) == sorted(metric_inputs + audits), c.name
+        if audits:  # a paired interval around the value it was resampled from
+            assert record["interval"]["low"] <= record["value"] <= record["interval"]["high"], c.name
 
 
 def test_every_number_the_prose_names_is_a_declared_metric():

@@ -19,6 +19,9 @@ class _OddValues:
     def __getattr__(self, name):
         return lambda *args, **kwargs: ODD
 
+    def interval(self, key):  # a numeric interval: the prose computes with its level and bounds
+        return {"low": 1.0, "high": 2.0, "level": 0.95, "method": ODD}
+
     def details(self, key):
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
                 "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4}
@@ -37,7 +40,7 @@ def _context(reference: bool) -> dict:
            "provenance": {"command": ODD, "git_commit": ODD, "gpu": ODD, "driver": ODD, "packages": [("torch", ODD)]}}
     paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
              "precision": "fp16", "load_dtype": ODD}
-    claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run",
+    claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run", "interval": None,
              "published_text": ODD, "statement": ODD}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
              "reference": RUN_FACTS if reference else None}

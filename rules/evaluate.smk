@@ -112,6 +112,7 @@ rule device_peak:
     params:
         precision=config["training"]["precision"],
         override=config["evaluation"]["peak_flops"],
+        timing=config["timing"],
         metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it; measured with the training jobs' thread count
     threads: TIMED_JOB_THREADS
@@ -195,6 +196,8 @@ rule inference:
         paper_prompts=lambda wildcards: config["evaluation"]["paper_prompts"][wildcards.model.removesuffix("_merged")],
         new_tokens=config["evaluation"]["new_tokens"],
         repetitions=config["evaluation"]["repetitions"],
+        timing=config["timing"],
+        bootstrap=config["evaluation"]["bootstrap"],
         metrics=declared_metrics,
     # timed: holds every core, so nothing runs beside it
     threads: TIMED_JOB_THREADS

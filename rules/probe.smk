@@ -41,6 +41,7 @@ rule memory_probe:
         warmup_steps=config["probe"]["warmup_steps"],
         seq_len=config["probe"]["seq_len"] or config["data"]["max_length"],
         seed=config["seed"],
+        timing=config["timing"],
         metrics=declared_metrics,
         work_dir=lambda wc: f"{RESULTS}/probe/work_{wc.variant}",
     # timed: holds every core, so nothing runs beside it

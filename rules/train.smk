@@ -20,6 +20,8 @@ rule finetune:
         hp=variant_hp,
         shared=shared_training(),
         seed=config["seed"],
+        timing=config["timing"],
+        bootstrap=config["evaluation"]["bootstrap"],
         max_length=config["data"]["max_length"],
         metrics=declared_metrics,
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.

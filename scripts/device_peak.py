@@ -3,6 +3,7 @@ import torch
 
 from qrepro.evaluation.device_peak import cuda_peak, measure_matmul_peak
 from qrepro.hardware import describe
+from qrepro.load import MachineLoad
 from qrepro.metrics_io import write_metrics
 from qrepro.model.quant import DTYPES
 from qrepro.runlog import alone_evidence, log_to
@@ -21,10 +22,12 @@ with log_to(job.log[0]):
         peak, accelerator, gpu = cuda_peak()
         fields = {"source": "cuda", "accelerator": accelerator, "gpu": gpu}
     else:
-        measured = measure_matmul_peak(DTYPES[precision], job.threads)
+        with MachineLoad() as load:
+            measured = measure_matmul_peak(DTYPES[precision], job.threads)
         peak = measured["best_flops"]
         fields = {"source": "measured", "runs": measured["runs"], "size": measured["size"], "precision": precision,
                   "threads": job.threads}
         details.update(measured)
         details.update(alone_evidence(job.threads, job.resources.scheduler_cores))
+        details["observed_load"] = load.report(p.timing["outside_load_cores"])
     write_metrics(p.metrics, {"peak_flops": dict(value=peak, inputs=[], method_fields=fields, details=details)})

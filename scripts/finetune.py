@@ -13,7 +13,8 @@ job = FinetuneJob(
     input=JobInputs(base_model=smk.input.base_model, tokenizer=smk.input.tokenizer, tokenized=smk.input.tokenized),
     output=JobOutputs(weights=smk.output.weights, log_history=smk.output.log_history,
                       hyperparameters=smk.output.hyperparameters),
-    params=JobParams(hp=smk.params.hp, shared=smk.params.shared, seed=smk.params.seed,
+    params=JobParams(hp=smk.params.hp, shared=smk.params.shared, seed=smk.params.seed, timing=smk.params.timing,
+                     bootstrap=smk.params.bootstrap,
                      max_length=smk.params.max_length, metrics=smk.params.metrics,
                      checkpoint_dir=smk.params.checkpoint_dir),
 )

@@ -1,4 +1,5 @@
 """Rule memory_probe: peak training memory and step time of one variant at the configured architecture."""
+from qrepro.load import MachineLoad
 from qrepro.metrics_io import write_metrics
 from qrepro.runlog import alone_evidence, log_to
 from qrepro.runtime import device_and_precision, set_threads
@@ -15,10 +16,12 @@ with log_to(job.log[0]):
     hp = {**p.hp, "gradient_accumulation_steps": 1, "weights_dtype": p.weights_dtype}
     estimate = resources.estimate_for_job(inp.model, variant, hp, p.seq_len)
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"the {variant} memory probe")
-    result = run_probe(inp.model, variant, hp, precision, cuda, p.steps, p.warmup_steps, p.seq_len, p.seed,
-                       p.work_dir)
+    with MachineLoad() as load:
+        result = run_probe(inp.model, variant, hp, precision, cuda, p.steps, p.warmup_steps, p.seq_len, p.seed,
+                           p.work_dir, p.timing["step_outlier_multiple"])
     print(result)
     alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed steps: their interval
+    alone["observed_load"] = load.report(p.timing["outside_load_cores"])
     fields = {"steps": p.steps, "warmup_steps": p.warmup_steps, "variant": variant, "batch_size": hp["batch_size"],
               "seq_len": p.seq_len, "gradient_checkpointing": hp["gradient_checkpointing"],
               "weights_dtype": p.weights_dtype, "precision": precision, "cuda": cuda, "threads": job.threads}

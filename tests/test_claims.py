@@ -112,13 +112,16 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
     claims = load_claims(str(ROOT / "paper/claims.yaml"), PAPER_VALUES)
     needed = set(itertools.chain.from_iterable(placeholders(c["evidence"])
                                                for c in claims))
+    needed |= {("comparison", name) for c in claims for name in c.get("direction", {}).get("comparisons", [])}
     values = {key: 1.0 for key in needed}
     values.update({("comparison", k): v for k, v in comparison.items()})
     for k, v in ARCH.items():
         values[("paper_architecture", k)] = v
         values[("architecture", k)] = v if paper_arch else v // 1000
     for (scope, name), value in values.items():
-        store.records[(scope, name)] = {"value": value, "timing": False, "details": {}}
+        spec = CATALOGUE.specs.get((scope, name))
+        store.records[(scope, name)] = {"value": value, "timing": False, "details": {},
+                                        "unit": spec.unit if spec else "1"}
         store.paths[(scope, name)] = f"{scope}/{name}.json"
     store.records[("device", "peak_flops")] = {"value": 1.0, "details": {"cuda": cuda, "gpu": "NVIDIA H200" if cuda else None}}
     return store

@@ -24,7 +24,9 @@ class _OddValues:
 
     def details(self, key):
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
-                "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4}
+                "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4,
+                "observed_load": {"outside_cores_mean": 0.25, "outside_load_observed": True, "threshold_cores": 0.1},
+                "outlier_multiple_of_p90": 3, "outlier_count": ODD}
 
 
 RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "cuda": True, "gpu": ODD,
@@ -41,6 +43,10 @@ def _context(reference: bool) -> dict:
     paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
              "precision": "fp16", "load_dtype": ODD}
     claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run", "interval": None,
+             "direction": [{"comparison": ODD, "value": 1.5, "unit": "%", "null": 0.0, "outcome": "claimed direction",
+                            "source": ODD, "interval": {"low": 1.0, "high": 2.0, "level": 0.95}},
+                           {"comparison": ODD, "value": 1.5, "unit": "x", "null": 1.0, "outcome": "no interval",
+                            "source": ODD, "interval": None}],
              "published_text": ODD, "statement": ODD}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
              "reference": RUN_FACTS if reference else None}

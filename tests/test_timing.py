@@ -1,12 +1,17 @@
 """The timing and memory instruments against known workloads: StepTimer, step_time_summary, PeakMemory, MFU."""
 import json
+import resource
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import PAPER
+from qrepro.load import MachineLoad
 from qrepro.evaluation.records import mfu_records, paper_protocol_peak
 from qrepro.training.memory import PeakMemory
 from qrepro.training.timing import StepTimer, step_time_summary
@@ -48,11 +53,58 @@ def test_step_time_includes_data_loading_and_excludes_evaluation(tmp_path):
 
 def test_median_after_warmup_and_spread():
     durations = {1: 5.0, 2: 4.0, 3: 1.0, 4: 3.0, 5: 2.0, 6: 100.0}
-    summary = step_time_summary(durations, warmup_steps=2)
+    summary = step_time_summary(durations, warmup_steps=2, outlier_multiple=3)
     assert summary["median_s"] == 2.5 and summary["steps_timed"] == 4  # median of 1, 3, 2, 100
     assert summary["min_s"] == 1.0 and summary["max_s"] == 100.0
     with pytest.raises(ValueError, match="no step was timed after the first 6 warm-up steps"):
-        step_time_summary(durations, warmup_steps=6)
+        step_time_summary(durations, warmup_steps=6, outlier_multiple=3)
+
+
+def test_a_planted_slow_step_is_an_outlier_and_the_median_ignores_it():
+    """300 steps of 0.50-0.60 s (p90 ~0.59 s) and, as when another process took the CPU, steps 120 and 121 at 5.9
+    and 4.1 s; a warm-up step of 9 s is not timed, and a 1.2 s step (about 2x p90) stays under the 3x threshold."""
+    rng = np.random.default_rng(0)
+    durations = {step: float(rng.uniform(0.50, 0.60)) for step in range(1, 301)}
+    durations.update({1: 9.0, 120: 5.9, 121: 4.1, 200: 1.2})
+    summary = step_time_summary(durations, warmup_steps=1, outlier_multiple=3)
+    assert [o["step"] for o in summary["outliers"]] == [120, 121] and summary["outlier_count"] == 2
+    p90 = np.percentile([d for s, d in durations.items() if s > 1], 90)
+    assert summary["outlier_threshold_s"] == pytest.approx(3 * p90)
+    assert 0.54 < summary["median_s"] < 0.56  # the uniform's median, unmoved
+    assert summary["outlier_excess_s"] == pytest.approx(5.9 + 4.1 - 2 * summary["median_s"])
+    assert len(summary["timed_step_durations_s"]) == 299
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_machine_load_tells_the_timed_work_from_another_process():
+    """The timed block spins 0.6 s of CPU itself while a child process spins 1.5 s: the machine's CPU time outside
+    the block's own is the child's (measured independently, RUSAGE_CHILDREN), give or take background noise."""
+    child = "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with MachineLoad() as load:
+        process = subprocess.Popen([sys.executable, "-c", child])
+        _spin(0.6)
+        process.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    report = load.report(threshold_cores=0.1)
+    assert report["timed_cpu_s"] == pytest.approx(0.6, abs=0.15)
+    assert child_cpu >= 1.4
+    assert report["outside_cpu_s"] == pytest.approx(child_cpu, abs=0.4)
+    assert report["outside_load_observed"] and report["outside_cores_mean"] > 0.5
+
+
+def test_machine_load_of_a_quiet_block_is_below_the_threshold():
+    with MachineLoad() as load:
+        _spin(1.0)
+    report = load.report(threshold_cores=0.5)
+    assert report["timed_cpu_s"] == pytest.approx(1.0, abs=0.15)
+    assert report["outside_cores_mean"] < 0.5 and not report["outside_load_observed"]
 
 
 def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from qrepro import uncertainty
-from qrepro.derived import FORMULAS, paired_interval
-from qrepro.report.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, verdict_for
+from qrepro.derived import FORMULAS, median_interval, paired_interval
+from qrepro.metrics_io import MetricStore
+from qrepro.report.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, direction_evidence, verdict_for
 
 
 def _record(scope: str, audit: str, units: int, seed: int = 0, replicates: int = 2000) -> dict:
@@ -94,3 +95,52 @@ def test_a_verdict_uses_the_interval_when_the_file_has_one(interval, verdict):
 def test_without_an_interval_the_value_decides():
     assert verdict_for(25.0, None, published=18.73, rel_tolerance=0.10) == NOT_REPRODUCED
     assert verdict_for(-3.0, None, published=-3.1, rel_tolerance=0.05) == REPRODUCED
+
+
+def test_the_median_interval_covers_a_known_median_at_its_level():
+    """Step times drawn from an exponential with scale 0.5 s: the true median is 0.5 ln 2. Over 200 runs of 101
+    steps, the 95% bootstrap interval of the median covers it in at least 90%."""
+    rng = np.random.default_rng(11)
+    covered = sum(low <= 0.5 * np.log(2) <= high for low, high in (
+        uncertainty.median_interval(rng.exponential(0.5, 101), 1000, seed, 0.95) for seed in range(200)))
+    print(f"coverage {covered}/200")
+    assert covered >= 180
+
+
+def _median_record(scope: str, samples: list[float]) -> dict:
+    return {"scope": scope, "metric": "step_time_s", "details": {
+        "timed_step_durations_s": samples, "bootstrap": {"statistic": "median", "samples": "timed_step_durations_s",
+                                                        "unit": "optimizer step", "replicates": 2000, "seed": 0,
+                                                        "level": 0.95}}}
+
+
+def test_two_runs_of_one_recipe_are_indistinguishable_and_a_slower_one_is_not():
+    """Step times of two runs drawn from one distribution: the interval of their change contains 0, and a
+    directional claim's evidence says the two are indistinguishable; a run 30% slower is told apart, in the claimed
+    direction, and a faster one in the opposite direction."""
+    rng = np.random.default_rng(5)
+    base = list(rng.normal(0.5, 0.03, 300))
+    same, slower = list(rng.normal(0.5, 0.03, 300)), list(rng.normal(0.65, 0.03, 300))
+    change = FORMULAS["change"][1]
+    outcomes = {}
+    for name, samples in (("same", same), ("slower", slower)):
+        interval = median_interval(_median_record("qlora", samples), _median_record("full", base), change)
+        assert "unpaired" in interval["method"] and "300 and 300 optimizer steps" in interval["method"]
+        store = MetricStore()
+        store.records[("comparison", name)] = {"value": change(np.median(samples), np.median(base)), "unit": "%",
+                                               "interval": interval}
+        store.paths[("comparison", name)] = f"comparison/{name}.json"
+        outcomes[name] = direction_evidence(store, name, "positive")["outcome"]
+        if name == "slower":
+            assert 25 < interval["low"] < 30 < interval["high"] < 35
+            assert direction_evidence(store, name, "negative")["outcome"] == "opposite direction"
+    assert outcomes == {"same": "indistinguishable", "slower": "claimed direction"}
+
+
+def test_a_ratio_is_indistinguishable_when_its_interval_contains_one_and_untested_without_one():
+    store = MetricStore()
+    for name, interval in (("ratio_with", {"low": 0.9, "high": 1.2, "level": 0.95}), ("ratio_without", None)):
+        store.records[("comparison", name)] = {"value": 1.05, "unit": "x", "interval": interval}
+        store.paths[("comparison", name)] = f"comparison/{name}.json"
+    assert direction_evidence(store, "ratio_with", "positive")["outcome"] == "indistinguishable"
+    assert direction_evidence(store, "ratio_without", "positive")["outcome"] == "no interval"

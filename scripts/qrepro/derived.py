@@ -125,8 +125,9 @@ def radar_points(radar: dict) -> list[RadarPoint]:
 def comparison_records(m: MetricStore, comparisons: list[Comparison], points: list[RadarPoint],
                        audits: dict[str, dict] | None = None) -> dict[str, dict]:
     """{name: value, inputs and details} of each comparison and radar point, from the metric files in m. A
-    comparison of two bootstrapped values (details.bootstrap: perplexities) whose audit files are in `audits`
-    (path -> content) also gets the paired bootstrap interval of its formula."""
+    comparison of two bootstrapped values gets the bootstrap interval of its formula: paired for perplexities
+    (details.bootstrap; their audit files, path -> content, in `audits`), unpaired for two medians of separate runs
+    whose samples their files carry (step times, inference runs)."""
     out = {}
     for c in comparisons:
         text, fn = FORMULAS[c.kind]
@@ -138,6 +139,10 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
         if paired:
             out[c.name]["interval"], audit_files = paired
             out[c.name]["inputs"] += audit_files
+        else:
+            unpaired = median_interval(m.record(*c.a), m.record(*c.b), fn)
+            if unpaired:
+                out[c.name]["interval"] = unpaired
     for point in points:
         s, q = m.value(*point.s), m.value(*point.q)
         out[point.name] = dict(value=point.value(s, q), inputs=[m.paths[point.s], m.paths[point.q]],
@@ -162,3 +167,21 @@ def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict
     low, high = uncertainty.percentile_interval(fn(*replicates), boot_a["level"])
     method = uncertainty.method_text(boot_a["unit"], boot_a["units"], boot_a["replicates"], boot_a["seed"], paired=True)
     return uncertainty.interval(low, high, boot_a["level"], method), [boot_a["audit"], boot_b["audit"]]
+
+
+def median_interval(a: dict, b: dict, fn) -> dict | None:
+    """The bootstrap interval of fn(a, b) for two medians of separate runs, each resampled on its own from the
+    samples its file carries (details.bootstrap.samples); None unless both are such medians."""
+    boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
+    if not boot_a or not boot_b or boot_a.get("statistic") != "median" or boot_b.get("statistic") != "median":
+        return None
+    same = ("replicates", "seed", "level", "unit")
+    if any(boot_a[k] != boot_b[k] for k in same):
+        raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} were not resampled alike")
+    samples_a, samples_b = a["details"][boot_a["samples"]], b["details"][boot_b["samples"]]
+    low, high = uncertainty.independent_interval(samples_a, samples_b, fn, boot_a["replicates"], boot_a["seed"],
+                                                 boot_a["level"])
+    method = (f"percentile bootstrap of the two medians, unpaired: the {len(samples_a)} and {len(samples_b)} "
+              f"{boot_a['unit']}s of the two runs each resampled on their own, {boot_a['replicates']} resamples, "
+              f"seed {boot_a['seed']}; the formula applied to each pair of resampled medians")
+    return uncertainty.interval(low, high, boot_a["level"], method)

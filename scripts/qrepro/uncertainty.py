@@ -45,3 +45,25 @@ def method_text(unit: str, units: int, replicates: int, seed: int, paired: bool)
 def interval(low: float, high: float, level: float, method: str) -> dict:
     """The `interval` field of a metric file."""
     return {"low": low, "high": high, "level": level, "method": method}
+
+
+def median_replicates(samples: list[float], replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """The median of each of `replicates` resamples (with replacement) of the samples."""
+    values = np.asarray(samples, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"a bootstrap of a median needs at least 2 samples, got {values.shape}")
+    return np.median(values[rng.integers(0, len(values), size=(replicates, len(values)))], axis=1)
+
+
+def median_interval(samples: list[float], replicates: int, seed: int, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of independent samples (e.g. optimizer-step times)."""
+    return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed)), level)
+
+
+def independent_interval(samples_a: list[float], samples_b: list[float], fn, replicates: int, seed: int,
+                         level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of fn(median a, median b) where a and b come from separate runs: each resampled
+    on its own (unpaired; one generator, a's draws then b's)."""
+    rng = np.random.default_rng(seed)
+    return percentile_interval(fn(median_replicates(samples_a, replicates, rng),
+                                  median_replicates(samples_b, replicates, rng)), level)

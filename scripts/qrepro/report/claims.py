@@ -85,7 +85,27 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
-            "sources": [shown.metrics.paths[("comparison", claim["value"])]]}
+            "sources": [shown.metrics.paths[("comparison", claim["value"])]],
+            "direction": [direction_evidence(shown.metrics, name, claim["direction"]["sign"])
+                          for name in claim.get("direction", {}).get("comparisons", [])]}
+
+
+def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
+    """For a directional claim (QLoRA slower, higher): whether the interval of a difference excludes "no difference"
+    (0 for a change or reduction in %, 1 for a ratio) and on which side. outcome: "claimed direction", "opposite
+    direction", "indistinguishable", or "no interval" (one value each: the noise is not measured)."""
+    record = m.record("comparison", comparison)
+    null = 1.0 if record["unit"] == "x" else 0.0
+    interval = record.get("interval")
+    if interval is None:
+        outcome = "no interval"
+    elif interval["low"] <= null <= interval["high"]:
+        outcome = "indistinguishable"
+    else:
+        above = interval["low"] > null
+        outcome = "claimed direction" if above == (sign == "positive") else "opposite direction"
+    return {"comparison": comparison, "value": record["value"], "unit": record["unit"], "interval": interval,
+            "null": null, "outcome": outcome, "source": m.paths[("comparison", comparison)]}
 
 
 def verdict_for(value: float, interval: dict | None, published: float, rel_tolerance: float) -> str:

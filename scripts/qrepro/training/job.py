@@ -13,7 +13,9 @@ from pathlib import Path
 
 from qrepro import SCRIPTS_DIR
 from qrepro.data.tokenizer import finish
+from qrepro import uncertainty
 from qrepro.dependencies import library_files
+from qrepro.load import MachineLoad
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
 from qrepro.runlog import alone_evidence, package_versions
@@ -114,11 +116,14 @@ def run(job: FinetuneJob) -> None:
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[timer, PaperEvaluationSchedule()])
-    run_times = train(trainer, timer, memory)
+    with MachineLoad() as load:
+        run_times = train(trainer, timer, memory)
     print(f"trained {variant}: {run_times}")
-    # what every rank reports about itself (its memory peak, that it ran alone, its own step times): rank 0 writes it
-    this_run = gather_reports({**timer.processes()[-1], "step_time": step_time_summary(
-        timer.durations, p.shared["step_time_warmup"]) if processes > 1 else None})
+    outlier_multiple = p.timing["step_outlier_multiple"]
+    # what every rank reports about itself (its memory peak, that it ran alone, its CPU time, its own step times):
+    # rank 0 writes it
+    this_run = gather_reports({**timer.processes()[-1], "cpu_s": load.process_cpu_s(), "step_time": step_time_summary(
+        timer.durations, p.shared["step_time_warmup"], outlier_multiple) if processes > 1 else None})
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results
@@ -131,20 +136,42 @@ def run(job: FinetuneJob) -> None:
     steps = trainer.state.global_step
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
-    step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"])
+    step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple)
+    durations = step_time.pop("timed_step_durations_s")
+    boot = p.bootstrap
+    low, high = uncertainty.median_interval(durations, boot["replicates"], boot["seed"], boot["level"])
+    step_interval = uncertainty.interval(low, high, boot["level"], (
+        f"percentile bootstrap over the {len(durations)} timed optimizer steps (taken as independent), "
+        f"{boot['replicates']} resamples, seed {boot['seed']}"))
     # earlier processes (up to a resumed checkpoint), then every rank of this run
     reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
-    # every process that contributed steps must have run alone (runlog.alone_evidence)
-    alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports}
+    # what the machine did meanwhile (this process's part of the run): every rank's CPU time counts as the job's
+    observed = load.report(p.timing["outside_load_cores"], timed_cpu_s=sum(r["cpu_s"] for r in this_run),
+                           timed_processes=len(this_run))
+    # every process that contributed steps must have run alone (runlog.alone_evidence): the scheduler's guarantee;
+    # observed_load: what the machine did, which no scheduler guarantees
+    alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
         "trainable_percent": dict(value=100.0 * trainable / total, inputs=[inp.base_model]),
-        "train_time_s": dict(value=run_times["wall_s"], inputs=sources, details={**run_times, **alone}),
+        "train_time_s": dict(value=run_times["wall_s"], inputs=sources,
+                             details={**run_times, **alone, "step_outliers": step_time["outliers"],
+                                      "step_outlier_excess_s": step_time["outlier_excess_s"]},
+                             method_fields={"outside_load": observed["outside_load_observed"],
+                                            "outside_cores": observed["outside_cores_mean"],
+                                            "outliers": step_time["outlier_count"],
+                                            "outlier_multiple": outlier_multiple,
+                                            "outlier_excess_s": step_time["outlier_excess_s"]}),
         "time_per_step_s": dict(value=run_times["wall_s"] / steps, inputs=sources, details={"steps": steps, **alone}),
-        "step_time_s": dict(value=step_time["median_s"], inputs=sources, details={**step_time, **alone},
-                            method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps}),
+        "step_time_s": dict(value=step_time["median_s"], inputs=sources, interval=step_interval,
+                            details={**step_time, **alone, "bootstrap": {
+                                "statistic": "median", "samples": "timed_step_durations_s", "unit": "optimizer step",
+                                "replicates": boot["replicates"], "seed": boot["seed"], "level": boot["level"]},
+                                "timed_step_durations_s": durations},
+                            method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps,
+                                           "outlier_multiple": outlier_multiple}),
         "train_steps": dict(value=steps, inputs=sources),
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),

@@ -22,7 +22,7 @@ def random_batches(vocab_size: int, count: int, seq_len: int, seed: int):
 
 
 def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool, steps: int, warmup_steps: int,
-              seq_len: int, seed: int, work_dir: str) -> dict:
+              seq_len: int, seed: int, work_dir: str, outlier_multiple: float) -> dict:
     """`steps` optimizer steps of `variant` built as a real run builds it; returns the median step time after
     `warmup_steps` (StepTimer: data loading included) and the peak memory of trainer.train() (PeakMemory)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
@@ -44,7 +44,8 @@ def run_probe(base_dir: str, variant: str, hp: dict, precision: str, cuda: bool,
     with memory:
         timer.start()
         trainer.train()
-    step_time = step_time_summary(timer.durations, warmup_steps)
+    step_time = step_time_summary(timer.durations, warmup_steps, outlier_multiple)
+    step_time.pop("timed_step_durations_s")  # step_times_s has them all
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"variant": variant, "precision": precision, "steps": steps, "sequences_per_step": sequences,
             "seq_len": seq_len, "step_times_s": timer.step_times(), "step_time": step_time,

@@ -108,16 +108,25 @@ class StepTimer(TrainerCallback):
         return [self.durations[step] for step in sorted(self.durations)]
 
 
-def step_time_summary(durations: dict[int, float], warmup_steps: int) -> dict:
+def step_time_summary(durations: dict[int, float], warmup_steps: int, outlier_multiple: float) -> dict:
     """The one statistic for a step time: the median over the steps after the first `warmup_steps`, with its
-    spread (10th and 90th percentiles, min, max)."""
+    spread (10th and 90th percentiles, min, max), every timed step's duration (for the median's bootstrap interval)
+    and the outliers: timed steps longer than outlier_multiple x the 90th percentile (e.g. another process briefly
+    took the CPU), listed by step; the median is robust to them, a total time is not."""
     import numpy as np
 
-    timed = [durations[step] for step in sorted(durations) if step > warmup_steps]
-    if not timed:
+    steps = [step for step in sorted(durations) if step > warmup_steps]
+    if not steps:
         raise ValueError(f"no step was timed after the first {warmup_steps} warm-up steps "
                          f"({len(durations)} steps in all); lower the warm-up or train longer")
-    values = np.asarray(timed)
+    values = np.asarray([durations[step] for step in steps])
+    p90 = float(np.percentile(values, 90))
+    threshold = outlier_multiple * p90
+    outliers = [{"step": step, "seconds": durations[step]} for step in steps if durations[step] > threshold]
     return {"median_s": float(np.median(values)), "p10_s": float(np.percentile(values, 10)),
-            "p90_s": float(np.percentile(values, 90)), "min_s": float(values.min()), "max_s": float(values.max()),
-            "steps_timed": len(timed), "warmup_steps_excluded": warmup_steps, "steps_recorded": len(durations)}
+            "p90_s": p90, "min_s": float(values.min()), "max_s": float(values.max()),
+            "steps_timed": len(steps), "warmup_steps_excluded": warmup_steps, "steps_recorded": len(durations),
+            "outlier_multiple_of_p90": outlier_multiple, "outlier_threshold_s": threshold,
+            "outliers": outliers, "outlier_count": len(outliers),
+            "outlier_excess_s": float(sum(o["seconds"] - float(np.median(values)) for o in outliers)),
+            "timed_step_durations_s": [float(v) for v in values]}

@@ -1,0 +1,67 @@
+"""What else ran on the machine while a timed block ran: the machine's CPU time (Linux /proc/stat) against this
+process's own (getrusage), and the load average. Shared layer; no torch.
+
+The scheduler's guarantee (runlog.alone_evidence: no other job of this workflow ran) says nothing about the rest of
+the machine; this is the observation. CPU time the machine spent outside the timed processes is "outside load":
+other programs, the Snakemake scheduler itself, the kernel's own work and, on a virtual machine, time the hypervisor
+gave to other guests (steal)."""
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+USER_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_s(stat_path: str = "/proc/stat") -> dict:
+    """Seconds of CPU time since boot, summed over all CPUs: busy (user, nice, system, irq, softirq) and steal."""
+    with open(stat_path) as handle:
+        fields = handle.readline().split()
+    if fields[0] != "cpu":
+        raise ValueError(f"{stat_path}: the first line is not the all-CPU total: {' '.join(fields)}")
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return {"busy": (user + nice + system + irq + softirq) / USER_HZ, "steal": steal / USER_HZ}
+
+
+def process_cpu_s() -> float:
+    """CPU time of this process, all its threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class MachineLoad:
+    """Observe the machine over a block: `with MachineLoad() as load: ...`, then load.report(own_cpu_s=...)."""
+
+    def __enter__(self) -> "MachineLoad":
+        self._start = (time.perf_counter(), machine_cpu_s(), process_cpu_s(), os.getloadavg()[0])
+        self._end = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._end = (time.perf_counter(), machine_cpu_s(), process_cpu_s(), os.getloadavg()[0])
+
+    def process_cpu_s(self) -> float:
+        """This process's CPU time over the block."""
+        return self._end[2] - self._start[2]
+
+    def report(self, threshold_cores: float, timed_cpu_s: float | None = None, timed_processes: int = 1) -> dict:
+        """The observation. timed_cpu_s: CPU time of every process of the timed work over the block (several
+        data-parallel ranks: their sum); this process's own by default. Outside load is observed when the machine
+        spent more than threshold_cores x wall seconds of CPU time outside them."""
+        if self._end is None:
+            raise RuntimeError("MachineLoad.report() before its block ended")
+        wall = self._end[0] - self._start[0]
+        busy = self._end[1]["busy"] - self._start[1]["busy"]
+        steal = self._end[1]["steal"] - self._start[1]["steal"]
+        own = self.process_cpu_s() if timed_cpu_s is None else timed_cpu_s
+        outside = max(0.0, busy - own) + steal
+        mean_cores = outside / wall if wall > 0 else 0.0
+        return {"wall_s": wall, "timed_cpu_s": own, "timed_processes": timed_processes,
+                "timed_cores_used_mean": own / wall if wall > 0 else 0.0,
+                "machine_cpus": os.cpu_count(), "machine_busy_cpu_s": busy, "steal_s": steal,
+                "outside_cpu_s": outside, "outside_cores_mean": mean_cores,
+                "load_average_1min": [self._start[3], self._end[3]],
+                "threshold_cores": threshold_cores, "outside_load_observed": mean_cores > threshold_cores,
+                "how": "/proc/stat busy CPU time of the whole machine (user, nice, system, irq, softirq) plus steal, "
+                       "minus the timed processes' own CPU time (getrusage), over the timed block"}

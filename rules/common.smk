@@ -144,18 +144,17 @@ def evaluated_model(wildcards):
     return inputs
 
 
-def artifact_state(wildcards):
-    """Size and mtime of every trained-model file (or 'missing'). As a param of the manifest rule it makes a deleted
-    weight file re-train its variant and everything measured from it, and a replaced one re-run the manifest."""
-    state = {}
-    for variant in VARIANTS:
-        for path in model_files(variant):
-            try:
-                stat = os.stat(path)
-                state[path] = [stat.st_size, stat.st_mtime_ns]
-            except FileNotFoundError:
-                state[path] = "missing"
-    return state
+def weights_deleted_since_the_manifest(wildcards):
+    """The trained-model files missing although the manifest (built from them) exists, or "none". As a param of the
+    manifest rule it makes a deleted weight file re-train its variant and everything measured from it (Snakemake
+    ignores a deleted file whose consumers' outputs exist: snakemake/snakemake#1978); a replaced one is newer than the
+    manifest, which re-runs it anyway. It reads "none" whenever the manifest is missing, so the value Snakemake records
+    is the same whether it evaluated the param before training (a cluster executor, which records the value from
+    when the DAG was built) or after it."""
+    if not os.path.exists(f"{RESULTS}/manifest.json"):
+        return "none"
+    missing = [path for variant in VARIANTS for path in model_files(variant) if not os.path.exists(path)]
+    return missing or "none"
 
 
 def structure_inputs(wildcards):

@@ -71,9 +71,8 @@ rule manifest:
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output,
     params:
-        # Snakemake ignores a deleted file whose consumers' outputs exist (snakemake/snakemake#1978): the weights'
-        # sizes and mtimes as a param make a deleted or replaced weight file re-run this job (and re-train)
-        artifacts=artifact_state,
+        # a deleted weight file re-runs this job and so re-trains (snakemake/snakemake#1978)
+        deleted_weights=weights_deleted_since_the_manifest,
     log:
         f"{LOGS}/manifest.log",
     conda:

@@ -10,7 +10,7 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
     for path in [*inp.metrics, *inp.probe, *(f for f in inp.reference if "/metrics/" in f)]:
         read_metric(path)  # a truncated or malformed metric file stops here, named
-    # the model files are declared inputs (params.artifacts only makes a deleted one re-run the training)
+    # the model files are declared inputs (params.deleted_weights only makes a deleted one re-run the training)
     for path in inp:
         if path.endswith("adapter_config.json"):
             check_adapter(str(Path(path).parent))  # adapter config and weights must both be readable

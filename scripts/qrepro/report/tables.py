@@ -183,6 +183,10 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
     from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
+        if cell.interval is not None:  # the interval on a second, smaller line: the column stays narrow
+            value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind))}}}"
+            bounds = f"({fmt(cell.interval[0], cell.kind)}–{fmt(cell.interval[1], cell.kind)})"
+            return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{value}\\{{\scriptsize {latex_escape(bounds)}}}\end{{tabular}}"
         return rf"\href{{../{cell.source}}}{{{latex_escape(text)}}}"
     return latex_escape(text)
 

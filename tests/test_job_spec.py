@@ -19,6 +19,10 @@ METRICS = {"results/metrics/qlora/step_time_s.json": {
     "method": "Median optimizer-step time over steps {{ warmup + 1 }}-{{ steps }}.", "phrases": {}}}
 
 
+TIMING = {"outside_load_cores": 0.1, "step_outlier_multiple": 3}
+BOOTSTRAP = {"replicates": 2000, "seed": 0, "level": 0.95}
+
+
 def _job():
     return FinetuneJob(
         variant="qlora", threads=16, scheduler_cores=16, log="results/logs/finetune_qlora.log",
@@ -26,8 +30,8 @@ def _job():
         output=JobOutputs(weights="results/models/qlora/adapter_model.safetensors",
                           log_history="results/train/qlora/log_history.csv",
                           hyperparameters="results/train/qlora/hyperparameters.json"),
-        params=JobParams(hp=HP, shared=SHARED, seed=42, max_length=512, metrics=METRICS,
-                         checkpoint_dir="results/checkpoints/qlora"))
+        params=JobParams(hp=HP, shared=SHARED, seed=42, timing=TIMING, bootstrap=BOOTSTRAP, max_length=512,
+                         metrics=METRICS, checkpoint_dir="results/checkpoints/qlora"))
 
 
 def test_the_job_round_trips_through_json_field_by_field(tmp_path):
@@ -43,13 +47,14 @@ def test_the_job_round_trips_through_json_field_by_field(tmp_path):
                                                "log_history": "results/train/qlora/log_history.csv",
                                                "hyperparameters": "results/train/qlora/hyperparameters.json"}
     assert back.params.hp == HP and back.params.shared == SHARED
+    assert back.params.timing == TIMING and back.params.bootstrap == BOOTSTRAP
     assert (back.params.seed, back.params.max_length, back.params.metrics, back.params.checkpoint_dir) == (
         42, 512, METRICS, "results/checkpoints/qlora")
     # every field of every part, no more: the test above covers the whole spec
     assert [f.name for f in dataclasses.fields(FinetuneJob)] == [
         "variant", "threads", "scheduler_cores", "log", "input", "output", "params"]
     assert [f.name for f in dataclasses.fields(JobParams)] == [
-        "hp", "shared", "seed", "max_length", "metrics", "checkpoint_dir"]
+        "hp", "shared", "seed", "timing", "bootstrap", "max_length", "metrics", "checkpoint_dir"]
     assert all(f.metadata.get("help") for cls in (FinetuneJob, JobInputs, JobOutputs, JobParams)
                for f in dataclasses.fields(cls) if f.name not in ("input", "output", "params"))
 

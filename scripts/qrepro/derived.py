@@ -154,7 +154,8 @@ def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict
     """The bootstrap interval of fn(a, b) with both perplexities recomputed on the same resamples (uncertainty.py),
     and the audit files it read; None unless both records were bootstrapped the same way and their audits given."""
     boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
-    if not boot_a or not boot_b or boot_a["audit"] not in audits or boot_b["audit"] not in audits:
+    if not boot_a or not boot_b or "audit" not in boot_a or "audit" not in boot_b \
+            or boot_a["audit"] not in audits or boot_b["audit"] not in audits:
         return None
     same = ("protocol", "unit", "units", "replicates", "seed", "level")
     if any(boot_a[k] != boot_b[k] for k in same):

@@ -21,6 +21,7 @@ include: "rules/probe.smk"
 
 
 declare_library_inputs(workflow.rules)
+check_device_in_cluster_job()
 
 
 # the named targets only gather files: on a cluster they run here, not as jobs

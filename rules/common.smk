@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from qrepro import catalogue, cluster, config_checks, profile
+from qrepro import catalogue, cluster, config_checks, hardware, profile
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -24,6 +24,8 @@ onstart:
     jobs = list(workflow.dag.needrun_jobs())
     if submits_to_slurm():
         found = cluster.settings_problems({job.rule.name: dict(job.resources.items()) for job in jobs})
+        found += cluster.exclusive_problems({job.rule.name: job.resources.get("slurm_extra") for job in jobs
+                                             if "scheduler_cores" in job.rule.resources})
         if not found:
             found = cluster.gpu_problems({job.rule.name: (job.resources.get("slurm_partition"),
                                                           job.resources.get("gpu") or 0) for job in jobs})
@@ -31,6 +33,24 @@ onstart:
             raise WorkflowError("Cannot submit to SLURM:\n  - " + "\n  - ".join(found))
     elif {job.rule.name for job in jobs if "gpu" in job.rule.resources} - DEVICE_CHECK_EXEMPT:
         config_checks.check(config, check_device=True)
+
+
+def check_device_in_cluster_job():
+    """A job a cluster executor started parses the workflow itself and runs no onstart (--no-hooks): where one of its
+    rules runs on the accelerator, the device checks run here, on the node, before the job's work. Without them a
+    node whose GPU is not visible would evaluate on the CPU without a word."""
+    if not workflow.remote_exec:
+        return
+    targets = cluster.target_rules(sys.argv)  # the DAG settings do not exist yet while the workflow parses
+    on_accelerator = sorted(name for name in targets - DEVICE_CHECK_EXEMPT if "gpu" in workflow.get_rule(name).resources)
+    # a device node, and not hidden by the scheduler (SLURM sets CUDA_VISIBLE_DEVICES to the job's GPUs)
+    cuda = hardware.cuda_visible_without_torch() and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1",
+                                                                                                      "NoDevFiles")
+    found = config_checks.problems(config, cuda=cuda, check_device=True) if on_accelerator else []
+    if found:
+        visible = {key: os.environ.get(key, "unset") for key in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS")}
+        raise WorkflowError(f"Job {', '.join(on_accelerator)} on host {os.uname().nodename} ({visible}) cannot run "
+                            "here:\n  - " + "\n  - ".join(found))
 
 
 def submits_to_slurm():

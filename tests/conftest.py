@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,14 @@ def slurm_controller() -> str | None:
     """Why the scale-out tests cannot run here, or None when a SLURM controller answers."""
     try:
         subprocess.run(["scontrol", "ping"], check=True, capture_output=True, timeout=20)
-        return None
+        config = subprocess.run(["scontrol", "show", "config"], check=True, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return "no SLURM controller answers `scontrol ping`: start the local one-node cluster with `bash .ci/slurm/up.sh`"
+    name = re.search(r"^ClusterName\s*=\s*(\S+)", config.stdout, re.M)
+    if not name or name.group(1) != "qrepro-ci":  # the tests restart and reconfigure their cluster: never a real one
+        return (f"the SLURM controller that answers is not the local test cluster (ClusterName="
+                f"{name.group(1) if name else '?'}); the scale-out tests run on the one `bash .ci/slurm/up.sh` starts")
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

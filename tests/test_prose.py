@@ -95,7 +95,8 @@ def test_html_prose_escapes_literal_text_and_values(reference):
     assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
     assert "h = W<sub>0</sub>x + (α/r)BAx" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
     assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
-    assert prose["deviations_list"].count("<li>") == 13
+    assert prose["deviations_list"].count("<li>") == 14  # with the observed-load item
+    assert "Observed on the machine" in prose["deviations_list"] and "outside load was observed" in prose["deviations_list"]
     assert "QLoRA asked for paged_adamw_8bit" in prose["deviations_list"]
     assert "Standard fine-tuning asked for" not in prose["deviations_list"]  # adamw_torch: nothing to page
     assert "the median of 20 timed runs (5 per prompt" in prose["deviations_list"] and prose["deviations_list"].count("&lt;b&gt;") >= 6

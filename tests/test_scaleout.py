@@ -123,9 +123,10 @@ def test_timed_jobs_had_their_node_to_themselves(cluster_run):
         if not record["timing"] or "details" not in record:
             continue
         details = record["details"]
+        if "ran_alone" not in details and "processes" not in details:
+            continue  # a timing file that reads another one (MFU, a comparison) carries no job evidence of its own
         for process in details.get("processes", [details]):
-            if "slurm_job_id" not in process:
-                continue
+            assert "slurm_job_id" in process, (path, process)  # every timed job's evidence comes from SLURM
             job = process["slurm_job_id"]
             assert process["ran_alone"] and process["other_jobs_on_node"] == [], (path, process)
             assert process["scheduler_guaranteed"] == "OverSubscribe=NO", process  # --exclusive
@@ -135,7 +136,7 @@ def test_timed_jobs_had_their_node_to_themselves(cluster_run):
             checked.add(job)
     timed = {job for job, line in cluster_run["jobs"].items() if "--exclusive" in line}
     print("timed jobs, alone on their node:", sorted(checked))
-    assert checked and checked <= timed
+    assert checked == timed and len(timed) >= 6  # finetune x2, inference x3, device_peak: each said so itself
 
 
 def test_a_rerun_submits_nothing(cluster_run):

@@ -21,11 +21,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   # the packages' own services are started below, by hand: no daemon starts during installation
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+stop() {  # stop NAME: the daemon this script started, and wait until it has exited
+  local pid; pid=$(cat "$DIR/$1.pid"); kill "$pid"
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  rm -f "$DIR/$1.pid"
+}
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   local seconds=$1 what=$2; shift 2
   for _ in $(seq 1 $((seconds * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -95,8 +101,11 @@ PidFile=$DIR/slurmdbd.pid
 LogFile=$DIR/slurmdbd.log
 EOF
 chmod 600 "$DIR/slurmdbd.conf"
+if [ -f /etc/slurm/slurm.conf ] && ! grep -q "^# written by .ci/slurm/up.sh" /etc/slurm/slurm.conf; then
+  echo "up.sh: /etc/slurm/slurm.conf was not written by this script (a real cluster's?): not touching it" >&2; exit 1
+fi
 if ! cmp -s "$DIR/slurm.conf" /etc/slurm/slurm.conf || ! cmp -s "$DIR/gres.conf" /etc/slurm/gres.conf; then
-  for daemon in slurmd slurmctld; do running "$daemon" && kill "$(cat "$DIR/$daemon.pid")" && sleep 1; done
+  for daemon in slurmd slurmctld; do if running "$daemon"; then stop "$daemon"; fi; done
   cp "$DIR/slurm.conf" /etc/slurm/slurm.conf
   cp "$DIR/gres.conf" /etc/slurm/gres.conf
 fi
@@ -110,7 +119,7 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 # munged runs as munge: its PID file lives in a folder that user owns
 mkdir -p "$DIR/munge" /run/munge && chown munge:munge "$DIR/munge" /run/munge
-if ! running munge/munged; then
+if ! running munge/munged && ! munge -n >/dev/null 2>&1; then  # a munged already serving (a system one) is used
   runuser -u munge -- munged --pid-file="$DIR/munge/munged.pid"
   wait_for 10 munge munge -n
 fi

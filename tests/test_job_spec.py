@@ -152,9 +152,8 @@ def test_the_accelerate_worker_entry_reads_the_json_spec(tmp_path):
     import sys
 
     path = _written(tmp_path, lambda d: d.update(wildcards={"variant": "qlora"}))
-    # from another folder, with only the path launch() gives the workers: this checkout's scripts/ folder
+    # from another folder, with no path set: the workers import the installed package (pip install -e .)
     env = {k: v for k, v in os.environ.items() if not (k.startswith("PYTHON") and k.endswith("PATH"))}
-    env["PYTHONPATH"] = str(SCRIPTS_DIR)
     result = subprocess.run([sys.executable, "-m", "qrepro.training.job", str(path)], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0

@@ -81,9 +81,8 @@ def launch(job: FinetuneJob) -> None:
     spec = Path(job.params.checkpoint_dir) / "job.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
     job.to_json(spec)
-    # the workers import the same qrepro as this process (its folder first on their path), whatever else is installed
-    path = os.pathsep.join(p for p in (str(SCRIPTS_DIR), os.environ.get("PYTHONPATH")) if p)
-    subprocess.run(accelerate_command(num_processes, str(spec)), check=True, env={**os.environ, "PYTHONPATH": path})
+    # the workers import the installed package (pip install -e .): `-m qrepro.training.job` needs no path set here
+    subprocess.run(accelerate_command(num_processes, str(spec)), check=True)
 
 
 def run(job: FinetuneJob) -> None:

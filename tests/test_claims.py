@@ -112,7 +112,7 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
     claims = load_claims(str(ROOT / "paper/claims.yaml"), PAPER_VALUES)
     needed = set(itertools.chain.from_iterable(placeholders(c["evidence"])
                                                for c in claims))
-    needed |= {("comparison", name) for c in claims for name in c.get("direction", {}).get("comparisons", [])}
+    needed |= {("comparison", name) for c in claims for name in c.get("direction", {}).get("comparisons", {})}
     values = {key: 1.0 for key in needed}
     values.update({("comparison", k): v for k, v in comparison.items()})
     for k, v in ARCH.items():

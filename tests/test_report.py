@@ -170,7 +170,7 @@ def test_every_number_of_a_claim_note_and_the_data_card_links_to_its_source(test
     for number, claim in enumerate(claims, 1):
         expected = re.findall(r"\{(?:paper:)?[a-z0-9_]+(?:/[a-z0-9_]+)?\|[a-z0-9+]+\}", claim["evidence"])
         # a directional claim's note adds one linked number per comparison it names (claims.yaml direction)
-        expected += [f"comparison/{name}" for name in claim.get("direction", {}).get("comparisons", [])]
+        expected += [f"comparison/{name}" for name in claim.get("direction", {}).get("comparisons", {})]
         links = re.findall(r'<a class="num[^"]*" href="\.\./([^"]+)" title="([^"]*)">([^<]+)</a>', notes[str(number)])
         assert len(links) == len(expected), (number, len(links), expected)
         for href, title, text in links:

@@ -86,8 +86,8 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]],
-            "direction": [direction_evidence(shown.metrics, name, claim["direction"]["sign"])
-                          for name in claim.get("direction", {}).get("comparisons", [])]}
+            "direction": [{**direction_evidence(shown.metrics, name, claim["direction"]["sign"]), "label": label}
+                          for name, label in claim.get("direction", {}).get("comparisons", {}).items()]}
 
 
 def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:

@@ -122,8 +122,11 @@ def run(job: FinetuneJob) -> None:
     outlier_multiple = p.timing["step_outlier_multiple"]
     # what every rank reports about itself (its memory peak, that it ran alone, its CPU time, its own step times):
     # rank 0 writes it
-    this_run = gather_reports({**timer.processes()[-1], "cpu_s": load.process_cpu_s(), "step_time": step_time_summary(
-        timer.durations, p.shared["step_time_warmup"], outlier_multiple) if processes > 1 else None})
+    rank_steps = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple) \
+        if processes > 1 else None
+    if rank_steps:
+        rank_steps.pop("timed_step_durations_s")  # rank 0's are in step_time_s; each rank keeps its summary
+    this_run = gather_reports({**timer.processes()[-1], "cpu_s": load.process_cpu_s(), "step_time": rank_steps})
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results

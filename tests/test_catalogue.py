@@ -226,6 +226,10 @@ def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
         assert sorted(record["inputs"]) == sorted(metric_inputs + audits), c.name
         if audits:  # a paired interval around the value it was resampled from
             assert record["interval"]["low"] <= record["value"] <= record["interval"]["high"], c.name
+        medians = [(read_metric(test_run / path).get("details") or {}).get("bootstrap", {}).get("statistic") == "median"
+                   for path in metric_inputs]
+        if all(medians):  # two medians of separate runs: an unpaired interval, never silently none
+            assert "unpaired" in record["interval"]["method"], c.name
 
 
 def test_every_number_the_prose_names_is_a_declared_metric():

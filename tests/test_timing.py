@@ -126,6 +126,23 @@ def test_a_resumed_run_counts_the_time_and_steps_of_the_earlier_process(tmp_path
     assert second.processes() == [{"ran_alone": True}, {"ran_alone": False}]  # each process reports for itself
 
 
+def test_only_the_first_process_writes_a_checkpoints_timing(tmp_path):
+    """Under several processes every rank saves into the same checkpoint folder: only world process zero writes
+    timing.json, so a resume never inherits another rank's report."""
+    (tmp_path / "checkpoint-2").mkdir()
+    other_rank = StepTimer(process=lambda: {"rank": 1})
+    other_rank.start()
+    other_rank.on_save(SimpleNamespace(output_dir=str(tmp_path)),
+                       SimpleNamespace(global_step=2, is_world_process_zero=False), None)
+    assert not (tmp_path / "checkpoint-2" / "timing.json").exists()
+    first = StepTimer(process=lambda: {"rank": 0})
+    first.start()
+    first.on_save(SimpleNamespace(output_dir=str(tmp_path)),
+                  SimpleNamespace(global_step=2, is_world_process_zero=True), None)
+    saved = json.loads((tmp_path / "checkpoint-2" / "timing.json").read_text())
+    assert saved["processes"] == [{"rank": 0}]
+
+
 def test_resuming_from_a_foreign_checkpoint_is_refused(tmp_path):
     (tmp_path / "checkpoint-7").mkdir()
     with pytest.raises(FileNotFoundError, match="timing.json is missing"):

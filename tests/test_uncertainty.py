@@ -144,3 +144,10 @@ def test_a_ratio_is_indistinguishable_when_its_interval_contains_one_and_unteste
         store.paths[("comparison", name)] = f"comparison/{name}.json"
     assert direction_evidence(store, "ratio_with", "positive")["outcome"] == "indistinguishable"
     assert direction_evidence(store, "ratio_without", "positive")["outcome"] == "no interval"
+
+
+def test_the_percentile_interval_is_exactly_the_central_share():
+    """Coverage tests cannot tell 95% from 90% reliably; the interval's definition can: on 0..1000 the central 95%
+    runs from 25 to 975, the central 90% from 50 to 950."""
+    assert uncertainty.percentile_interval(np.arange(1001), 0.95) == pytest.approx((25.0, 975.0))
+    assert uncertainty.percentile_interval(np.arange(1001), 0.90) == pytest.approx((50.0, 950.0))

@@ -97,7 +97,8 @@ class StepTimer(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         self.saves.append(state.global_step)
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        # one writer: under several processes every rank saves into the same folder (the last write would win)
+        if folder.is_dir() and getattr(state, "is_world_process_zero", True):
             payload = {"durations": {str(k): v for k, v in sorted(self.durations.items())}, "wall_s": self.wall_s(),
                        "global_step": state.global_step, "evaluations": self.evaluations, "saves": self.saves,
                        "processes": self.processes()}

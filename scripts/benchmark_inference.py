@@ -17,13 +17,9 @@ with log_to(job.log[0]):
         result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
     alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed runs: their interval
     alone["observed_load"] = load.report(p.timing["outside_load_cores"])
-    boot = p.bootstrap
-    low, high = uncertainty.median_interval(result["run_times_s"], boot["replicates"], boot["seed"], boot["level"])
-    run_interval = uncertainty.interval(low, high, boot["level"], (
-        f"percentile bootstrap over the {result['runs']} timed runs (all prompts, taken as independent), "
-        f"{boot['replicates']} resamples, seed {boot['seed']}"))
-    run_bootstrap = {"statistic": "median", "samples": "run_times_s", "unit": "timed run",
-                     "replicates": boot["replicates"], "seed": boot["seed"], "level": boot["level"]}
+    run_interval, run_bootstrap = uncertainty.median_bootstrap(
+        result["run_times_s"], "timed run", "run_times_s", p.bootstrap,
+        "timed runs (all prompts, taken as independent)")
     paper = paper_protocol(result, p.paper_prompts, p.new_tokens)
     source = [path for path in (inp.get("base_model"), inp.tokenizer) if path] + list(inp.model)
     fields = {"new_tokens": p.new_tokens, "dtype": dtype, "cuda": cuda, "threads": job.threads,

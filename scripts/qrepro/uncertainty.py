@@ -60,6 +60,19 @@ def median_interval(samples: list[float], replicates: int, seed: int, level: flo
     return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed)), level)
 
 
+def median_bootstrap(samples: list[float], unit: str, samples_field: str, settings: dict,
+                     described: str) -> tuple[dict, dict]:
+    """A median's `interval` field and the details.bootstrap record that lets a comparison resample it again
+    (derived.median_interval). settings: config evaluation.bootstrap; described: the samples in words, for the
+    method ("timed runs (all prompts, taken as independent)")."""
+    low, high = median_interval(samples, settings["replicates"], settings["seed"], settings["level"])
+    method = (f"percentile bootstrap over the {len(samples)} {described}, {settings['replicates']} resamples, "
+              f"seed {settings['seed']}")
+    record = {"statistic": "median", "samples": samples_field, "unit": unit, "replicates": settings["replicates"],
+              "seed": settings["seed"], "level": settings["level"]}
+    return interval(low, high, settings["level"], method), record
+
+
 def independent_interval(samples_a: list[float], samples_b: list[float], fn, replicates: int, seed: int,
                          level: float) -> tuple[float, float]:
     """Percentile bootstrap interval of fn(median a, median b) where a and b come from separate runs: each resampled

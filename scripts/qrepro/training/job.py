@@ -141,11 +141,9 @@ def run(job: FinetuneJob) -> None:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
     step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple)
     durations = step_time.pop("timed_step_durations_s")
-    boot = p.bootstrap
-    low, high = uncertainty.median_interval(durations, boot["replicates"], boot["seed"], boot["level"])
-    step_interval = uncertainty.interval(low, high, boot["level"], (
-        f"percentile bootstrap over the {len(durations)} timed optimizer steps (taken as independent), "
-        f"{boot['replicates']} resamples, seed {boot['seed']}"))
+    step_interval, step_bootstrap = uncertainty.median_bootstrap(
+        durations, "optimizer step", "timed_step_durations_s", p.bootstrap,
+        "timed optimizer steps (taken as independent)")
     # earlier processes (up to a resumed checkpoint), then every rank of this run
     reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
     # what the machine did meanwhile (this process's part of the run): every rank's CPU time counts as the job's
@@ -169,10 +167,8 @@ def run(job: FinetuneJob) -> None:
                                             "outlier_excess_s": step_time["outlier_excess_s"]}),
         "time_per_step_s": dict(value=run_times["wall_s"] / steps, inputs=sources, details={"steps": steps, **alone}),
         "step_time_s": dict(value=step_time["median_s"], inputs=sources, interval=step_interval,
-                            details={**step_time, **alone, "bootstrap": {
-                                "statistic": "median", "samples": "timed_step_durations_s", "unit": "optimizer step",
-                                "replicates": boot["replicates"], "seed": boot["seed"], "level": boot["level"]},
-                                "timed_step_durations_s": durations},
+                            details={**step_time, **alone, "bootstrap": step_bootstrap,
+                                     "timed_step_durations_s": durations},
                             method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps,
                                            "outlier_multiple": outlier_multiple}),
         "train_steps": dict(value=steps, inputs=sources),

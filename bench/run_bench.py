@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--configfile", action="append", default=[], help="extra profile(s) on top of config.yaml")
     parser.add_argument("--packing", action="store_true",
                         help="also train with data.packing: true and report what packing changes")
+    parser.add_argument("--seeds", action="store_true",
+                        help="also time the test profile from clean copies with one training seed and with the three "
+                             "of configs/seeds.yaml (snakemake html)")
     parser.add_argument("--tests", action="store_true",
                         help="also time the README's test command (target: 12 minutes)")
     args = parser.parse_args()
@@ -102,6 +105,14 @@ def main() -> None:
                        "padded_train_loss_final": metric(workdir, v, "train_loss_final")} for v in ("full", "qlora")}
         packing["padding_efficiency"] = {"padded": metric(workdir, "dataset", "train_padding_efficiency"),
                                          "packed": metric(packed, "dataset", "train_padding_efficiency")}
+    seeds = None
+    if args.seeds:  # the whole test-profile DAG, clean, one seed then three (the seeds' training jobs one at a time)
+        seeds = {}
+        for label, overlays in (("one_seed", ["configs/test.yaml"]), ("three_seeds", ["configs/test.yaml",
+                                                                                         "configs/seeds.yaml"])):
+            copy = copy_workflow(tmp / label)
+            seeds[label] = {"clean_html_s": run(copy, "--cores", str(args.cores), "--configfile", *overlays, "html"),
+                            "finetune_s": {k: v for k, v in stage_times(copy).items() if k.startswith("finetune")}}
     tests = None
     if args.tests:  # the README's test command, as CI runs it (the tests copy the workflow where they run it)
         start = time.perf_counter()
@@ -112,7 +123,7 @@ def main() -> None:
     results = {"machine": describe(), "cores": args.cores, "clean_run_s": clean, "stages_s": stage_times(workdir),
                "noop_s": noop, "template_edit_to_pdf_s": template, "peak_flops": peak, "training": training,
                "inference_tokens_per_s": inference, "perplexity_token": perplexity, "comparisons": comparisons,
-               "packing": packing, "tests": tests}
+               "packing": packing, "seeds": seeds, "tests": tests}
     out = ROOT / "results/bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -151,6 +162,12 @@ def main() -> None:
         for v in ("full", "qlora"):
             print(f"  {v:6s} train time {packing[v]['padded_train_time_s']:.0f} s -> {packing[v]['train_time_s']:.0f} s "
                   f"for the same 500 steps (each step then holds only text)")
+    if seeds:
+        one, three = seeds["one_seed"], seeds["three_seeds"]
+        print(f"test profile, clean `snakemake html`: one seed {one['clean_html_s']:.0f} s, three seeds "
+              f"(configs/seeds.yaml) {three['clean_html_s']:.0f} s; training jobs "
+              f"{sum(one['finetune_s'].values()):.0f} s -> {sum(three['finetune_s'].values()):.0f} s "
+              f"({len(three['finetune_s'])} runs)")
     if tests:
         print(f"README test command: {tests['seconds']:.0f} s (target <= 720), {tests['summary']}")
     print(f"\nwritten: {out / 'latest.json'}")

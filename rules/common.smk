@@ -88,14 +88,46 @@ def scheduler_cores():
 TIMED_JOB_THREADS = scheduler_cores()
 SCHEDULER_CORES = 0 if workflow.remote_exec else TIMED_JOB_THREADS
 
+# Training seeds (training.seeds; null = the config seed). One, as the paper: each variant trains once, into
+# results/. Several: each variant trains once per seed into results/seeds/<seed>/ (its models, metric files and
+# perplexity audits), one run after another, and rule aggregate_seeds writes results/metrics/<variant>/ as the mean
+# over the seeds (with their values, sd and an interval). What is measured on one trained model (size, FLOPs,
+# inference, MFU's step time aside) uses the first seed's run.
+SEEDS = profile.training_seeds(config)
+SEEDED = len(SEEDS) > 1
+RUN = f"{RESULTS}/seeds/{{seed}}" if SEEDED else RESULTS  # one seed's run folder: a pattern with {seed} when several
+SEED_TAG = "_seed{seed}" if SEEDED else ""  # in the names of a seed's log and benchmark files
+
+
+def run_dir(seed=None):
+    """The run folder of one training seed (the first by default); results/ itself with one seed."""
+    return RUN.format(seed=SEEDS[0] if seed is None else seed)
+
+
+def training_seed(wildcards):
+    return int(wildcards.seed) if SEEDED else SEEDS[0]
+
+
 PERPLEXITY_MODELS = CATALOGUE.scopes("perplexity")
-# the audits (per-row and per-window NLLs) of the models whose perplexities a comparison combines: the comparisons
-# rule reads them for the paired bootstrap interval (qrepro.derived.paired_interval)
-PERPLEXITY_AUDITS = sorted({f"{RESULTS}/eval/{scope}/perplexity_audit.json" for c in CATALOGUE.comparisons
-                            for scope, metric in c.inputs() if metric in ("perplexity_paper", "perplexity_token")})
+# what the training seed changes: the trained variants' finetune and perplexity files (one set per seed's run)
+SEEDED_PERPLEXITY_MODELS = [m for m in PERPLEXITY_MODELS if m in VARIANTS] if SEEDED else []
+SEED_AGGREGATES = CATALOGUE.outputs("finetune", "{variant}") + CATALOGUE.outputs("perplexity", "{variant}")
+
+
+def perplexity_audit(model, seed=None):
+    """The per-row and per-window NLLs of a model's perplexities (a trained variant's: one per training seed)."""
+    folder = run_dir(seed) if model in SEEDED_PERPLEXITY_MODELS else RESULTS
+    return f"{folder}/eval/{model}/perplexity_audit.json"
+
+
+# the audits of the models whose perplexities a comparison combines: the comparisons rule reads them for the paired
+# bootstrap interval (qrepro.derived.paired_interval), every seed's
+PERPLEXITY_AUDITS = sorted({perplexity_audit(scope, seed) for c in CATALOGUE.comparisons for scope, metric in c.inputs()
+                            if metric in ("perplexity_paper", "perplexity_token") for seed in SEEDS})
 INFERENCE_MODELS = CATALOGUE.scopes("inference")
-HYPERPARAMETERS = {v: f"{RESULTS}/train/{v}/hyperparameters.json" for v in VARIANTS}
-TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [f"{RESULTS}/train/{v}/log_history.csv" for v in VARIANTS]
+HYPERPARAMETERS = {v: f"{run_dir()}/train/{v}/hyperparameters.json" for v in VARIANTS}
+TRAIN_TARGETS = CATALOGUE.outputs("finetune") + [f"{run_dir(s)}/train/{v}/log_history.csv" for s in SEEDS
+                                                  for v in VARIANTS]
 METRIC_TARGETS = CATALOGUE.paths() + list(HYPERPARAMETERS.values())
 REPORT_METRICS = CATALOGUE.paths()
 # Weight-free: the architecture, formulas and the notebook's numbers, for this run's and the paper's architecture.
@@ -133,7 +165,8 @@ def variant_hp(wildcards):
 
 
 def shared_training():
-    return {k: v for k, v in config["training"].items() if k not in VARIANTS}
+    """The training settings both variants share; the seeds are the rule's wildcard, one job each."""
+    return {k: v for k, v in config["training"].items() if k not in (*VARIANTS, "seeds")}
 
 
 def quantization():
@@ -147,20 +180,26 @@ def base_model_inputs(wildcards):
     return inputs
 
 
-def model_files(variant):
-    """A trained variant's declared files: the whole model for full, adapter weights + config for qlora."""
-    return [f"{RESULTS}/models/{variant}/{name}" for name in MODEL_FILES[variant]]
+def model_files(variant, seed=None):
+    """A trained variant's declared files: the whole model for full, adapter weights + config for qlora (the first
+    training seed's run unless a seed is given)."""
+    return [f"{run_dir(seed)}/models/{variant}/{name}" for name in MODEL_FILES[variant]]
+
+
+def all_model_files():
+    return [path for seed in SEEDS for variant in VARIANTS for path in model_files(variant, seed)]
 
 
 def evaluated_model(wildcards):
     """The files a model is loaded from, and nothing else: the base model for base; the whole model for full; the
-    base model (quantized to NF4 on loading) and the adapter for qlora and qlora_merged."""
+    base model (quantized to NF4 on loading) and the adapter for qlora and qlora_merged. A job with a {seed}
+    wildcard loads that seed's run, any other the first seed's."""
     kind = wildcards.model if hasattr(wildcards, "model") else wildcards.variant
     inputs = {}
     if kind != "full":
         inputs["base_model"] = rules.base_model.output.model
     if kind != "base":
-        inputs["model"] = model_files(kind.removesuffix("_merged"))
+        inputs["model"] = model_files(kind.removesuffix("_merged"), getattr(wildcards, "seed", None))
     return inputs
 
 
@@ -173,7 +212,7 @@ def weights_deleted_since_the_manifest(wildcards):
     when the DAG was built) or after it."""
     if not os.path.exists(f"{RESULTS}/manifest.json"):
         return "none"
-    missing = [path for variant in VARIANTS for path in model_files(variant) if not os.path.exists(path)]
+    missing = [path for path in all_model_files() if not os.path.exists(path)]
     return missing or "none"
 
 

@@ -171,7 +171,8 @@ rule perplexity:
         gpu=config["gpus"],
         runtime=240,
     wildcard_constraints:
-        model="|".join(PERPLEXITY_MODELS),
+        # with several training seeds, the trained variants are evaluated per seed (rule perplexity_seed)
+        model="|".join(m for m in PERPLEXITY_MODELS if m not in SEEDED_PERPLEXITY_MODELS),
     log:
         f"{LOGS}/perplexity_{{model}}.log",
     benchmark:
@@ -180,6 +181,43 @@ rule perplexity:
         CONDA_ENV
     script:
         "../scripts/evaluate_perplexity.py"
+
+
+if SEEDED:
+
+    # Several training seeds: each seed's trained variants on the test split, into that seed's run folder.
+    use rule perplexity as perplexity_seed with:
+        output:
+            metrics=CATALOGUE.outputs("perplexity", "{model}", root=RUN),
+            audit=f"{RUN}/eval/{{model}}/perplexity_audit.json",
+        wildcard_constraints:
+            model="|".join(SEEDED_PERPLEXITY_MODELS),
+        log:
+            f"{LOGS}/perplexity_{{model}}{SEED_TAG}.log",
+        benchmark:
+            f"{BENCH}/perplexity_{{model}}{SEED_TAG}.tsv"
+
+    # results/metrics/<variant>/: each of the variant's seeded metrics as the mean over the seeds' runs, with
+    # their values, sd and interval (qrepro.derived.seed_aggregate)
+    rule aggregate_seeds:
+        output:
+            SEED_AGGREGATES,
+        input:
+            lambda wildcards: [path.replace(f"{RESULTS}/", f"{run_dir(seed)}/", 1).format(variant=wildcards.variant)
+                               for path in SEED_AGGREGATES for seed in SEEDS],
+        params:
+            seeds=SEEDS,
+            # {aggregate: [the same file of each seed's run, in seed order]}
+            seed_files=lambda wildcards, output: {
+                path: [path.replace(f"{RESULTS}/", f"{run_dir(seed)}/", 1) for seed in SEEDS] for path in output
+            },
+            level=config["evaluation"]["bootstrap"]["level"],
+        log:
+            f"{LOGS}/aggregate_seeds_{{variant}}.log",
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/aggregate_seeds.py"
 
 
 rule inference:
@@ -228,6 +266,7 @@ rule comparisons:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=False),
         radar=CATALOGUE.radar_params(architecture_only=False),
+        level=config["evaluation"]["bootstrap"]["level"],
     log:
         f"{LOGS}/comparisons.log",
     conda:
@@ -247,5 +286,6 @@ use rule comparisons as architecture_comparisons with:
         metrics=declared_metrics,
         comparisons=CATALOGUE.comparison_params(architecture_only=True),
         radar=CATALOGUE.radar_params(architecture_only=True),
+        level=config["evaluation"]["bootstrap"]["level"],
     log:
         f"{LOGS}/architecture_comparisons.log",

@@ -64,7 +64,7 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.json",
     input:
-        [f for v in VARIANTS for f in model_files(v)],
+        all_model_files(),
         probe=existing_probe_metrics,
         metrics=REPORT_METRICS,
         reference=REFERENCE_METRICS + REFERENCE_PROVENANCE,

@@ -1,17 +1,19 @@
-# Fine-tuning, one job per variant ({variant} = full | qlora), same data and base model.
+# Fine-tuning, one job per variant ({variant} = full | qlora), same data and base model; with several training
+# seeds, one per variant and seed ({seed}), each into its own run folder (RUN, rules/common.smk).
 
 
 wildcard_constraints:
     variant="|".join(VARIANTS),
+    seed=r"\d+",
 
 
 rule finetune:
     output:
-        weights=f"{RESULTS}/models/{{variant}}/model.safetensors",
-        model_config=f"{RESULTS}/models/{{variant}}/config.json",
-        log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
-        hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
-        metrics=CATALOGUE.outputs("finetune", "{variant}"),
+        weights=f"{RUN}/models/{{variant}}/model.safetensors",
+        model_config=f"{RUN}/models/{{variant}}/config.json",
+        log_history=f"{RUN}/train/{{variant}}/log_history.csv",
+        hyperparameters=f"{RUN}/train/{{variant}}/hyperparameters.json",
+        metrics=CATALOGUE.outputs("finetune", "{variant}", root=RUN),
     input:
         base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
@@ -19,13 +21,13 @@ rule finetune:
     params:
         hp=variant_hp,
         shared=shared_training(),
-        seed=config["seed"],
+        seed=training_seed,
         timing=config["timing"],
         bootstrap=config["evaluation"]["bootstrap"],
         max_length=config["data"]["max_length"],
         metrics=declared_metrics,
         # Outside the declared outputs: Snakemake's incomplete-output cleanup never deletes them.
-        checkpoint_dir=lambda wc: f"{RESULTS}/checkpoints/{wc.variant}",
+        checkpoint_dir=lambda wc: f"{run_dir(getattr(wc, 'seed', None))}/checkpoints/{wc.variant}",
     # timed: holds every core, so nothing runs beside it (torch uses them all)
     threads: TIMED_JOB_THREADS
     resources:
@@ -36,9 +38,9 @@ rule finetune:
     wildcard_constraints:
         variant="full",
     log:
-        f"{LOGS}/finetune_{{variant}}.log",
+        f"{LOGS}/finetune_{{variant}}{SEED_TAG}.log",
     benchmark:
-        f"{BENCH}/finetune_{{variant}}.tsv"
+        f"{BENCH}/finetune_{{variant}}{SEED_TAG}.tsv"
     conda:
         CONDA_ENV
     script:
@@ -48,10 +50,10 @@ rule finetune:
 # QLoRA saves an adapter instead of a whole model: the same job with other declared files.
 use rule finetune as finetune_qlora with:
     output:
-        weights=f"{RESULTS}/models/{{variant}}/adapter_model.safetensors",
-        model_config=f"{RESULTS}/models/{{variant}}/adapter_config.json",
-        log_history=f"{RESULTS}/train/{{variant}}/log_history.csv",
-        hyperparameters=f"{RESULTS}/train/{{variant}}/hyperparameters.json",
-        metrics=CATALOGUE.outputs("finetune", "{variant}"),
+        weights=f"{RUN}/models/{{variant}}/adapter_model.safetensors",
+        model_config=f"{RUN}/models/{{variant}}/adapter_config.json",
+        log_history=f"{RUN}/train/{{variant}}/log_history.csv",
+        hyperparameters=f"{RUN}/train/{{variant}}/hyperparameters.json",
+        metrics=CATALOGUE.outputs("finetune", "{variant}", root=RUN),
     wildcard_constraints:
         variant="qlora",

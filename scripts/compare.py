@@ -11,4 +11,4 @@ with log_to(snakemake.log[0]):  # noqa: F821
     points = [RadarPoint(**{**point, "s": tuple(point["s"]), "q": tuple(point["q"])}) for point in p.radar]
     # perplexity audits (rule comparisons only): the paired bootstrap intervals of perplexity comparisons
     audits = {path: read_json(path) for path in snakemake.input.get("audits", [])}  # noqa: F821
-    write_metrics(p.metrics, comparison_records(metrics, comparisons, points, audits))
+    write_metrics(p.metrics, comparison_records(metrics, comparisons, points, audits, p.level))

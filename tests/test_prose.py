@@ -22,6 +22,9 @@ class _OddValues:
     def interval(self, key):  # a numeric interval: the prose computes with its level and bounds
         return {"low": 1.0, "high": 2.0, "level": 0.95, "method": ODD}
 
+    def seeds(self, key):  # one training seed, as the paper
+        return None
+
     def details(self, key):
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
                 "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4,
@@ -34,7 +37,7 @@ RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "
 
 
 def _context(reference: bool) -> dict:
-    run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32, cuda=False, model_source="pretrain",
+    run = defaultdict(lambda: ODD, packing=False, lora_r=16, lora_alpha=32, cuda=False, model_source="pretrain", seeds=[42],
                       init="random", data_source="synthetic")
     provenance = {"git_commit": ODD, "config_digest": ODD, "generated_at": ODD, "hardware": {"cpu": ODD},
                   "packages": [("torch", ODD)], "files": [("results/x.json", ODD)]}
@@ -137,3 +140,25 @@ def test_table10_says_perplexity_is_not_meaningful_exactly_when_the_weights_are_
     context["run"]["init"] = init
     notes = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, context)["notes_t10"]
     assert ("NOT MEANINGFUL: this run used random weights" in notes) is warned
+
+
+class _SeededValues(_OddValues):
+    """Three training seeds: every trained number is a mean over seeds, with a test-set interval in its details."""
+    def seeds(self, key):
+        return {"n": 3, "seeds": [7, 8, 9], "values": [1, 2, 3], "mean": 2.0, "sd": 1.0}
+
+    def details(self, key):
+        return {**super().details(key), "seed_methods": {"7": "seed 7's method"},
+                "test_set_interval": {"low": -1.0, "high": 1.0, "level": 0.95, "method": ODD}}
+
+
+def test_with_several_seeds_the_prose_says_what_the_spread_and_intervals_are():
+    context = _context(False)
+    context["run"]["seeds"], context["v"] = [7, 8, 9], _SeededValues()
+    prose = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, context)
+    assert "Training seeds:\n7, 8, 9, each variant trained once per seed" in prose["what_ran"]
+    assert "(means over the 3 training seeds)" in prose["training"]
+    assert "interval over the 3 training seeds" in prose["perplexity"] and "On the test set alone" in prose["perplexity"]
+    for notes in ("notes_t9", "notes_t10"):
+        assert "With 3 training seeds (7, 8, 9)" in prose[notes] and "Student-t" in prose[notes], notes
+    assert "seed 7&#39;s method" in prose["notes_t9"] and "resampled apart (unpaired)" not in prose["notes_t9"]

@@ -22,7 +22,9 @@ from jinja2 import meta
 from qrepro.derived import Comparison, RadarPoint, radar_points
 
 RESULTS = "results"
-METRIC_PATH = re.compile(rf"^{RESULTS}/metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
+# results/metrics/<scope>/<name>.json; with several training seeds each seed's run writes its own under
+# results/seeds/<seed>/, and results/metrics/ holds their aggregates
+METRIC_PATH = re.compile(rf"^{RESULTS}/(?:seeds/(?P<seed>\d+)/)?metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
 ARCHITECTURE_SCOPES = {"architecture", "structure", "paper_architecture", "paper_structure"}
 
 
@@ -140,14 +142,15 @@ class Catalogue:
     def paths(self, target: str = "metrics") -> list[str]:
         return [s.path for s in self.specs.values() if s.target == target]
 
-    def outputs(self, rule: str, scope: str | None = None) -> list[str]:
+    def outputs(self, rule: str, scope: str | None = None, root: str = RESULTS) -> list[str]:
         """The metric files a rule declares. With scope = a pattern holding one wildcard ("{variant}",
-        "probe_{variant}"), the rule writes the same names into each matching scope: paths keep the wildcard."""
+        "probe_{variant}"), the rule writes the same names into each matching scope: paths keep the wildcard.
+        root: the run folder (results, or one training seed's results/seeds/<seed>)."""
         specs = [s for s in self.specs.values() if s.rule == rule]
         if not specs:
             raise CatalogueError(f"{self.source} names no metric written by rule {rule}")
         if scope is None:
-            return [s.path for s in specs]
+            return [f"{root}/metrics/{s.scope}/{s.name}.json" for s in specs]
         pattern = re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(scope)) + "$")
         by_scope: dict[str, list[str]] = {}
         for s in specs:
@@ -156,7 +159,7 @@ class Catalogue:
         names = {tuple(v) for v in by_scope.values()}
         if len(names) != 1:
             raise CatalogueError(f"rule {rule}: scopes {sorted(by_scope)} matching {scope} do not write the same metrics")
-        return [f"{RESULTS}/metrics/{scope}/{name}.json" for name in names.pop()]
+        return [f"{root}/metrics/{scope}/{name}.json" for name in names.pop()]
 
     def declared(self, paths) -> dict[str, dict]:
         """{path: spec} for the metric files among a job's outputs: what write_metrics checks the job against.

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from qrepro import uncertainty
 from qrepro.metrics_io import MetricStore
 
@@ -123,26 +125,37 @@ def radar_points(radar: dict) -> list[RadarPoint]:
 
 
 def comparison_records(m: MetricStore, comparisons: list[Comparison], points: list[RadarPoint],
-                       audits: dict[str, dict] | None = None) -> dict[str, dict]:
-    """{name: value, inputs and details} of each comparison and radar point, from the metric files in m. A
-    comparison of two bootstrapped values gets the bootstrap interval of its formula: paired for perplexities
-    (details.bootstrap; their audit files, path -> content, in `audits`), unpaired for two medians of separate runs
-    whose samples their files carry (step times, inference runs)."""
+                       audits: dict[str, dict] | None = None, level: float = 0.95) -> dict[str, dict]:
+    """{name: value, inputs and details} of each comparison and radar point, from the metric files in m.
+
+    Its interval: with several training seeds (an input carries `seeds`), the t interval of the seed-paired values of
+    the formula (seed_comparison), a perplexity comparison's test-set bootstrap then in details.test_set_interval;
+    with one seed, the bootstrap interval of the formula: paired for perplexities (details.bootstrap; their audit
+    files, path -> content, in `audits`), unpaired for two medians of separate runs whose samples their files carry
+    (step times, inference runs)."""
     out = {}
     for c in comparisons:
         text, fn = FORMULAS[c.kind]
         a, b = m.value(*c.a), m.value(*c.b)
-        out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
-                           details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
-                                    "b": {"metric": "/".join(c.b), "value": b}})
+        record = out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
+                                    details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
+                                             "b": {"metric": "/".join(c.b), "value": b}})
+        seeded = seed_comparison(m.record(*c.a), m.record(*c.b), fn, level)
         paired = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {})
         if paired:
-            out[c.name]["interval"], audit_files = paired
-            out[c.name]["inputs"] += audit_files
+            record["inputs"] += paired[1]
+        if seeded:
+            record["seeds"], seed_interval = seeded
+            if seed_interval:
+                record["interval"] = seed_interval
+            if paired:
+                record["details"]["test_set_interval"] = paired[0]
+        elif paired:
+            record["interval"] = paired[0]
         else:
             unpaired = median_interval(m.record(*c.a), m.record(*c.b), fn)
             if unpaired:
-                out[c.name]["interval"] = unpaired
+                record["interval"] = unpaired
     for point in points:
         s, q = m.value(*point.s), m.value(*point.q)
         out[point.name] = dict(value=point.value(s, q), inputs=[m.paths[point.s], m.paths[point.q]],
@@ -150,24 +163,100 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
     return out
 
 
+def audit_files(boot: dict) -> list[str]:
+    """The audit files a perplexity's bootstrap record names: its run's, or each training seed's (an aggregate)."""
+    return boot["audits"] if "audits" in boot else [boot["audit"]]
+
+
 def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict, list[str]] | None:
     """The bootstrap interval of fn(a, b) with both perplexities recomputed on the same resamples (uncertainty.py),
-    and the audit files it read; None unless both records were bootstrapped the same way and their audits given."""
+    and the audit files it read; None unless both records were bootstrapped the same way and their audits given.
+    An aggregate over training seeds names each seed's audit: a replicate's value is then the mean over the seeds
+    of the formula applied to each seed's pair (a model that is not trained, the base, pairs with every seed)."""
     boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
-    if not boot_a or not boot_b or "audit" not in boot_a or "audit" not in boot_b \
-            or boot_a["audit"] not in audits or boot_b["audit"] not in audits:
+    if not boot_a or not boot_b or "protocol" not in boot_a or "protocol" not in boot_b \
+            or any(path not in audits for boot in (boot_a, boot_b) for path in audit_files(boot)):
         return None
     same = ("protocol", "unit", "units", "replicates", "seed", "level")
     if any(boot_a[k] != boot_b[k] for k in same):
         raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} were not resampled alike: "
                          f"{ {k: boot_a[k] for k in same} } vs { {k: boot_b[k] for k in same} }")
+    files_a, files_b = audit_files(boot_a), audit_files(boot_b)
+    if len(files_a) > 1 and len(files_b) > 1 and len(files_a) != len(files_b):
+        raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} come from different seed counts")
     indices = uncertainty.resample_indices(boot_a["units"], boot_a["replicates"], boot_a["seed"])
-    replicates = [uncertainty.perplexity_replicates(audits[boot["audit"]][boot["protocol"]]["nll"],
-                                                    audits[boot["audit"]][boot["protocol"]]["tokens"], indices)
-                  for boot in (boot_a, boot_b)]
-    low, high = uncertainty.percentile_interval(fn(*replicates), boot_a["level"])
+    replicates = [np.stack([uncertainty.perplexity_replicates(audits[path][boot["protocol"]]["nll"],
+                                                              audits[path][boot["protocol"]]["tokens"], indices)
+                            for path in files])
+                  for boot, files in ((boot_a, files_a), (boot_b, files_b))]
+    low, high = uncertainty.percentile_interval(fn(*replicates).mean(axis=0), boot_a["level"])
     method = uncertainty.method_text(boot_a["unit"], boot_a["units"], boot_a["replicates"], boot_a["seed"], paired=True)
-    return uncertainty.interval(low, high, boot_a["level"], method), [boot_a["audit"], boot_b["audit"]]
+    seeds = max(len(files_a), len(files_b))
+    if seeds > 1:
+        method += f"; each resample's value is the mean over the {seeds} training seeds of the seed-paired values"
+    return uncertainty.interval(low, high, boot_a["level"], method), sorted(set(files_a + files_b))
+
+
+def seed_comparison(a: dict, b: dict, fn, level: float) -> tuple[dict, dict | None] | None:
+    """With several training seeds: the formula applied to each seed's pair (a seed's a with the same seed's b; an
+    input with one value, such as the base model's, pairs with every seed), as a `seeds` field, and the t interval
+    of their mean (None where every seed gives the same value); None unless an input carries seeds."""
+    seeds_a, seeds_b = a.get("seeds"), b.get("seeds")
+    if not seeds_a and not seeds_b:
+        return None
+    if seeds_a and seeds_b and seeds_a["seeds"] != seeds_b["seeds"]:
+        raise ValueError(f"{a['scope']}/{a['metric']} (seeds {seeds_a['seeds']}) and {b['scope']}/{b['metric']} "
+                         f"(seeds {seeds_b['seeds']}) cannot be paired by seed")
+    seeds = (seeds_a or seeds_b)["seeds"]
+    values_a = seeds_a["values"] if seeds_a else [a["value"]] * len(seeds)
+    values_b = seeds_b["values"] if seeds_b else [b["value"]] * len(seeds)
+    values = [fn(x, y) for x, y in zip(values_a, values_b)]
+    summary = uncertainty.seed_summary(seeds, values)
+    if summary["sd"] == 0:
+        return summary, None
+    low, high = uncertainty.t_interval(values, level)
+    what = ("the formula applied to each seed's pair of runs (seeds.values), paired by seed" if seeds_a and seeds_b
+            else "the formula applied to each seed's run and the one untrained value (seeds.values)")
+    return summary, uncertainty.interval(low, high, level, uncertainty.t_method(len(values), what))
+
+
+def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], level: float) -> dict:
+    """One metric over the training seeds' runs (their records and files, in seed order) as metric_record's
+    arguments: the mean as the value (the common value where it is not a number, which every seed must then
+    give), each seed's value in `seeds`, the t interval of the mean where the seeds differ (each seed's own interval
+    in details.seed_intervals) and the method saying so. Its other details are the first seed's run's; an audit
+    record (details.bootstrap) names every seed's audit, for the paired test-set interval of a comparison."""
+    first = records[0]
+    for record, path in zip(records, paths):
+        if (record["metric"], record["scope"], record["unit"]) != (first["metric"], first["scope"], first["unit"]):
+            raise ValueError(f"{path} is not the same metric as {paths[0]}")
+    values = [record["value"] for record in records]
+    summary = uncertainty.seed_summary(seeds, values)
+    if "mean" in summary:
+        value = values[0] if len(set(values)) == 1 else summary["mean"]
+    elif len(set(map(str, values))) == 1:
+        value = values[0]
+    else:
+        raise ValueError(f"{first['scope']}/{first['metric']} differs between training seeds and is not a number: "
+                         f"{dict(zip(seeds, values))}")
+    details = {**first.get("details", {}), "details_from_seed": seeds[0],
+               "seed_methods": {str(seed): record["method"] for seed, record in zip(seeds, records)}}
+    if any("interval" in record for record in records):
+        details["seed_intervals"] = {str(seed): record.get("interval") for seed, record in zip(seeds, records)}
+    if "bootstrap" in details and "audit" in details["bootstrap"]:
+        boot = {k: v for k, v in details["bootstrap"].items() if k != "audit"}
+        details["bootstrap"] = {**boot, "audits": [record["details"]["bootstrap"]["audit"] for record in records]}
+    same = len(set(map(str, values))) == 1
+    method = (f"{'Mean' if 'mean' in summary and not same else 'Value'} over {len(seeds)} training seeds' runs "
+              f"(seeds {', '.join(map(str, seeds))}; each run's value in seeds.values{', all equal' if same else ''}, "
+              f"its file in inputs, its method in details.seed_methods; other details are seed {seeds[0]}'s). "
+              f"Each run: {first['method']}")
+    interval = None
+    if "mean" in summary and not same:
+        low, high = uncertainty.t_interval(values, level)
+        interval = uncertainty.interval(low, high, level, uncertainty.t_method(len(values), "the runs' values"))
+    return dict(metric=first["metric"], scope=first["scope"], value=value, unit=first["unit"], method=method,
+                inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary)
 
 
 def median_interval(a: dict, b: dict, fn) -> dict | None:

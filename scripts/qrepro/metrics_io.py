@@ -30,7 +30,7 @@ def _schema() -> dict:
 
 def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
                   inputs: Iterable[str], timing: bool = False, details: dict | None = None,
-                  interval: dict | None = None) -> dict:
+                  interval: dict | None = None, seeds: dict | None = None) -> dict:
     """One metric file's content; scope is its folder under results/metrics/ (full, qlora, comparison, ...)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"metric {metric} ({scope}) is not finite: {value}")
@@ -47,6 +47,8 @@ def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
         record["details"] = details
     if interval:
         record["interval"] = interval
+    if seeds:
+        record["seeds"] = seeds
     jsonschema.validate(record, _schema())
     return record
 
@@ -107,7 +109,7 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
     complete = {}  # every record is built and validated before the first file is written
     for name, record in records.items():
         path, spec = by_name[name]
-        unknown = set(record) - {"value", "inputs", "details", "interval", "method_fields"}
+        unknown = set(record) - {"value", "inputs", "details", "interval", "seeds", "method_fields"}
         if unknown:
             raise ValueError(f"metric {name}: {sorted(unknown)} come from the catalogue, not from the job")
         if not {"value", "inputs"} <= set(record):
@@ -117,7 +119,8 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
         if isinstance(timing, str):  # depends on how the value was obtained
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
-                                       record["inputs"], timing, record.get("details"), record.get("interval"))
+                                       record["inputs"], timing, record.get("details"), record.get("interval"),
+                                       record.get("seeds"))
     written = [write_record(path, record) for path, record in complete.items()]
     print(f"wrote {len(complete)} metric file(s): {', '.join(complete)}")  # in the job's log
     return written

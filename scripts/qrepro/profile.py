@@ -41,7 +41,8 @@ def run_settings(config: dict, paper: dict) -> dict:
             "hub_id": model["hub_id"], "revision": model["revision"], "local_path": model["local_path"],
             "init": model["init"], "data_source": data["source"], "hf_name": data["hf"]["name"],
             "hf_config": data["hf"]["config"], "local_dir": data["local_dir"], "packing": data["packing"],
-            "paper_data": paper_data, "lora_r": lora["r"], "lora_alpha": lora["alpha"]}
+            "paper_data": paper_data, "lora_r": lora["r"], "lora_alpha": lora["alpha"],
+            "seeds": training_seeds(config)}
 
 
 def paper_setup(paper: dict) -> dict:
@@ -50,6 +51,11 @@ def paper_setup(paper: dict) -> dict:
             "max_steps": paper["training"]["max_steps"], "eval_steps": paper["training"]["eval_steps"],
             "hf_name": paper["data"]["hf"]["name"], "hf_config": paper["data"]["hf"]["config"],
             "precision": paper["training"]["precision"], "load_dtype": paper["model"]["load_dtype"]}
+
+
+def training_seeds(config: dict) -> list[int]:
+    """The training seeds: training.seeds, or the one config seed when it is null (the paper's single run)."""
+    return list(config["training"]["seeds"] or [config["seed"]])
 
 
 def config_digest(config: dict) -> str:

@@ -1,5 +1,6 @@
 """Test-set uncertainty: a percentile bootstrap over the units a perplexity sums (test rows for the paper's
-protocol, sliding windows for token-level perplexity), paired across models. Shared layer: numpy, no torch.
+protocol, sliding windows for token-level perplexity), paired across models; and the spread over training seeds
+(seed_summary, t_interval). Shared layer: numpy (scipy for the t quantile), no torch.
 
 Paired: every model's replicates use the same resampled units (the same indices, from the same seed and unit
 count), so a comparison of two perplexities is computed replicate by replicate and its interval reflects only what
@@ -80,3 +81,33 @@ def independent_interval(samples_a: list[float], samples_b: list[float], fn, rep
     rng = np.random.default_rng(seed)
     return percentile_interval(fn(median_replicates(samples_a, replicates, rng),
                                   median_replicates(samples_b, replicates, rng)), level)
+
+
+def seed_summary(seeds: list[int], values: list) -> dict:
+    """The `seeds` field of a metric file: each training seed's value, and for numbers their mean, sample sd
+    (n - 1 in the denominator), min and max."""
+    summary = {"n": len(values), "seeds": list(seeds), "values": list(values)}
+    if len(seeds) != len(values):
+        raise ValueError(f"{len(seeds)} seeds but {len(values)} values")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        array = np.asarray(values, dtype=np.float64)
+        summary.update(mean=float(array.mean()), sd=float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+                       min=float(array.min()), max=float(array.max()))
+    return summary
+
+
+def t_interval(values: list[float], level: float) -> tuple[float, float]:
+    """Student-t interval of the mean of independent values (one per training seed): mean +- t(n-1) sd / sqrt(n)."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 2:
+        raise ValueError("an interval over seeds needs at least 2 seeds")
+    half = stats.t.ppf((1 + level) / 2, len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    return float(array.mean() - half), float(array.mean() + half)
+
+
+def t_method(n: int, what: str) -> str:
+    return (f"Student-t interval of the mean over {n} training seeds ({n - 1} degrees of freedom): {what}; it holds "
+            "the variation from one training seed to another (data order, LoRA initialisation, dropout) on this "
+            "fixed data and test split, not the test split's sampling noise")

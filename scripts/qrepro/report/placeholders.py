@@ -86,9 +86,18 @@ class Values:
         """The file's uncertainty interval (low, high, level, method), or None (for a condition or its method)."""
         return self._record(key).get("interval")
 
-    def bound(self, key: str, side: str, kind: str) -> str:
-        """One end ("low" or "high") of the file's interval, as a number is shown."""
-        return fmt(self._record(key)["interval"][side], kind)
+    def interval_of(self, key: str, entry: str | None = None) -> dict:
+        """The file's interval, or one its details hold (entry: e.g. test_set_interval)."""
+        record = self._record(key)
+        return record["details"][entry] if entry else record["interval"]
+
+    def bound(self, key: str, side: str, kind: str, entry: str | None = None) -> str:
+        """One end ("low" or "high") of the file's interval (or of details.<entry>), as a number is shown."""
+        return fmt(self.interval_of(key, entry)[side], kind)
+
+    def seeds(self, key: str) -> dict | None:
+        """The file's values per training seed (n, seeds, values, mean, sd), or None with one seed."""
+        return self._record(key).get("seeds")
 
     def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
         value = self._record(key)["details"].get(entry, [])

@@ -105,13 +105,14 @@ class LinkedValues:
     def size(self, key: str, kind: str) -> Markup:
         return self._link(key, self.values.size(key, kind))
 
-    def bound(self, key: str, side: str, kind: str) -> Markup:
+    def bound(self, key: str, side: str, kind: str, entry: str | None = None) -> Markup:
         scope, metric = key.split("/")
         path = self.values.m.paths[(scope, metric)]
-        interval = self.values.m.record(scope, metric)["interval"]
-        title = f"{path}: interval.{side} = {interval[side]!r} ({interval['level']:.0%}: {interval['method']})"
+        interval = self.values.interval_of(key, entry)
+        field = f"details.{entry}" if entry else "interval"
+        title = f"{path}: {field}.{side} = {interval[side]!r} ({interval['level']:.0%}: {interval['method']})"
         return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, title,
-                                                                             self.values.bound(key, side, kind))
+                                                                             self.values.bound(key, side, kind, entry))
 
     def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1):
         text = self.values.detail(key, entry, kind, scale)

@@ -24,13 +24,19 @@ class Cell:
     paper_id: str | None = None    # the paper value it stands beside (measured the same way)
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
     interval: tuple[float, float] | None = None  # the file's uncertainty interval (low, high), shown after the value
+    seeds: tuple[float, int] | None = None  # (sd, n) over training seeds where they differ: "mean ± sd (n=3)"
+
+    def value_text(self) -> str:
+        """The value as shown, with the spread over training seeds when there are several."""
+        shown = fmt(self.value, self.kind)
+        return shown if self.seeds is None else f"{shown} ± {fmt(self.seeds[0], self.kind)} (n={self.seeds[1]})"
+
+    def interval_text(self) -> str:
+        return f"({fmt(self.interval[0], self.kind)} to {fmt(self.interval[1], self.kind)})"
 
     def text(self) -> str:
         """The reproduced value as shown: with its interval, in the same format, when the file has one."""
-        shown = fmt(self.value, self.kind)
-        if self.interval is None:
-            return shown
-        return f"{shown} ({fmt(self.interval[0], self.kind)}–{fmt(self.interval[1], self.kind)})"
+        return self.value_text() if self.interval is None else f"{self.value_text()} {self.interval_text()}"
 
     def ratio(self, paper: dict) -> float | None:
         if self.paper_id is None or self.paper_id not in paper:
@@ -88,8 +94,9 @@ class Table:
             for column, cell in cells.items():
                 published = paper.get(cell.paper_id) if cell.paper_id else None
                 low, high = cell.interval or (None, None)
+                sd, n = cell.seeds or (None, None)
                 lines.append({"table": self.number, "row": label, "column": column, "reproduced": cell.value,
-                              "interval_low": low, "interval_high": high,
+                              "interval_low": low, "interval_high": high, "seeds_sd": sd, "seeds_n": n,
                               "paper": published["value"] if published else None, "ratio": cell.ratio(paper),
                               "paper_id": cell.paper_id, "source": cell.source})
         return pd.DataFrame(lines)
@@ -136,7 +143,14 @@ def cell(spec: str, sources: Sources) -> Cell:
         scale = float(match["scale"]) if match["scale"] else 1.0
         interval = (bounds["low"] * scale, bounds["high"] * scale)
         detail += (f" {bounds['level']:.0%} interval {bounds['low']!r} to {bounds['high']!r}: {bounds['method']}.")
-    return Cell(value, kind, path, pid, detail, interval)
+    seeds = None
+    if record.get("seeds", {}).get("sd"):  # several training seeds whose values differ
+        spread = record["seeds"]
+        seeds = (spread["sd"] * (float(match["scale"]) if match["scale"] else 1.0), spread["n"])
+        detail += f" Training seeds {spread['seeds']}: values {spread['values']}, sd {spread['sd']!r}."
+    elif "seeds" in record:
+        detail += f" The same in all {record['seeds']['n']} training seeds."
+    return Cell(value, kind, path, pid, detail, interval, seeds)
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -183,10 +197,17 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
     from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
-        if cell.interval is not None:  # the interval on a second, smaller line: the column stays narrow
-            value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind))}}}"
-            bounds = f"({fmt(cell.interval[0], cell.kind)}–{fmt(cell.interval[1], cell.kind)})"
-            return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{value}\\{{\scriptsize {latex_escape(bounds)}}}\end{{tabular}}"
+        value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind))}}}"
+        # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
+        lines = [value]
+        if cell.seeds is not None:
+            lines.append(rf"{{\scriptsize {latex_escape(f'± {fmt(cell.seeds[0], cell.kind)} (n={cell.seeds[1]})')}}}")
+        if cell.interval is not None:  # a spaced en dash: narrower than "to", and apart from a minus sign
+            low, high = (latex_escape(fmt(bound, cell.kind)) for bound in cell.interval)
+            lines.append(rf"{{\scriptsize ({low}\,--\,{high})}}")
+        if len(lines) > 1:
+            stacked = r"\\".join(lines)
+            return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{stacked}\end{{tabular}}"
         return rf"\href{{../{cell.source}}}{{{latex_escape(text)}}}"
     return latex_escape(text)
 

@@ -111,7 +111,7 @@ def main() -> None:
         for label, overlays in (("one_seed", ["configs/test.yaml"]), ("three_seeds", ["configs/test.yaml",
                                                                                          "configs/seeds.yaml"])):
             copy = copy_workflow(tmp / label)
-            seeds[label] = {"clean_html_s": run(copy, "--cores", str(args.cores), "--configfile", *overlays, "html"),
+            seeds[label] = {"clean_html_s": run(copy, "html", "--cores", str(args.cores), "--configfile", *overlays),
                             "finetune_s": {k: v for k, v in stage_times(copy).items() if k.startswith("finetune")}}
     tests = None
     if args.tests:  # the README's test command, as CI runs it (the tests copy the workflow where they run it)

@@ -18,12 +18,14 @@ with log_to(job.log[0]):
     alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed runs: their interval
     alone["observed_load"] = load.report(p.timing["outside_load_cores"])
     run_interval, run_bootstrap = uncertainty.median_bootstrap(
-        result["run_times_s"], "timed run", "run_times_s", p.bootstrap,
-        "timed runs (all prompts, taken as independent)")
+        result["run_times_s"], "timed run", "run_times_s", p.bootstrap, "timed runs",
+        strata=result["run_prompts"], strata_field="run_prompts")
     paper = paper_protocol(result, p.paper_prompts, p.new_tokens)
     source = [path for path in (inp.get("base_model"), inp.tokenizer) if path] + list(inp.model)
     fields = {"new_tokens": p.new_tokens, "dtype": dtype, "cuda": cuda, "threads": job.threads,
-              "repetitions": p.repetitions, "prompts": len(p.prompts)}
+              "repetitions": p.repetitions, "prompts": len(p.prompts),
+              "outside_load": alone["observed_load"]["outside_load_observed"],
+              "outside_cores": alone["observed_load"]["outside_cores_mean"]}
     details = {**result, **alone}
     write_metrics(p.metrics, {
         "inference_time_s": dict(value=result["median_s"], inputs=source, method_fields=fields, interval=run_interval,

@@ -30,4 +30,6 @@ with log_to(job.log[0]):
         details.update(measured)
         details.update(alone_evidence(job.threads, job.resources.scheduler_cores))
         details["observed_load"] = load.report(p.timing["outside_load_cores"])
+        fields.update(outside_load=details["observed_load"]["outside_load_observed"],
+                      outside_cores=details["observed_load"]["outside_cores_mean"])
     write_metrics(p.metrics, {"peak_flops": dict(value=peak, inputs=[], method_fields=fields, details=details)})

@@ -20,8 +20,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride, p.batch_size)
     # the units each perplexity sums: the paper's exp(mean row loss) is exp(sum / count) with one "token" per row
-    audit = {"paper": {"unit": "test row", "nll": paper.pop("row_losses"), "tokens": [1] * paper["samples"]},
-             "token": {"unit": "window", "nll": token.pop("window_nll"), "tokens": token.pop("window_tokens")}}
+    audit = {"paper": {"unit": "test row", "nll": paper.pop("row_losses"), "tokens": [1] * paper["samples"],
+                       "scored": f"the paper's protocol scores (the first {paper['samples']} non-empty rows of the "
+                                 "test split)"},
+             "token": {"unit": "window", "nll": token.pop("window_nll"), "tokens": token.pop("window_tokens"),
+                       "scored": "of the test split (neighbouring windows of one article may be correlated, which would "
+                                 "make the interval somewhat narrow)"}}
     with open(out.audit, "w") as handle:
         json.dump(audit, handle)
     boot = p.bootstrap
@@ -31,9 +35,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
         low, high = uncertainty.percentile_interval(
             uncertainty.perplexity_replicates(units["nll"], units["tokens"], indices), boot["level"])
         intervals[protocol] = uncertainty.interval(low, high, boot["level"], uncertainty.method_text(
-            units["unit"], len(units["nll"]), boot["replicates"], boot["seed"], paired=False))
+            units["unit"], len(units["nll"]), boot["replicates"], boot["seed"], paired=False, scored=units["scored"]))
     resampled = lambda protocol: {"audit": out.audit, "protocol": protocol, "unit": audit[protocol]["unit"],  # noqa: E731
-                                  "units": len(audit[protocol]["nll"]), **boot}
+                                  "units": len(audit[protocol]["nll"]), "scored": audit[protocol]["scored"], **boot}
     source = [path for path in (inp.get("base_model"), inp.tokenizer, inp.raw) if path] + list(inp.get("model", []))
     fields = {"max_length": p.max_length, "dtype": dtype, "init": p.init}
     padding = {key: paper[key] for key in ("samples", "scored_tokens", "padding_tokens", "padding_percent")}

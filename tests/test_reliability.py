@@ -120,8 +120,16 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     assert details["wall_s_earlier_processes"] == resumed["wall_s"] > 0
     assert train_time["value"] == pytest.approx(resumed["wall_s"] + details["wall_s_this_process"])
     assert len(details["processes"]) == 2 and details["ran_alone"]
+    # the machine's load is observed over both processes: the killed one's up to its checkpoint, then this one's
+    observed = details["observed_load"]
+    assert len(observed["segments"]) == 2 and observed["segments"][0] == resumed["processes"][0]["observed_load"]
+    assert observed["segments"][0]["wall_s"] == pytest.approx(resumed["wall_s"], abs=0.05)
+    assert observed["outside_cores_mean"] == pytest.approx(
+        sum(s["outside_cpu_s"] for s in observed["segments"]) / sum(s["wall_s"] for s in observed["segments"]))
     step_times = read_metric(killed / "results/metrics/full/step_time_s.json")["details"]
-    assert step_times["steps_recorded"] == steps and step_times["steps_timed"] == steps - 4  # 4 warm-up steps
+    # 4 warm-up steps, and the resumed process's first step (a warm-up of its own)
+    assert step_times["restart_steps_excluded"] == [resumed["global_step"] + 1]
+    assert step_times["steps_recorded"] == steps and step_times["steps_timed"] == steps - 4 - 1
     per_step = read_metric(killed / "results/metrics/full/time_per_step_s.json")["value"]
     assert per_step == pytest.approx(train_time["value"] / steps)
     # a second rerun finds only the finished run's last checkpoint: it trains again, never past max_steps

@@ -184,13 +184,18 @@ def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict
     files_a, files_b = audit_files(boot_a), audit_files(boot_b)
     if len(files_a) > 1 and len(files_b) > 1 and len(files_a) != len(files_b):
         raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} come from different seed counts")
+    units = {path: audits[path][boot_a["protocol"]]["tokens"] for path in files_a + files_b}
+    if any(tokens != units[files_a[0]] for tokens in units.values()):
+        raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']}: the audits' units differ (other "
+                         f"windows or rows, token counts {sorted({len(t) for t in units.values()})}): nothing to pair")
     indices = uncertainty.resample_indices(boot_a["units"], boot_a["replicates"], boot_a["seed"])
     replicates = [np.stack([uncertainty.perplexity_replicates(audits[path][boot["protocol"]]["nll"],
                                                               audits[path][boot["protocol"]]["tokens"], indices)
                             for path in files])
                   for boot, files in ((boot_a, files_a), (boot_b, files_b))]
     low, high = uncertainty.percentile_interval(fn(*replicates).mean(axis=0), boot_a["level"])
-    method = uncertainty.method_text(boot_a["unit"], boot_a["units"], boot_a["replicates"], boot_a["seed"], paired=True)
+    method = uncertainty.method_text(boot_a["unit"], boot_a["units"], boot_a["replicates"], boot_a["seed"], paired=True,
+                                     scored=boot_a.get("scored", "of the test split"))
     seeds = max(len(files_a), len(files_b))
     if seeds > 1:
         method += f"; each resample's value is the mean over the {seeds} training seeds of the seed-paired values"
@@ -269,9 +274,20 @@ def median_interval(a: dict, b: dict, fn) -> dict | None:
     if any(boot_a[k] != boot_b[k] for k in same):
         raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} were not resampled alike")
     samples_a, samples_b = a["details"][boot_a["samples"]], b["details"][boot_b["samples"]]
+    schemes = tuple({"block": boot.get("block", 1),
+                     "strata": record["details"][boot["strata"]] if boot.get("strata") else None}
+                    for boot, record in ((boot_a, a), (boot_b, b)))
     low, high = uncertainty.independent_interval(samples_a, samples_b, fn, boot_a["replicates"], boot_a["seed"],
-                                                 boot_a["level"])
-    method = (f"percentile bootstrap of the two medians, unpaired: the {len(samples_a)} and {len(samples_b)} "
-              f"{boot_a['unit']}s of the two runs each resampled on their own, {boot_a['replicates']} resamples, "
-              f"seed {boot_a['seed']}; the formula applied to each pair of resampled medians")
+                                                 boot_a["level"], schemes)
+    method = (f"bootstrap of the two medians, unpaired: the {len(samples_a)} and {len(samples_b)} {boot_a['unit']}s of "
+              f"the two runs each resampled on their own as its own interval resamples them "
+              f"({'; '.join(_scheme_text(boot) for boot in (boot_a, boot_b))}), {boot_a['replicates']} resamples, seed "
+              f"{boot_a['seed']}; the formula applied to each pair of resampled medians; within-run noise only")
     return uncertainty.interval(low, high, boot_a["level"], method)
+
+
+def _scheme_text(boot: dict) -> str:
+    """How one median's samples are resampled (its details.bootstrap record), in words."""
+    if boot.get("block", 1) > 1:
+        return f"circular blocks of {boot['block']}"
+    return f"within each group of details.{boot['strata']}" if boot.get("strata") else "independently"

@@ -45,23 +45,52 @@ class MachineLoad:
         """This process's CPU time over the block."""
         return self._end[2] - self._start[2]
 
+    def so_far(self, threshold_cores: float) -> dict:
+        """The observation from the block's start to now (or to its end, once it ended), this process's CPU time
+        as the timed work's: what a checkpoint keeps of a run that may be resumed by another process."""
+        end = self._end or (time.perf_counter(), machine_cpu_s(), process_cpu_s(), os.getloadavg()[0])
+        return self._report(end, threshold_cores, end[2] - self._start[2], 1)
+
     def report(self, threshold_cores: float, timed_cpu_s: float | None = None, timed_processes: int = 1) -> dict:
         """The observation. timed_cpu_s: CPU time of every process of the timed work over the block (several
         data-parallel ranks: their sum); this process's own by default. Outside load is observed when the machine
         spent more than threshold_cores x wall seconds of CPU time outside them."""
         if self._end is None:
             raise RuntimeError("MachineLoad.report() before its block ended")
-        wall = self._end[0] - self._start[0]
-        busy = self._end[1]["busy"] - self._start[1]["busy"]
-        steal = self._end[1]["steal"] - self._start[1]["steal"]
-        own = self.process_cpu_s() if timed_cpu_s is None else timed_cpu_s
+        return self._report(self._end, threshold_cores,
+                            self.process_cpu_s() if timed_cpu_s is None else timed_cpu_s, timed_processes)
+
+    def _report(self, end: tuple, threshold_cores: float, own: float, timed_processes: int) -> dict:
+        wall = end[0] - self._start[0]
+        busy = end[1]["busy"] - self._start[1]["busy"]
+        steal = end[1]["steal"] - self._start[1]["steal"]
         outside = max(0.0, busy - own) + steal
         mean_cores = outside / wall if wall > 0 else 0.0
         return {"wall_s": wall, "timed_cpu_s": own, "timed_processes": timed_processes,
                 "timed_cores_used_mean": own / wall if wall > 0 else 0.0,
-                "machine_cpus": os.cpu_count(), "machine_busy_cpu_s": busy, "steal_s": steal,
+                "machine_cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
+                "machine_busy_cpu_s": busy, "steal_s": steal,
                 "outside_cpu_s": outside, "outside_cores_mean": mean_cores,
-                "load_average_1min": [self._start[3], self._end[3]],
+                "load_average_1min": [self._start[3], end[3]],
                 "threshold_cores": threshold_cores, "outside_load_observed": mean_cores > threshold_cores,
                 "how": "/proc/stat busy CPU time of the whole machine (user, nice, system, irq, softirq) plus steal, "
-                       "minus the timed processes' own CPU time (getrusage), over the timed block"}
+                       "minus the timed processes' own CPU time (getrusage), over the timed block; in a container "
+                       "/proc/stat and machine_cpus cover the whole host (usable_cpus: the CPUs this job may use)"}
+
+
+def combined(segments: list[dict], threshold_cores: float) -> dict:
+    """One observation over the processes of a resumed run (each segment: one process's report up to the checkpoint
+    the next resumed from, then the last process's): their wall and CPU seconds summed, the mean taken over all."""
+    if len(segments) == 1:
+        return segments[0]
+    wall = sum(s["wall_s"] for s in segments)
+    own = sum(s["timed_cpu_s"] for s in segments)
+    outside = sum(s["outside_cpu_s"] for s in segments)
+    mean_cores = outside / wall if wall > 0 else 0.0
+    return {**segments[-1], "wall_s": wall, "timed_cpu_s": own, "timed_cores_used_mean": own / wall if wall else 0.0,
+            "machine_busy_cpu_s": sum(s["machine_busy_cpu_s"] for s in segments),
+            "steal_s": sum(s["steal_s"] for s in segments), "outside_cpu_s": outside, "outside_cores_mean": mean_cores,
+            "threshold_cores": threshold_cores, "outside_load_observed": mean_cores > threshold_cores,
+            "segments": segments,
+            "how": segments[-1]["how"] + "; summed over the processes of a resumed run (segments), each observed "
+                                         "up to the checkpoint the next one resumed from"}

@@ -88,7 +88,15 @@ def render_method(spec: dict, fields: dict) -> str:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    phrases = {name: env.from_string(text).render(**fields) for name, text in spec.get("phrases", {}).items()}
+
+    class Phrase:  # rendered only where the method shows it: a branch not taken needs none of its fields
+        def __init__(self, text):
+            self.template = env.from_string(text)
+
+        def __str__(self):
+            return self.template.render(**fields)
+
+    phrases = {name: Phrase(text) for name, text in spec.get("phrases", {}).items()}
     return env.from_string(spec["method"]).render(**fields, **phrases)
 
 

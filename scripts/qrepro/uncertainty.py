@@ -35,9 +35,9 @@ def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, fl
     return float(low), float(high)
 
 
-def method_text(unit: str, units: int, replicates: int, seed: int, paired: bool) -> str:
-    """How an interval was computed, for its metric file."""
-    text = (f"percentile bootstrap over the {units} {unit}s of the test split, {replicates} resamples, seed {seed}")
+def method_text(unit: str, units: int, replicates: int, seed: int, paired: bool, scored: str = "of the test split") -> str:
+    """How an interval was computed, for its metric file; scored: which units those are, in words."""
+    text = f"percentile bootstrap over the {units} {unit}s {scored}, {replicates} resamples, seed {seed}"
     if paired:
         text += "; paired: both perplexities recomputed on the same resamples, the formula applied to each pair"
     return text
@@ -48,39 +48,81 @@ def interval(low: float, high: float, level: float, method: str) -> dict:
     return {"low": low, "high": high, "level": level, "method": method}
 
 
-def median_replicates(samples: list[float], replicates: int, rng: np.random.Generator) -> np.ndarray:
-    """The median of each of `replicates` resamples (with replacement) of the samples."""
+def block_length(samples: int) -> int:
+    """Block length of the circular block bootstrap for a series of timed steps: n^(1/3), rounded (Hall, Horowitz
+    and Jing 1995's order for variance-type quantities); 8 for 490 steps."""
+    return max(1, round(samples ** (1 / 3)))
+
+
+def resample_positions(samples: int, replicates: int, rng: np.random.Generator, block: int = 1,
+                       strata: list | None = None) -> np.ndarray:
+    """replicates x samples positions drawn with replacement. block > 1: a circular block bootstrap (consecutive
+    runs of `block` positions from random starts, wrapping at the end), for series whose neighbours are correlated.
+    strata (one label per sample): each label's positions resampled among themselves, so every replicate keeps
+    each label's count (e.g. the timed runs of each prompt)."""
+    if samples < 2:
+        raise ValueError(f"a bootstrap needs at least 2 samples, got {samples}")
+    if strata is not None:
+        labels = np.asarray(strata)
+        if len(labels) != samples:
+            raise ValueError(f"{len(labels)} stratum labels for {samples} samples")
+        positions = np.empty((replicates, samples), dtype=np.int64)
+        for label in dict.fromkeys(strata):
+            members = np.flatnonzero(labels == label)
+            positions[:, members] = members[rng.integers(0, len(members), size=(replicates, len(members)))]
+        return positions
+    if block <= 1:
+        return rng.integers(0, samples, size=(replicates, samples))
+    starts = rng.integers(0, samples, size=(replicates, -(-samples // block)))
+    return ((starts[:, :, None] + np.arange(block)) % samples).reshape(replicates, -1)[:, :samples]
+
+
+def median_replicates(samples: list[float], replicates: int, rng: np.random.Generator, block: int = 1,
+                      strata: list | None = None) -> np.ndarray:
+    """The median of each of `replicates` resamples of the samples (resample_positions: iid, blocks or strata)."""
     values = np.asarray(samples, dtype=np.float64)
     if values.ndim != 1 or len(values) < 2:
         raise ValueError(f"a bootstrap of a median needs at least 2 samples, got {values.shape}")
-    return np.median(values[rng.integers(0, len(values), size=(replicates, len(values)))], axis=1)
+    return np.median(values[resample_positions(len(values), replicates, rng, block, strata)], axis=1)
 
 
-def median_interval(samples: list[float], replicates: int, seed: int, level: float) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median of independent samples (e.g. optimizer-step times)."""
-    return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed)), level)
+def median_interval(samples: list[float], replicates: int, seed: int, level: float, block: int = 1,
+                    strata: list | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median (resample_positions says how the samples are drawn)."""
+    return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed), block, strata),
+                               level)
 
 
-def median_bootstrap(samples: list[float], unit: str, samples_field: str, settings: dict,
-                     described: str) -> tuple[dict, dict]:
+def median_bootstrap(samples: list[float], unit: str, samples_field: str, settings: dict, described: str,
+                     block: int = 1, strata: list | None = None, strata_field: str | None = None) -> tuple[dict, dict]:
     """A median's `interval` field and the details.bootstrap record that lets a comparison resample it again
     (derived.median_interval). settings: config evaluation.bootstrap; described: the samples in words, for the
-    method ("timed runs (all prompts, taken as independent)")."""
-    low, high = median_interval(samples, settings["replicates"], settings["seed"], settings["level"])
-    method = (f"percentile bootstrap over the {len(samples)} {described}, {settings['replicates']} resamples, "
-              f"seed {settings['seed']}")
+    method ("timed optimizer steps"); block or strata (in details.<strata_field>): how they are resampled."""
+    low, high = median_interval(samples, settings["replicates"], settings["seed"], settings["level"], block, strata)
+    if block > 1:
+        how = (f"circular block bootstrap over the {len(samples)} {described} in the order they ran, blocks of {block} "
+               f"consecutive ones (about n^(1/3): neighbours are correlated, and blocks keep that)")
+    elif strata is not None:
+        counts = {label: strata.count(label) for label in dict.fromkeys(strata)}
+        how = (f"percentile bootstrap over the {len(samples)} {described}, resampled within each of the "
+               f"{len(counts)} {strata_field.removeprefix('run_').rstrip('s')}s (each keeps its "
+               f"{'/'.join(map(str, sorted(set(counts.values()))))} {unit}s)")
+    else:
+        how = f"percentile bootstrap over the {len(samples)} {described}, taken as independent"
+    method = (f"{how}, {settings['replicates']} resamples, seed {settings['seed']}; within-run noise only: it does not "
+              "hold what changes from one run, process or machine to another")
     record = {"statistic": "median", "samples": samples_field, "unit": unit, "replicates": settings["replicates"],
-              "seed": settings["seed"], "level": settings["level"]}
+              "seed": settings["seed"], "level": settings["level"], "block": block, "strata": strata_field}
     return interval(low, high, settings["level"], method), record
 
 
 def independent_interval(samples_a: list[float], samples_b: list[float], fn, replicates: int, seed: int,
-                         level: float) -> tuple[float, float]:
+                         level: float, schemes: tuple[dict, dict] = ({}, {})) -> tuple[float, float]:
     """Percentile bootstrap interval of fn(median a, median b) where a and b come from separate runs: each resampled
-    on its own (unpaired; one generator, a's draws then b's)."""
+    on its own (unpaired; one generator, a's draws then b's), each by its scheme (block, strata)."""
     rng = np.random.default_rng(seed)
-    return percentile_interval(fn(median_replicates(samples_a, replicates, rng),
-                                  median_replicates(samples_b, replicates, rng)), level)
+    return percentile_interval(fn(median_replicates(samples_a, replicates, rng, **schemes[0]),
+                                  median_replicates(samples_b, replicates, rng, **schemes[1])), level)
 
 
 def seed_summary(seeds: list[int], values: list) -> dict:

@@ -105,7 +105,16 @@ def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
         above = interval["low"] > null
         outcome = "claimed direction" if above == (sign == "positive") else "opposite direction"
     return {"comparison": comparison, "value": record["value"], "unit": record["unit"], "interval": interval,
-            "null": null, "outcome": outcome, "source": m.paths[("comparison", comparison)]}
+            "null": null, "outcome": outcome, "source": m.paths[("comparison", comparison)],
+            "format": f"f{distinct_decimals([interval['low'], interval['high']], null) if interval else 2}"}
+
+
+def distinct_decimals(bounds: list[float], null: float, fewest: int = 2, most: int = 6) -> int:
+    """Decimals enough that a bound which is not the null value does not print as it (0.99997 is not "1.00")."""
+    for decimals in range(fewest, most + 1):
+        if all(b == null or f"{b:.{decimals}f}" != f"{null:.{decimals}f}" for b in bounds):
+            return decimals
+    return most
 
 
 def verdict_for(value: float, interval: dict | None, published: float, rel_tolerance: float) -> str:

@@ -15,7 +15,7 @@ from qrepro import SCRIPTS_DIR
 from qrepro.data.tokenizer import finish
 from qrepro import uncertainty
 from qrepro.dependencies import library_files
-from qrepro.load import MachineLoad
+from qrepro.load import MachineLoad, combined
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
 from qrepro.runlog import alone_evidence, package_versions
@@ -111,18 +111,24 @@ def run(job: FinetuneJob) -> None:
     memory = PeakMemory(cuda)
     alone_evidence(job.threads, job.scheduler_cores)  # refuses at once a local job that would not run alone
     rank = int(os.environ.get("RANK", "0"))
+    threshold = p.timing["outside_load_cores"]
+    load = MachineLoad()
+    # what a checkpoint keeps of this process, for a run resumed from it: with one process, the machine's load so
+    # far too (with several, only rank 0 reports, and the other ranks' CPU time is not known to it)
     timer = StepTimer(cuda, memory, lambda: {"rank": rank, "threads": job.threads // processes,
-                                             **alone_evidence(job.threads, job.scheduler_cores)})
+                                             **alone_evidence(job.threads, job.scheduler_cores),
+                                             **({"observed_load": load.so_far(threshold)} if processes == 1 else {})})
     trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[timer, PaperEvaluationSchedule()])
-    with MachineLoad() as load:
+    with load:
         run_times = train(trainer, timer, memory)
     print(f"trained {variant}: {run_times}")
     outlier_multiple = p.timing["step_outlier_multiple"]
     # what every rank reports about itself (its memory peak, that it ran alone, its CPU time, its own step times):
     # rank 0 writes it
-    rank_steps = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple) \
+    rank_steps = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple,
+                                   tuple(timer.restart_steps)) \
         if processes > 1 else None
     if rank_steps:
         rank_steps.pop("timed_step_durations_s")  # rank 0's are in step_time_s; each rank keeps its summary
@@ -139,16 +145,19 @@ def run(job: FinetuneJob) -> None:
     steps = trainer.state.global_step
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
-    step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple)
+    step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple,
+                                  tuple(timer.restart_steps))
     durations = step_time.pop("timed_step_durations_s")
     step_interval, step_bootstrap = uncertainty.median_bootstrap(
-        durations, "optimizer step", "timed_step_durations_s", p.bootstrap,
-        "timed optimizer steps (taken as independent)")
+        durations, "optimizer step", "timed_step_durations_s", p.bootstrap, "timed optimizer steps",
+        block=uncertainty.block_length(len(durations)))
     # earlier processes (up to a resumed checkpoint), then every rank of this run
     reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
     # what the machine did meanwhile (this process's part of the run): every rank's CPU time counts as the job's
-    observed = load.report(p.timing["outside_load_cores"], timed_cpu_s=sum(r["cpu_s"] for r in this_run),
-                           timed_processes=len(this_run))
+    observed = load.report(threshold, timed_cpu_s=sum(r["cpu_s"] for r in this_run), timed_processes=len(this_run))
+    # a resumed run: the earlier processes' observations up to their checkpoint count too
+    observed = combined([proc["observed_load"] for proc in timer.earlier if "observed_load" in proc] + [observed],
+                        threshold)
     # every process that contributed steps must have run alone (runlog.alone_evidence): the scheduler's guarantee;
     # observed_load: what the machine did, which no scheduler guarantees
     alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed}
@@ -170,6 +179,7 @@ def run(job: FinetuneJob) -> None:
                             details={**step_time, **alone, "bootstrap": step_bootstrap,
                                      "timed_step_durations_s": durations},
                             method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps,
+                                           "restarts": step_time["restart_steps_excluded"],
                                            "outlier_multiple": outlier_multiple}),
         "train_steps": dict(value=steps, inputs=sources),
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),

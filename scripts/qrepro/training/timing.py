@@ -39,6 +39,7 @@ class StepTimer(TrainerCallback):
         self.earlier: list[dict] = []           # what earlier processes reported, up to the resumed checkpoint
         self.prior_wall_s = 0.0                 # wall clock of earlier processes, up to the resumed checkpoint
         self.resumed_from: str | None = None
+        self.restart_steps: list[int] = []      # the first step of each process that resumed the run
         self._train_start: float | None = None
         self._mark: float | None = None
 
@@ -63,6 +64,8 @@ class StepTimer(TrainerCallback):
         self.evaluations, self.saves = list(saved["evaluations"]), list(saved["saves"])
         self.earlier = list(saved["processes"])
         self.prior_wall_s = saved["wall_s"]
+        # this process's first step is a warm-up of its own (step_time_summary leaves it out)
+        self.restart_steps = list(saved.get("restart_steps", [])) + [saved["global_step"] + 1]
 
     def start(self) -> None:
         """Called right before trainer.train(): the paper-protocol wall clock starts here."""
@@ -101,7 +104,7 @@ class StepTimer(TrainerCallback):
         if folder.is_dir() and getattr(state, "is_world_process_zero", True):
             payload = {"durations": {str(k): v for k, v in sorted(self.durations.items())}, "wall_s": self.wall_s(),
                        "global_step": state.global_step, "evaluations": self.evaluations, "saves": self.saves,
-                       "processes": self.processes()}
+                       "processes": self.processes(), "restart_steps": self.restart_steps}
             (folder / self.FILE).write_text(json.dumps(payload, indent=1))
         self._mark = self._now()
 
@@ -109,14 +112,16 @@ class StepTimer(TrainerCallback):
         return [self.durations[step] for step in sorted(self.durations)]
 
 
-def step_time_summary(durations: dict[int, float], warmup_steps: int, outlier_multiple: float) -> dict:
+def step_time_summary(durations: dict[int, float], warmup_steps: int, outlier_multiple: float,
+                      restart_steps: tuple[int, ...] = ()) -> dict:
     """The one statistic for a step time: the median over the steps after the first `warmup_steps`, with its
     spread (10th and 90th percentiles, min, max), every timed step's duration (for the median's bootstrap interval)
     and the outliers: timed steps longer than outlier_multiple x the 90th percentile (e.g. another process briefly
-    took the CPU), listed by step; the median is robust to them, a total time is not."""
+    took the CPU), listed by step; the median is robust to them, a total time is not. restart_steps: the first step
+    of each process that resumed a run, a warm-up of its own (allocation, caches), left out like the first ones."""
     import numpy as np
 
-    steps = [step for step in sorted(durations) if step > warmup_steps]
+    steps = [step for step in sorted(durations) if step > warmup_steps and step not in restart_steps]
     if not steps:
         raise ValueError(f"no step was timed after the first {warmup_steps} warm-up steps "
                          f"({len(durations)} steps in all); lower the warm-up or train longer")
@@ -127,6 +132,7 @@ def step_time_summary(durations: dict[int, float], warmup_steps: int, outlier_mu
     return {"median_s": float(np.median(values)), "p10_s": float(np.percentile(values, 10)),
             "p90_s": p90, "min_s": float(values.min()), "max_s": float(values.max()),
             "steps_timed": len(steps), "warmup_steps_excluded": warmup_steps, "steps_recorded": len(durations),
+            "restart_steps_excluded": sorted(s for s in restart_steps if s > warmup_steps and s in durations),
             "outlier_multiple_of_p90": outlier_multiple, "outlier_threshold_s": threshold,
             "outliers": outliers, "outlier_count": len(outliers),
             "outlier_excess_s": float(sum(o["seconds"] - float(np.median(values)) for o in outliers)),

@@ -51,6 +51,22 @@ def metric(workdir: Path, scope: str, name: str):
     return json.loads((workdir / f"results/metrics/{scope}/{name}.json").read_text())["value"]
 
 
+def bootstrap_cost(units: int = 5000, replicates: int = 2000, models: int = 3) -> dict:
+    """Seconds for the paired test-set bootstrap at a WikiText-2-like size: one resample matrix, every model's
+    perplexity recomputed on it (qrepro.uncertainty, as the perplexity and comparisons jobs do)."""
+    import numpy as np
+
+    from qrepro import uncertainty
+
+    rng = np.random.default_rng(0)
+    audits = [(rng.gamma(4, 30, units), rng.integers(200, 512, units)) for _ in range(models)]
+    start = time.perf_counter()
+    indices = uncertainty.resample_indices(units, replicates, seed=0)
+    replicated = [uncertainty.perplexity_replicates(nll, tokens, indices) for nll, tokens in audits]
+    uncertainty.percentile_interval(100 * (replicated[1] / replicated[0] - 1), 0.95)
+    return {"units": units, "replicates": replicates, "models": models, "seconds": time.perf_counter() - start}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2)
@@ -113,6 +129,7 @@ def main() -> None:
             copy = copy_workflow(tmp / label)
             seeds[label] = {"clean_html_s": run(copy, "html", "--cores", str(args.cores), "--configfile", *overlays),
                             "finetune_s": {k: v for k, v in stage_times(copy).items() if k.startswith("finetune")}}
+    bootstrap = bootstrap_cost()
     tests = None
     if args.tests:  # the README's test command, as CI runs it (the tests copy the workflow where they run it)
         start = time.perf_counter()
@@ -123,7 +140,7 @@ def main() -> None:
     results = {"machine": describe(), "cores": args.cores, "clean_run_s": clean, "stages_s": stage_times(workdir),
                "noop_s": noop, "template_edit_to_pdf_s": template, "peak_flops": peak, "training": training,
                "inference_tokens_per_s": inference, "perplexity_token": perplexity, "comparisons": comparisons,
-               "packing": packing, "seeds": seeds, "tests": tests}
+               "packing": packing, "seeds": seeds, "bootstrap": bootstrap, "tests": tests}
     out = ROOT / "results/bench"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -162,6 +179,8 @@ def main() -> None:
         for v in ("full", "qlora"):
             print(f"  {v:6s} train time {packing[v]['padded_train_time_s']:.0f} s -> {packing[v]['train_time_s']:.0f} s "
                   f"for the same 500 steps (each step then holds only text)")
+    print(f"paired test-set bootstrap: {bootstrap['replicates']} resamples of {bootstrap['units']:,} units, "
+          f"{bootstrap['models']} models: {bootstrap['seconds']:.2f} s")
     if seeds:
         one, three = seeds["one_seed"], seeds["three_seeds"]
         print(f"test profile, clean `snakemake html`: one seed {one['clean_html_s']:.0f} s, three seeds "

@@ -138,6 +138,7 @@ rule mfu:
     params:
         metrics=declared_metrics,
         t4_peak_tflops=PAPER_NUMBERS["notebook_t4_peak_tflops"]["value"],
+        level=config["evaluation"]["bootstrap"]["level"],
     log:
         f"{LOGS}/mfu_{{variant}}.log",
     conda:

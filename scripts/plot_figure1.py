@@ -49,7 +49,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
     handles, labels = axes.flat[0].get_legend_handles_labels()
     title = "Figure 1: Standard fine-tuning vs QLoRA (reproduced)"
     if seeded:  # bars are means over the training seeds, error bars their sd
-        title += f"\nbars: mean over {', '.join(map(str, seeded))} training seeds; error bars: their sd"
+        title += (f"\nerror bars: sd over {', '.join(map(str, seeded))} training seeds, where a bar is their mean "
+                  "(size and inference: the first seed's models)")
     fig.suptitle(title, x=0.4)
     fig.tight_layout(rect=(0, 0, 1, 0.92 if seeded else 0.95))
     fig.legend(handles, labels, loc="upper right", ncol=2)

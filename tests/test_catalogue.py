@@ -202,7 +202,7 @@ def test_every_metric_of_a_run_is_in_the_catalogue_with_its_unit(test_run):
 def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run_copy):
     # hand-listed from the scripts' imports: placeholders is used by the tables and by the report's claims/context
     expected = {"qrepro/report/placeholders.py": {"tables", "render", "manifest", "pdf", "report"},
-                "qrepro/derived.py": {"comparisons", "architecture_comparisons", "figure1", "figure2",
+                "qrepro/derived.py": {"comparisons", "architecture_comparisons", "mfu", "figure1", "figure2",
                                                      "tables", "manifest", "render", "pdf", "report"}}
     for module, rules in expected.items():
         path = run_copy / "scripts" / module
@@ -254,8 +254,9 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert _render("device", "peak_flops", source="cuda", accelerator="H200", gpu="NVIDIA H200") == (
         "Peak for MFU: spec-sheet dense fp16/bf16 peak of H200 (NVIDIA H200).", False)
     measured, timing = _render("device", "peak_flops", source="measured", runs=9, size=2048, precision="fp32",
-                               threads=2)
+                               threads=2, outside_load=True, outside_cores=0.42)
     assert timing and measured.startswith("Peak for MFU: measured: the best of 9 timed runs of four 2048x2048 fp32 ")
+    assert measured.endswith("averaged 0.42 cores (details.observed_load), and the time includes its effect.")
     assert _render("full", "peak_train_memory_mb", cuda=True)[0].startswith(
         "Peak memory of trainer.train(): torch.cuda.max_memory_allocated during the block")
     padding = dict(samples=100, max_length=512, scored_tokens=51100, padding_tokens=40880, padding_percent=80.0)
@@ -268,7 +269,7 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)
     assert "q/k/v" not in executed(variant="full", gradient_checkpointing=False)
     generation, _ = _render("qlora", "tokens_per_s", new_tokens=50, dtype="fp16", cuda=False, threads=2,
-                            repetitions=3, prompts=3)
+                            repetitions=3, prompts=3, outside_load=False, outside_cores=0.01)
     assert "in fp16 on CPU (2 thread(s)), one warm-up then 3 timed runs for each of the paper's 3 prompts" in generation
     assert _render("data_card", "pretrain_rows")[0].endswith(" null when the source has no pretraining split.")
     assert _render("data_card", "train_rows")[0] == "Rows of the split as loaded, empty rows included."

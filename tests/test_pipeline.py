@@ -282,3 +282,21 @@ def test_every_perplexity_and_perplexity_change_carries_its_test_set_interval(te
         assert "paired" in change["interval"]["method"]
         assert {"results/eval/full/perplexity_audit.json", "results/eval/qlora/perplexity_audit.json"} <= set(
             change["inputs"])
+
+
+def test_a_perplexity_changes_interval_is_recomputed_from_the_audit_files_alone(test_run):
+    """The token-level change's interval, rebuilt here with numpy from nothing but the two audit files and the
+    bootstrap settings (the same resample of windows for both models, the change per resample, its central 95%)."""
+    import numpy as np
+    boot = TEST_CONFIG["evaluation"]["bootstrap"]
+    audits = {m: json.loads((test_run / f"results/eval/{m}/perplexity_audit.json").read_text())["token"]
+              for m in ("full", "qlora")}
+    windows = len(audits["full"]["nll"])
+    assert audits["full"]["tokens"] == audits["qlora"]["tokens"]  # the same windows, scored by both
+    rows = np.random.default_rng(boot["seed"]).integers(0, windows, size=(boot["replicates"], windows))
+    ppl = {m: np.exp(np.asarray(a["nll"])[rows].sum(1) / np.asarray(a["tokens"], dtype=float)[rows].sum(1))
+           for m, a in audits.items()}
+    tail = 100 * (1 - boot["level"]) / 2
+    expected = np.percentile(100 * (ppl["qlora"] / ppl["full"] - 1), [tail, 100 - tail])
+    change = read_metric(test_run / "results/metrics/comparison/perplexity_change_percent_token.json")
+    assert (change["interval"]["low"], change["interval"]["high"]) == pytest.approx(tuple(expected), rel=1e-9)

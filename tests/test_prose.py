@@ -46,9 +46,9 @@ def _context(reference: bool) -> dict:
     paper = {"hub_id": ODD, "max_length": 512, "max_steps": 500, "eval_steps": 200, "hf_name": ODD, "hf_config": ODD,
              "precision": "fp16", "load_dtype": ODD}
     claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run", "interval": None,
-             "direction": [{"comparison": ODD, "label": ODD, "value": 1.5, "unit": "%", "null": 0.0, "outcome": "claimed direction",
+             "direction": [{"comparison": ODD, "label": ODD, "value": 1.5, "unit": "%", "null": 0.0, "format": "f2", "outcome": "claimed direction",
                             "source": "results/metrics/comparison/a.json", "interval": {"low": 1.0, "high": 2.0, "level": 0.95}},
-                           {"comparison": ODD, "label": ODD, "value": 1.5, "unit": "x", "null": 1.0, "outcome": "no interval",
+                           {"comparison": ODD, "label": ODD, "value": 1.5, "unit": "x", "null": 1.0, "format": "f2", "outcome": "no interval",
                             "source": "results/metrics/comparison/b.json", "interval": None}],
              "published_text": ODD, "statement": ODD}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,

@@ -101,6 +101,12 @@ def test_the_test_set_interval_over_seeds_averages_each_resamples_seed_paired_va
                for row in indices]
     assert (interval["low"], interval["high"]) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])))
     assert "mean over the 3 training seeds" in interval["method"]
+    # the base model (not trained, one audit) pairs with every seed's run
+    base = {"scope": "base", "metric": "perplexity_token", "details": {"bootstrap": {**boot, "audit": "f0.json"}}}
+    interval, _ = paired_interval(a, base, FORMULAS["change"][1], audits)
+    by_hand = [np.mean([100 * (ppl(f"q{s}.json", row) / ppl("f0.json", row) - 1) for s in range(seeds)])
+               for row in indices]
+    assert (interval["low"], interval["high"]) == pytest.approx(tuple(np.percentile(by_hand, [2.5, 97.5])))
 
 
 # --- the seeded pipeline: configs/seeds.yaml over the test profile, from a copy of the one-seed test run ---------
@@ -160,6 +166,7 @@ def test_comparisons_pair_the_seeds_runs_and_the_report_shows_mean_and_sd(seeded
                        / read_metric(seeded_run / f"results/seeds/{s}/metrics/full/perplexity_token.json")["value"] - 1)
                 for s in SEED_OVERLAY]
     assert change["seeds"]["values"] == pytest.approx(per_seed, rel=1e-12)
+    assert change["value"] == pytest.approx(np.mean(per_seed), rel=1e-12)  # the centre of its sd and interval
     half = T_975_2DF * np.std(per_seed, ddof=1) / np.sqrt(3)
     assert (change["interval"]["low"], change["interval"]["high"]) == pytest.approx(
         (np.mean(per_seed) - half, np.mean(per_seed) + half), rel=1e-9)
@@ -183,3 +190,18 @@ def test_the_seeds_timed_runs_ran_one_after_another(seeded_run):
         else:
             running.pop(job)
     assert finetunes == 2 * len(SEED_OVERLAY)
+
+
+def test_mfu_is_computed_for_each_seeds_run_and_averaged(seeded_run):
+    """Model FLOPs / each seed's median step / the device peak, then the mean: recomputed from the files."""
+    metrics = seeded_run / "results/metrics"
+    peak = read_metric(metrics / "device/peak_flops.json")["value"]
+    for variant in ("full", "qlora"):
+        flops = read_metric(metrics / f"{variant}/flops_per_step_analytic.json")["value"]
+        steps = [read_metric(_seed_file(seeded_run, s, f"results/metrics/{variant}/step_time_s.json"))["value"]
+                 for s in SEED_OVERLAY]
+        mfu = read_metric(metrics / f"{variant}/mfu_analytic.json")
+        expected = [100 * flops / step / peak for step in steps]
+        assert mfu["seeds"]["values"] == pytest.approx(expected, rel=1e-12)
+        assert mfu["value"] == pytest.approx(np.mean(expected), rel=1e-12) and "Mean over 3 training seeds" in \
+            mfu["method"]

@@ -183,6 +183,9 @@ def test_the_block_bootstrap_covers_the_median_of_correlated_steps_where_the_iid
 def test_block_and_stratified_resamples_keep_what_they_promise():
     rng = np.random.default_rng(1)
     positions = uncertainty.resample_positions(10, 500, rng, block=3)
+    assert positions.shape == (500, 10)
+    # circular: a block may start at the last positions and wrap to the first (9 then 0)
+    assert ((positions[:, :-1] == 9) & (positions[:, 1:] == 0)).any()
     steps = np.diff(positions, axis=1) % 10
     # inside a block, each position follows the one before (circularly); a new block may start anywhere
     assert (steps[:, [0, 1, 3, 4, 6, 7]] == 1).all() and not (steps[:, [2, 5, 8]] == 1).all()
@@ -207,3 +210,27 @@ def test_a_bound_near_no_difference_prints_with_the_decimals_that_tell_it_apart(
     assert distinct_decimals([1.00003, 1.2], 1.0) == 5  # "1.00003", not "1.00": it excludes 1
     assert distinct_decimals([0.5, 1.2], 1.0) == 2
     assert distinct_decimals([-0.004, 3.0], 0.0) == 3
+
+
+def test_a_comparison_of_two_medians_resamples_each_side_as_its_own_interval_does():
+    """Step times (blocks) against inference-like runs (within prompts): the comparison's interval is the one each
+    file's bootstrap record describes, not an independent resampling of both."""
+    rng = np.random.default_rng(9)
+    steps, runs, prompts = list(_ar1(rng, 120, 0.7)), list(rng.gamma(9, 0.1, 12)), [1] * 6 + [2] * 6
+    boot = {"statistic": "median", "unit": "run", "replicates": 1000, "seed": 3, "level": 0.95}
+    a = {"scope": "qlora", "metric": "m", "details": {"d": steps, "bootstrap": {**boot, "samples": "d", "block": 5,
+                                                                               "strata": None}}}
+    b = {"scope": "full", "metric": "m", "details": {"d": runs, "p": prompts,
+                                                     "bootstrap": {**boot, "samples": "d", "block": 1, "strata": "p"}}}
+    change = FORMULAS["change"][1]
+    interval = median_interval(a, b, change)
+    generator = np.random.default_rng(3)  # by hand: a's block resamples, then b's within each prompt
+    starts = generator.integers(0, 120, size=(1000, 24))
+    a_medians = np.median(np.asarray(steps)[((starts[:, :, None] + np.arange(5)) % 120).reshape(1000, -1)], axis=1)
+    b_positions = np.empty((1000, 12), dtype=int)
+    for members in (np.arange(6), np.arange(6, 12)):
+        b_positions[:, members] = members[generator.integers(0, 6, size=(1000, 6))]
+    b_medians = np.median(np.asarray(runs)[b_positions], axis=1)
+    expected = np.percentile(change(a_medians, b_medians), [2.5, 97.5])
+    assert (interval["low"], interval["high"]) == pytest.approx(tuple(expected))
+    assert "circular blocks of 5" in interval["method"] and "within each group of details.p" in interval["method"]

@@ -146,6 +146,7 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
             record["inputs"] += paired[1]
         if seeded:
             record["seeds"], seed_interval = seeded
+            record["value"] = record["seeds"]["mean"]  # the centre of its sd and interval (write_metrics says so)
             if seed_interval:
                 record["interval"] = seed_interval
             if paired:
@@ -187,7 +188,8 @@ def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict
     units = {path: audits[path][boot_a["protocol"]]["tokens"] for path in files_a + files_b}
     if any(tokens != units[files_a[0]] for tokens in units.values()):
         raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']}: the audits' units differ (other "
-                         f"windows or rows, token counts {sorted({len(t) for t in units.values()})}): nothing to pair")
+                         f"windows or rows; scored tokens {sorted({sum(t) for t in units.values()})} in "
+                         f"{sorted({len(t) for t in units.values()})} units): nothing to pair")
     indices = uncertainty.resample_indices(boot_a["units"], boot_a["replicates"], boot_a["seed"])
     replicates = [np.stack([uncertainty.perplexity_replicates(audits[path][boot["protocol"]]["nll"],
                                                               audits[path][boot["protocol"]]["tokens"], indices)
@@ -244,7 +246,8 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
     else:
         raise ValueError(f"{first['scope']}/{first['metric']} differs between training seeds and is not a number: "
                          f"{dict(zip(seeds, values))}")
-    details = {**first.get("details", {}), "details_from_seed": seeds[0],
+    details = {**first.get("details", {}), **merged_run_facts([r.get("details", {}) for r in records], seeds),
+               "details_from_seed": seeds[0],
                "seed_methods": {str(seed): record["method"] for seed, record in zip(seeds, records)}}
     if any("interval" in record for record in records):
         details["seed_intervals"] = {str(seed): record.get("interval") for seed, record in zip(seeds, records)}
@@ -252,16 +255,67 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
         boot = {k: v for k, v in details["bootstrap"].items() if k != "audit"}
         details["bootstrap"] = {**boot, "audits": [record["details"]["bootstrap"]["audit"] for record in records]}
     same = len(set(map(str, values))) == 1
+    one_method = len({record["method"] for record in records}) == 1
     method = (f"{'Mean' if 'mean' in summary and not same else 'Value'} over {len(seeds)} training seeds' runs "
               f"(seeds {', '.join(map(str, seeds))}; each run's value in seeds.values{', all equal' if same else ''}, "
-              f"its file in inputs, its method in details.seed_methods; other details are seed {seeds[0]}'s). "
-              f"Each run: {first['method']}")
+              f"its file in inputs, its method in details.seed_methods; whether every run ran alone, the load "
+              f"observed over all runs and their outlier steps in details, other details seed {seeds[0]}'s). "
+              + (f"Each run: {first['method']}" if one_method else
+                 f"Seed {seeds[0]}'s run (the others' methods differ in what they observed): {first['method']}"))
     interval = None
     if "mean" in summary and not same:
         low, high = uncertainty.t_interval(values, level)
         interval = uncertainty.interval(low, high, level, uncertainty.t_method(len(values), "the runs' values"))
     return dict(metric=first["metric"], scope=first["scope"], value=value, unit=first["unit"], method=method,
                 inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary)
+
+
+def merged_run_facts(details: list[dict], seeds: list[int]) -> dict:
+    """What a timed metric's details say of its run, over the seeds' runs: every one ran alone or not, the load
+    observed over all of them (observed where any run's was; each run's in seed_observed_load), their outlier steps
+    (each tagged with its seed). Only the facts the runs' details hold."""
+    from qrepro import load
+
+    merged = {}
+    if all("ran_alone" in d for d in details):
+        merged["ran_alone"] = all(d["ran_alone"] for d in details)
+    if all("observed_load" in d for d in details):
+        observed = [d["observed_load"] for d in details]
+        combined = load.combined(observed, observed[0]["threshold_cores"]) if len(observed) > 1 else observed[0]
+        combined = {k: v for k, v in combined.items() if k != "segments"}
+        combined["outside_load_observed"] = any(o["outside_load_observed"] for o in observed)
+        combined["how"] = (observed[0]["how"] + "; over the training seeds' runs: core-seconds summed, observed "
+                           "where any run's was (each run's in seed_observed_load)")
+        merged["observed_load"] = combined
+        merged["seed_observed_load"] = {str(seed): o for seed, o in zip(seeds, observed)}
+    if all("outlier_count" in d for d in details):
+        merged["outlier_count"] = sum(d["outlier_count"] for d in details)
+        merged["outliers"] = [{**o, "seed": seed} for seed, d in zip(seeds, details) for o in d.get("outliers", [])]
+    return merged
+
+
+def seed_values(record: dict, seeds: list[int]) -> list:
+    """A metric's value for each training seed: its seeds.values (in `seeds` order), or its one value for all."""
+    if "seeds" not in record:
+        return [record["value"]] * len(seeds)
+    if record["seeds"]["seeds"] != list(seeds):
+        raise ValueError(f"{record['scope']}/{record['metric']} has seeds {record['seeds']['seeds']}, not {seeds}")
+    return list(record["seeds"]["values"])
+
+
+def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: float) -> dict[str, dict]:
+    """Records a job computed once per training seed (name -> value, inputs, details...), as one record each: the
+    mean as the value, each seed's in `seeds`, the t interval where they differ (write_metrics' method says so)."""
+    out = {}
+    for name, first in per_seed[0].items():
+        values = [records[name]["value"] for records in per_seed]
+        summary = uncertainty.seed_summary(seeds, values)
+        out[name] = {**first, "value": summary["mean"], "seeds": summary}
+        if summary["sd"] > 0:
+            low, high = uncertainty.t_interval(values, level)
+            out[name]["interval"] = uncertainty.interval(low, high, level, uncertainty.t_method(
+                len(values), "the values computed from each seed's run"))
+    return out
 
 
 def median_interval(a: dict, b: dict, fn) -> dict | None:

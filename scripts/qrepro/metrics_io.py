@@ -126,7 +126,14 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
         timing = spec["timing"]
         if isinstance(timing, str):  # depends on how the value was obtained
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
-        complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], render_method(spec, fields),
+        method = render_method(spec, fields)
+        seeds = record.get("seeds")
+        if seeds and "mean" in seeds:  # computed once per training seed: the value is their mean
+            if not math.isclose(record["value"], seeds["mean"], rel_tol=1e-12, abs_tol=1e-300):
+                raise ValueError(f"metric {name}: its value {record['value']!r} is not its seeds' mean {seeds['mean']!r}")
+            method = (f"Mean over {seeds['n']} training seeds ({', '.join(map(str, seeds['seeds']))}) of this, "
+                      f"computed from each seed's run(s) (each seed's value in seeds.values): {method}")
+        complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], method,
                                        record["inputs"], timing, record.get("details"), record.get("interval"),
                                        record.get("seeds"))
     written = [write_record(path, record) for path, record in complete.items()]

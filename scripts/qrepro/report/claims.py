@@ -112,7 +112,7 @@ def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
 def distinct_decimals(bounds: list[float], null: float, fewest: int = 2, most: int = 6) -> int:
     """Decimals enough that a bound which is not the null value does not print as it (0.99997 is not "1.00")."""
     for decimals in range(fewest, most + 1):
-        if all(b == null or f"{b:.{decimals}f}" != f"{null:.{decimals}f}" for b in bounds):
+        if all(b == null or float(f"{b:.{decimals}f}") != null for b in bounds):  # "-0.00" reads as 0 too
             return decimals
     return most
 

@@ -334,7 +334,7 @@ def median_interval(a: dict, b: dict, fn) -> dict | None:
     low, high = uncertainty.independent_interval(samples_a, samples_b, fn, boot_a["replicates"], boot_a["seed"],
                                                  boot_a["level"], schemes)
     method = (f"bootstrap of the two medians, unpaired: the {len(samples_a)} and {len(samples_b)} {boot_a['unit']}s of "
-              f"the two runs each resampled on their own as its own interval resamples them "
+              f"the two jobs, each job's resampled on their own, the way its own interval resamples them "
               f"({'; '.join(_scheme_text(boot) for boot in (boot_a, boot_b))}), {boot_a['replicates']} resamples, seed "
               f"{boot_a['seed']}; the formula applied to each pair of resampled medians; within-run noise only")
     return uncertainty.interval(low, high, boot_a["level"], method)

@@ -8,18 +8,19 @@ from qrepro.runlog import log_to
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 with log_to(snakemake.log[0]):  # noqa: F821
-    value = lambda path: read_metric(path)["value"]  # noqa: E731
     peak = read_metric(inp.peak)
-    flops = {"paper": value(inp.paper_flops), "analytic": value(inp.analytic_flops)}
+    flops = {"paper": read_metric(inp.paper_flops)["value"], "analytic": read_metric(inp.analytic_flops)["value"]}
     sources = {"paper": [inp.peak, inp.paper_flops, inp.steps, inp.train_time],
                "analytic": [inp.peak, inp.analytic_flops, inp.step_time]}
     timed = {name: read_metric(path) for name, path in (("steps", inp.steps), ("train_time", inp.train_time),
                                                         ("step_time", inp.step_time))}
-    seeded = [r["seeds"]["seeds"] for r in timed.values() if "seeds" in r]
-    seeds = seeded[0] if seeded else [None]
-    # with several training seeds, MFU of each seed's run (its times), then their mean (derived.mean_over_seeds)
-    per_seed = [mfu_records(flops, *(seed_values(timed[n], seeds)[i] if seeded else timed[n]["value"]
-                                     for n in ("steps", "train_time", "step_time")),
-                            peak["value"], peak["method"], peak["details"], sources, p.t4_peak_tflops)
-                for i in range(len(seeds))]
-    write_metrics(p.metrics, mean_over_seeds(per_seed, seeds, p.level) if seeded else per_seed[0])
+    training_seeds = next((r["seeds"]["seeds"] for r in timed.values() if "seeds" in r), None)
+    if training_seeds is None:  # one training run per variant
+        records = mfu_records(flops, timed["steps"]["value"], timed["train_time"]["value"], timed["step_time"]["value"],
+                              peak["value"], peak["method"], peak["details"], sources, p.t4_peak_tflops)
+    else:  # several: MFU of each seed's run (its times), then their mean (derived.mean_over_seeds)
+        per_run = zip(*(seed_values(timed[n], training_seeds) for n in ("steps", "train_time", "step_time")))
+        records = mean_over_seeds([mfu_records(flops, steps, train_time, step_time, peak["value"], peak["method"],
+                                               peak["details"], sources, p.t4_peak_tflops)
+                                   for steps, train_time, step_time in per_run], training_seeds, p.level)
+    write_metrics(p.metrics, records)

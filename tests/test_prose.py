@@ -157,7 +157,8 @@ def test_with_several_seeds_the_prose_says_what_the_spread_and_intervals_are():
     context["run"]["seeds"], context["v"] = [7, 8, 9], _SeededValues()
     prose = _paragraphs(render.html_environment(str(TEMPLATES)).prose_environment, context)
     assert "Training seeds:\n7, 8, 9, each variant trained once per seed" in prose["what_ran"]
-    assert "(means over the 3 training seeds)" in prose["training"]
+    assert "(means over the 3 training seeds; each change below is the mean of the\nchanges taken seed by seed" in \
+        prose["training"]
     assert "interval over the 3 training seeds" in prose["perplexity"] and "On the test set alone" in prose["perplexity"]
     for notes in ("notes_t9", "notes_t10"):
         assert "With 3 training seeds (7, 8, 9)" in prose[notes] and "Student-t" in prose[notes], notes

@@ -128,8 +128,11 @@ def _seed_file(run, seed, path):
 
 
 def test_each_aggregate_is_the_mean_and_sd_of_its_seeds_files(seeded_run):
-    aggregates = [p for p in sorted((seeded_run / "results/metrics").glob("*/*.json"))
-                  if "seeds" in read_metric(p) and p.parent.name != "comparison"]
+    from qrepro import catalogue
+    # what a training seed changes: the trained variants' training and perplexity files, one per seed's run
+    seeded = [spec.path for spec in catalogue.load(ROOT / "paper/metrics.yaml").specs.values()
+              if spec.rule in ("finetune", "perplexity") and spec.scope in ("full", "qlora")]
+    aggregates = [seeded_run / path for path in seeded]
     assert len(aggregates) >= 6 and len(SEED_OVERLAY) == 3
     for path in aggregates:
         record = read_metric(path)
@@ -205,3 +208,24 @@ def test_mfu_is_computed_for_each_seeds_run_and_averaged(seeded_run):
         assert mfu["seeds"]["values"] == pytest.approx(expected, rel=1e-12)
         assert mfu["value"] == pytest.approx(np.mean(expected), rel=1e-12) and "Mean over 3 training seeds" in \
             mfu["method"]
+
+
+def test_what_each_run_says_of_itself_is_merged_over_the_seeds():
+    """Ran alone only if every run did; the load over all runs is their outside CPU seconds over their wall seconds
+    (here 0.6 / 30 = 0.02 cores, below the threshold, although seed 43's run alone was at 0.5 / 10 = 0.05)."""
+    from qrepro.derived import merged_run_facts
+
+    def run(wall, outside, alone, outliers):
+        load = {"wall_s": wall, "timed_cpu_s": 2 * wall, "outside_cpu_s": outside, "steal_s": 0.0,
+                "machine_busy_cpu_s": 2 * wall + outside, "threshold_cores": 0.04, "how": "test",
+                "outside_cores_mean": outside / wall, "outside_load_observed": outside / wall > 0.04}
+        return {"ran_alone": alone, "outliers": outliers, "outlier_count": len(outliers),
+                "outlier_excess_s": 0.5 * len(outliers), "observed_load": load}
+    merged = merged_run_facts([run(10, 0.05, True, []), run(10, 0.5, False, [{"step": 7, "seconds": 2.0}]),
+                               run(10, 0.05, True, [])], [42, 43, 44])
+    assert merged["ran_alone"] is False
+    assert merged["observed_load"]["outside_cores_mean"] == pytest.approx(0.6 / 30)
+    assert merged["observed_load"]["outside_load_observed"] is False
+    assert merged["observed_load"]["runs_with_outside_load"] == [43]
+    assert merged["outliers"] == [{"step": 7, "seconds": 2.0, "seed": 43}] and merged["outlier_count"] == 1
+    assert merged["outlier_excess_s"] == 0.5

@@ -147,6 +147,7 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
         if seeded:
             record["seeds"], seed_interval = seeded
             record["value"] = record["seeds"]["mean"]  # the centre of its sd and interval (write_metrics says so)
+            record["details"]["formula_of_the_means"] = fn(a, b)  # a and b above are the seeds' means
             if seed_interval:
                 record["interval"] = seed_interval
             if paired:
@@ -239,27 +240,29 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
             raise ValueError(f"{path} is not the same metric as {paths[0]}")
     values = [record["value"] for record in records]
     summary = uncertainty.seed_summary(seeds, values)
+    same = len(set(map(str, values))) == 1
     if "mean" in summary:
-        value = values[0] if len(set(values)) == 1 else summary["mean"]
-    elif len(set(map(str, values))) == 1:
+        value = values[0] if same else summary["mean"]
+    elif same:
         value = values[0]
     else:
         raise ValueError(f"{first['scope']}/{first['metric']} differs between training seeds and is not a number: "
                          f"{dict(zip(seeds, values))}")
-    details = {**first.get("details", {}), **merged_run_facts([r.get("details", {}) for r in records], seeds),
-               "details_from_seed": seeds[0],
+    merged = merged_run_facts([r.get("details", {}) for r in records], seeds)
+    details = {**first.get("details", {}), **merged, "details_from_seed": seeds[0],
                "seed_methods": {str(seed): record["method"] for seed, record in zip(seeds, records)}}
     if any("interval" in record for record in records):
         details["seed_intervals"] = {str(seed): record.get("interval") for seed, record in zip(seeds, records)}
     if "bootstrap" in details and "audit" in details["bootstrap"]:
         boot = {k: v for k, v in details["bootstrap"].items() if k != "audit"}
         details["bootstrap"] = {**boot, "audits": [record["details"]["bootstrap"]["audit"] for record in records]}
-    same = len(set(map(str, values))) == 1
     one_method = len({record["method"] for record in records}) == 1
+    facts = list(dict.fromkeys(RUN_FACTS[key] for key in merged if key in RUN_FACTS))
     method = (f"{'Mean' if 'mean' in summary and not same else 'Value'} over {len(seeds)} training seeds' runs "
               f"(seeds {', '.join(map(str, seeds))}; each run's value in seeds.values{', all equal' if same else ''}, "
-              f"its file in inputs, its method in details.seed_methods; whether every run ran alone, the load "
-              f"observed over all runs and their outlier steps in details, other details seed {seeds[0]}'s). "
+              f"its file in inputs, its method in details.seed_methods; "
+              f"{', '.join(facts) + ' in details, other' if facts else 'other'} "
+              f"details seed {seeds[0]}'s). "
               + (f"Each run: {first['method']}" if one_method else
                  f"Seed {seeds[0]}'s run (the others' methods differ in what they observed): {first['method']}"))
     interval = None
@@ -270,10 +273,15 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
                 inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary)
 
 
+# what a timed metric's details say of its run, merged over the seeds' runs (merged_run_facts), in words
+RUN_FACTS = {"ran_alone": "whether every run ran alone", "observed_load": "the load observed over all runs",
+             "outliers": "the outlier steps of all runs", "step_outliers": "the outlier steps of all runs"}
+
+
 def merged_run_facts(details: list[dict], seeds: list[int]) -> dict:
-    """What a timed metric's details say of its run, over the seeds' runs: every one ran alone or not, the load
-    observed over all of them (observed where any run's was; each run's in seed_observed_load), their outlier steps
-    (each tagged with its seed). Only the facts the runs' details hold."""
+    """What a timed metric's details say of its run, over the seeds' runs (several): every one ran alone or not, the
+    load observed over all of them (core-seconds summed; each run's in seed_observed_load), their outlier steps
+    (each tagged with its seed, counts and excess seconds summed). Only the facts the runs' details hold."""
     from qrepro import load
 
     merged = {}
@@ -281,16 +289,24 @@ def merged_run_facts(details: list[dict], seeds: list[int]) -> dict:
         merged["ran_alone"] = all(d["ran_alone"] for d in details)
     if all("observed_load" in d for d in details):
         observed = [d["observed_load"] for d in details]
-        combined = load.combined(observed, observed[0]["threshold_cores"]) if len(observed) > 1 else observed[0]
-        combined = {k: v for k, v in combined.items() if k != "segments"}
-        combined["outside_load_observed"] = any(o["outside_load_observed"] for o in observed)
-        combined["how"] = (observed[0]["how"] + "; over the training seeds' runs: core-seconds summed, observed "
-                           "where any run's was (each run's in seed_observed_load)")
+        combined = {k: v for k, v in load.combined(observed, observed[0]["threshold_cores"]).items()
+                    if k not in ("segments", "load_average_1min")}
+        combined["runs_with_outside_load"] = [seed for seed, o in zip(seeds, observed) if o["outside_load_observed"]]
+        combined["how"] = (observed[0]["how"] + "; over the training seeds' runs: wall and CPU seconds summed (each "
+                           "run's in seed_observed_load; runs_with_outside_load: the seeds whose own run was above "
+                           "the threshold)")
         merged["observed_load"] = combined
         merged["seed_observed_load"] = {str(seed): o for seed, o in zip(seeds, observed)}
-    if all("outlier_count" in d for d in details):
-        merged["outlier_count"] = sum(d["outlier_count"] for d in details)
-        merged["outliers"] = [{**o, "seed": seed} for seed, d in zip(seeds, details) for o in d.get("outliers", [])]
+    for listed, count, excess in (("outliers", "outlier_count", "outlier_excess_s"),
+                                  ("step_outliers", None, "step_outlier_excess_s")):
+        if all(listed in d for d in details):
+            merged[listed] = [{**o, "seed": seed} for seed, d in zip(seeds, details) for o in d[listed]]
+            if count:
+                merged[count] = len(merged[listed])
+            if all(excess in d for d in details):
+                merged[excess] = sum(d[excess] for d in details)
+    if all("outlier_threshold_s" in d for d in details):
+        merged["outlier_threshold_s"] = {str(seed): d["outlier_threshold_s"] for seed, d in zip(seeds, details)}
     return merged
 
 
@@ -310,7 +326,10 @@ def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: fl
     for name, first in per_seed[0].items():
         values = [records[name]["value"] for records in per_seed]
         summary = uncertainty.seed_summary(seeds, values)
-        out[name] = {**first, "value": summary["mean"], "seeds": summary}
+        out[name] = {**first, "value": summary["mean"], "seeds": summary,
+                     "details": {**first.get("details", {}), "details_from_seed": seeds[0],
+                                 "seed_details": {str(s): records[name].get("details", {})
+                                                  for s, records in zip(seeds, per_seed)}}}
         if summary["sd"] > 0:
             low, high = uncertainty.t_interval(values, level)
             out[name]["interval"] = uncertainty.interval(low, high, level, uncertainty.t_method(
@@ -334,7 +353,7 @@ def median_interval(a: dict, b: dict, fn) -> dict | None:
     low, high = uncertainty.independent_interval(samples_a, samples_b, fn, boot_a["replicates"], boot_a["seed"],
                                                  boot_a["level"], schemes)
     method = (f"bootstrap of the two medians, unpaired: the {len(samples_a)} and {len(samples_b)} {boot_a['unit']}s of "
-              f"the two jobs, each job's resampled on their own, the way its own interval resamples them "
+              f"the two jobs, each job's resampled on its own, the way its own interval resamples them "
               f"({'; '.join(_scheme_text(boot) for boot in (boot_a, boot_b))}), {boot_a['replicates']} resamples, seed "
               f"{boot_a['seed']}; the formula applied to each pair of resampled medians; within-run noise only")
     return uncertainty.interval(low, high, boot_a["level"], method)

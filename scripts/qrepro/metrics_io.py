@@ -131,8 +131,10 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
         if seeds and "mean" in seeds:  # computed once per training seed: the value is their mean
             if not math.isclose(record["value"], seeds["mean"], rel_tol=1e-12, abs_tol=1e-300):
                 raise ValueError(f"metric {name}: its value {record['value']!r} is not its seeds' mean {seeds['mean']!r}")
-            method = (f"Mean over {seeds['n']} training seeds ({', '.join(map(str, seeds['seeds']))}) of this, "
-                      f"computed from each seed's run(s) (each seed's value in seeds.values): {method}")
+            equal = seeds["sd"] == 0
+            method = (f"{'The same' if equal else 'Mean'} over {seeds['n']} training seeds "
+                      f"({', '.join(map(str, seeds['seeds']))}): computed from each seed's run(s), each seed's value "
+                      f"in seeds.values. {method}")
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], method,
                                        record["inputs"], timing, record.get("details"), record.get("interval"),
                                        record.get("seeds"))

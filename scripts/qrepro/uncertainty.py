@@ -151,5 +151,6 @@ def t_interval(values: list[float], level: float) -> tuple[float, float]:
 
 def t_method(n: int, what: str) -> str:
     return (f"Student-t interval of the mean over {n} training seeds ({n - 1} degrees of freedom): {what}; it holds "
-            "the variation from one training seed to another (data order, LoRA initialisation, dropout) on this "
-            "fixed data and test split, not the test split's sampling noise")
+            "what varies from one training run to another (its seed: data order, LoRA initialisation, dropout; for a "
+            "time, also the machine from run to run) on this fixed data and test split, not the test split's "
+            "sampling noise")

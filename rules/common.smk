@@ -114,6 +114,11 @@ SEEDED_PERPLEXITY_MODELS = [m for m in PERPLEXITY_MODELS if m in VARIANTS] if SE
 SEED_AGGREGATES = CATALOGUE.outputs("finetune", "{variant}") + CATALOGUE.outputs("perplexity", "{variant}")
 
 
+def seed_run_files(path):
+    """The same results/ file in each training seed's run folder, in seed order."""
+    return [path.replace(f"{RESULTS}/", f"{run_dir(seed)}/", 1) for seed in SEEDS]
+
+
 def perplexity_audit(model, seed=None):
     """The per-row and per-window NLLs of a model's perplexities (a trained variant's: one per training seed)."""
     folder = run_dir(seed) if model in SEEDED_PERPLEXITY_MODELS else RESULTS

@@ -204,14 +204,12 @@ if SEEDED:
         output:
             SEED_AGGREGATES,
         input:
-            lambda wildcards: [path.replace(f"{RESULTS}/", f"{run_dir(seed)}/", 1).format(variant=wildcards.variant)
-                               for path in SEED_AGGREGATES for seed in SEEDS],
+            lambda wildcards: [file for path in SEED_AGGREGATES
+                               for file in seed_run_files(path.format(variant=wildcards.variant))],
         params:
             seeds=SEEDS,
             # {aggregate: [the same file of each seed's run, in seed order]}
-            seed_files=lambda wildcards, output: {
-                path: [path.replace(f"{RESULTS}/", f"{run_dir(seed)}/", 1) for seed in SEEDS] for path in output
-            },
+            seed_files=lambda wildcards, output: {path: seed_run_files(path) for path in output},
             level=config["evaluation"]["bootstrap"]["level"],
         log:
             f"{LOGS}/aggregate_seeds_{{variant}}.log",

@@ -216,16 +216,10 @@ def seed_comparison(a: dict, b: dict, fn, level: float) -> tuple[dict, dict | No
         raise ValueError(f"{a['scope']}/{a['metric']} (seeds {seeds_a['seeds']}) and {b['scope']}/{b['metric']} "
                          f"(seeds {seeds_b['seeds']}) cannot be paired by seed")
     seeds = (seeds_a or seeds_b)["seeds"]
-    values_a = seeds_a["values"] if seeds_a else [a["value"]] * len(seeds)
-    values_b = seeds_b["values"] if seeds_b else [b["value"]] * len(seeds)
-    values = [fn(x, y) for x, y in zip(values_a, values_b)]
-    summary = uncertainty.seed_summary(seeds, values)
-    if summary["sd"] == 0:
-        return summary, None
-    low, high = uncertainty.t_interval(values, level)
+    values = [fn(x, y) for x, y in zip(seed_values(a, seeds), seed_values(b, seeds))]
     what = ("the formula applied to each seed's pair of runs (seeds.values), paired by seed" if seeds_a and seeds_b
             else "the formula applied to each seed's run and the one untrained value (seeds.values)")
-    return summary, uncertainty.interval(low, high, level, uncertainty.t_method(len(values), what))
+    return uncertainty.seed_spread(seeds, values, level, what)
 
 
 def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], level: float) -> dict:
@@ -239,7 +233,7 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
         if (record["metric"], record["scope"], record["unit"]) != (first["metric"], first["scope"], first["unit"]):
             raise ValueError(f"{path} is not the same metric as {paths[0]}")
     values = [record["value"] for record in records]
-    summary = uncertainty.seed_summary(seeds, values)
+    summary, interval = uncertainty.seed_spread(seeds, values, level, "the runs' values")
     same = len(set(map(str, values))) == 1
     if "mean" in summary:
         value = values[0] if same else summary["mean"]
@@ -265,10 +259,6 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
               f"details seed {seeds[0]}'s). "
               + (f"Each run: {first['method']}" if one_method else
                  f"Seed {seeds[0]}'s run (the others' methods differ in what they observed): {first['method']}"))
-    interval = None
-    if "mean" in summary and not same:
-        low, high = uncertainty.t_interval(values, level)
-        interval = uncertainty.interval(low, high, level, uncertainty.t_method(len(values), "the runs' values"))
     return dict(metric=first["metric"], scope=first["scope"], value=value, unit=first["unit"], method=method,
                 inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary)
 
@@ -324,16 +314,14 @@ def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: fl
     mean as the value, each seed's in `seeds`, the t interval where they differ (write_metrics' method says so)."""
     out = {}
     for name, first in per_seed[0].items():
-        values = [records[name]["value"] for records in per_seed]
-        summary = uncertainty.seed_summary(seeds, values)
+        summary, interval = uncertainty.seed_spread(seeds, [records[name]["value"] for records in per_seed], level,
+                                                    "the values computed from each seed's run")
         out[name] = {**first, "value": summary["mean"], "seeds": summary,
                      "details": {**first.get("details", {}), "details_from_seed": seeds[0],
                                  "seed_details": {str(s): records[name].get("details", {})
                                                   for s, records in zip(seeds, per_seed)}}}
-        if summary["sd"] > 0:
-            low, high = uncertainty.t_interval(values, level)
-            out[name]["interval"] = uncertainty.interval(low, high, level, uncertainty.t_method(
-                len(values), "the values computed from each seed's run"))
+        if interval:
+            out[name]["interval"] = interval
     return out
 
 

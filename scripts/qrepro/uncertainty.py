@@ -149,6 +149,16 @@ def t_interval(values: list[float], level: float) -> tuple[float, float]:
     return float(array.mean() - half), float(array.mean() + half)
 
 
+def seed_spread(seeds: list[int], values: list, level: float, what: str) -> tuple[dict, dict | None]:
+    """The `seeds` field of values computed once per training seed, and the t interval of their mean (its method
+    naming `what` the values are), or None where they are not numbers or all the same."""
+    summary = seed_summary(seeds, values)
+    if not summary.get("sd"):
+        return summary, None
+    low, high = t_interval(values, level)
+    return summary, interval(low, high, level, t_method(len(values), what))
+
+
 def t_method(n: int, what: str) -> str:
     return (f"Student-t interval of the mean over {n} training seeds ({n - 1} degrees of freedom): {what}; it holds "
             "what varies from one training run to another (its seed: data order, LoRA initialisation, dropout; for a "

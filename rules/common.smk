@@ -66,6 +66,7 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 # One environment for every rule (used with --use-conda); the pins live in requirements.txt.
 CONDA_ENV = "../environment.yml"
+BUNDLED = config["data"]["bundled"]  # the real text shipped in the repository (data.source: bundled)
 
 # Every metric file, its rule, unit and method: paper/metrics.yaml. Targets and declared outputs come from it.
 CATALOGUE = catalogue.load("paper/metrics.yaml")

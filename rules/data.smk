@@ -1,18 +1,37 @@
-# Data: raw splits from the configured source → tokenizer → tokenized splits (datasets save_to_disk).
+# Data: the bundled real text carved into splits (data.source: bundled), then raw splits from the configured source → tokenizer → tokenized splits (datasets save_to_disk).
 # The corpus rule checks every split before it writes anything (qrepro.data.checks); data_card records
 # what was loaded, one metric file per fact.
+
+
+rule carve_bundled:
+    output:
+        carved=directory(f"{RESULTS}/data/carved"),
+    input:
+        carved_file=f"{BUNDLED['dir']}/{BUNDLED['carved_file']}",
+        test_file=f"{BUNDLED['dir']}/{BUNDLED['test_file']}",
+        checksums=f"{BUNDLED['dir']}/SHA256SUMS",
+    params:
+        shares=BUNDLED["shares"],
+    log:
+        f"{LOGS}/carve_bundled.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/carve_bundled.py"
 
 
 rule corpus:
     output:
         raw=directory(f"{RESULTS}/data/raw"),
     input:
+        # data.source: bundled reads the carved folder as a local one
+        carved=rules.carve_bundled.output.carved if config["data"]["source"] == "bundled" else [],
     params:
         source=config["data"]["source"],
         seed=config["seed"],
         synthetic=config["data"]["synthetic"],
         hf=config["data"]["hf"],
-        local_dir=config["data"]["local_dir"],
+        local_dir=lambda wildcards, input: input.carved or config["data"]["local_dir"],
         # for the long-row warning (a character heuristic: this rule has no tokenizer)
         max_length=config["data"]["max_length"],
         packing=config["data"]["packing"],
@@ -94,6 +113,7 @@ rule data_card:
         tokenizer=rules.tokenizer.output.tokenizer,
     params:
         metrics=declared_metrics,
+        bundled_licence=BUNDLED["licence"],
         tokenizer_source=rules.tokenizer.params.source,
         vocab_size=rules.tokenizer.params.vocab_size,
         model_id=rules.tokenizer.params.model_id,

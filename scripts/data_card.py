@@ -27,6 +27,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
         revision = prov["revision"]
     elif source == "local":
         location, revision = prov["local_dir"], None
+    elif source == "bundled":
+        carve = prov["carve"]
+        location = (f"{carve['source_dir']}: " + ", ".join(
+            f"{split} = {s['file']} lines {s['first_line']}-{s['last_line']} ({s['articles']} articles)"
+            for split, s in carve["splits"].items()))
+        revision = None
     else:
         args = ", ".join(f"{k}={prov[k]}" for k in ("seed", "scale", "pretrain_rows", "people", "cities"))
         location, revision = f"{prov['generator']}({args})", None
@@ -34,11 +40,14 @@ with log_to(snakemake.log[0]):  # noqa: F821
         "data_source": dict(value=source, inputs=data_in, details=prov),
         "data_location": dict(value=location, inputs=data_in),
         "data_revision": dict(value=revision, inputs=data_in),
+        "data_licence": dict(value=p.bundled_licence if source == "bundled" else None, inputs=data_in),
+        "data_files_sha256": dict(value="; ".join(f"{name} {digest}" for name, digest in prov["carve"]["sha256"].items())
+                                  if source == "bundled" else None, inputs=data_in),
     }
     for split in SPLITS:
         texts = list(raw[split]["text"]) if split in raw else None
         counts = row_counts(texts) if texts is not None else {}
-        details = {"file": prov["files"][split]} if source == "local" and split in prov["files"] else None
+        details = {"file": prov["files"][split]} if source in ("local", "bundled") and split in prov["files"] else None
         records[f"{split}_sha256"] = dict(value=rows_sha256(texts) if texts is not None else None, inputs=data_in,
                                           details=details, method_fields={"row_terminator": ROW_TERMINATOR.hex()})
         for what in ("rows", "empty_rows", "characters"):

@@ -15,4 +15,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
         records[f"{split}_non_empty_rows"] = dict(value=s["non_empty_rows"], inputs=source)
         records[f"{split}_tokens"] = dict(value=s["tokens"], inputs=source)
         records[f"{split}_padding_efficiency"] = dict(value=s["tokens"] / s["tokens_with_padding"], inputs=source)
+        records[f"{split}_truncated_rows_percent"] = dict(value=100 * s["truncated_rows"] / s["non_empty_rows"],
+                                                          inputs=source)
+        records[f"{split}_truncated_tokens_percent"] = dict(
+            value=100 * (s["untruncated_tokens"] - s["tokens"]) / s["untruncated_tokens"], inputs=source)
     write_metrics(p.metrics, records)

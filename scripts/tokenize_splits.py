@@ -16,6 +16,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
     print(tokenized)
     save(tokenized, snakemake.output.tokenized)  # noqa: F821
     stats = {"max_length": p.max_length, "packing": p.packing, "vocab_size": len(tokenizer),
-             "splits": split_stats(raw, tokenized)}
+             "splits": split_stats(raw, tokenized, tokenizer, p.max_length, p.packing)}
     with open(snakemake.output.stats, "w") as handle:  # noqa: F821
         json.dump(stats, handle, indent=2, sort_keys=True)

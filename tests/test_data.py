@@ -46,7 +46,24 @@ def test_packing_concatenates_into_full_blocks(tokenizer, raw):
 
 
 def test_split_stats_count_rows_as_the_paper(tokenizer, raw):
-    stats = split_stats(raw, tokenize_splits(raw, tokenizer, 48, packing=False))
+    stats = split_stats(raw, tokenize_splits(raw, tokenizer, 48, packing=False), tokenizer, 48, packing=False)
     assert stats["train"]["rows"] == raw["train"].num_rows
     assert stats["train"]["non_empty_rows"] == stats["train"]["samples"]
     assert 0 < stats["train"]["tokens"] < stats["train"]["tokens_with_padding"] == 48 * stats["train"]["samples"]
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_split_stats_count_what_max_length_cuts(tokenizer, raw, packing):
+    """Rows longer than max_length and the tokens the samples leave out, against the rows' own lengths."""
+    max_length = 16
+    stats = split_stats(raw, tokenize_splits(raw, tokenizer, max_length, packing), tokenizer, max_length, packing)
+    lengths = [len(tokenizer(t)["input_ids"]) for t in raw["train"]["text"] if t.strip()]
+    assert stats["train"]["untruncated_tokens"] == sum(lengths)
+    if packing:
+        assert stats["train"]["truncated_rows"] == 0
+        # run_clm's group_texts packs each map batch of 1000 rows on its own and drops that batch's remainder
+        remainders = sum(sum(lengths[i:i + 1000]) % max_length for i in range(0, len(lengths), 1000))
+        assert stats["train"]["untruncated_tokens"] - stats["train"]["tokens"] == remainders
+    else:
+        assert stats["train"]["truncated_rows"] == sum(n > max_length for n in lengths) > 0
+        assert stats["train"]["untruncated_tokens"] - stats["train"]["tokens"] == sum(max(0, n - max_length) for n in lengths)

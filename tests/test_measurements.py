@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qrepro.evaluation.footprint import memory_bytes
-from qrepro.evaluation.perplexity import paper_protocol, token_level
+from qrepro.evaluation.perplexity import line_break_ids, paper_protocol, per_row, token_level
 from conftest import PAPER
 from qrepro.model import analytic
 from qrepro.model.llama import llama_config, random_model
@@ -103,6 +103,80 @@ def test_token_level_perplexity_is_exp_mean_nll(tiny_model):
     # the windows' scored positions by hand: [0, 32) scores 31 tokens, then each stride adds 16, the last the rest
     assert sliding["window_tokens"] == [31, 16, 16, 16, 10] and len(sliding["window_nll"]) == sliding["windows"]
     assert math.fsum(sliding["window_nll"]) == pytest.approx(sliding["nll_sum"], rel=1e-12)
+
+
+def _direct_nll(model, ids: list[int], scored: list[bool]) -> tuple[float, int]:
+    """Sum NLL over the positions marked scored (position 0 never is), from one forward pass on ids."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none")
+    keep = torch.tensor(scored[1:])
+    return nll[keep].sum().item(), int(keep.sum())
+
+
+def test_token_level_leaves_line_break_targets_out(tiny_model):
+    texts = [" ".join(str(i * 7 + j) for j in range(30)) for i in range(3)]
+    ids = _Tokenizer()("\n\n".join(texts)).input_ids[0].tolist()
+    masked = frozenset({ids[5], ids[40]})  # stand-ins for line-break ids
+    nll, count = _direct_nll(tiny_model, ids, [i not in masked for i in ids])
+    result = token_level(tiny_model, _Tokenizer(), texts, max_length=128, stride=128, masked_ids=masked)
+    assert result["scored_tokens"] == count == 89 - sum(i in masked for i in ids[1:])
+    assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_per_row_scores_each_row_alone_and_long_rows_in_windows(tiny_model):
+    texts = ["1 2 3 4 5", " ", " ".join(str(j) for j in range(40)), "", "7 8 9"]
+    masked = frozenset({9})  # id of "8"
+    expected_nll, expected_tokens = 0.0, 0
+    for text in (texts[0], texts[4]):  # short rows: one pass each, no context from other rows
+        ids = _Tokenizer()(text).input_ids[0].tolist()
+        nll, count = _direct_nll(tiny_model, ids, [i not in masked for i in ids])
+        expected_nll, expected_tokens = expected_nll + nll, expected_tokens + count
+    long_ids = _Tokenizer()(texts[2]).input_ids[0].tolist()  # 40 tokens in windows [0,16) [8,24) [16,32) [24,40)
+    for begin, first_scored in ((0, 1), (8, 16), (16, 24), (24, 32)):
+        window = long_ids[begin:begin + 16]
+        nll, count = _direct_nll(tiny_model, window, [begin + k >= first_scored and t not in masked
+                                                      for k, t in enumerate(window)])
+        expected_nll, expected_tokens = expected_nll + nll, expected_tokens + count
+    for batch_size in (1, 3):
+        result = per_row(tiny_model, _Tokenizer(), texts, max_length=16, stride=8, batch_size=batch_size,
+                         masked_ids=masked)
+        assert result["rows"] == 3 and result["row_index"] == [0, 2, 4]
+        assert result["scored_tokens"] == expected_tokens == 4 + 39 - 1 + 1
+        assert result["nll_sum"] == pytest.approx(expected_nll, rel=1e-5)
+
+
+def test_line_break_ids_and_window_articles_with_a_trained_bpe(tiny_model):
+    from qrepro.data.tokenizer import train_bpe
+    rows = [" = Alpha = \n", " \n", " the first article speaks of alpha . \n", " = Beta = \n", " \n",
+            " the second article speaks of beta and more . \n"] * 3
+    tokenizer = train_bpe(rows, 300)
+    breaks = line_break_ids(tokenizer)
+    assert breaks and all("\n" in tokenizer.decode([i]) and not tokenizer.decode([i]).strip() for i in breaks)
+    assert not any("\n" in tokenizer.decode([i]) for i in range(len(tokenizer)) if i not in breaks)
+    articles = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5]
+    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+    model = random_model(llama_config(arch, len(tokenizer), 1, 2), seed=1).eval()
+    result = token_level(model, tokenizer, rows, max_length=8, stride=4, masked_ids=breaks, row_articles=articles)
+    enc = tokenizer("\n\n".join(rows), return_offsets_mapping=True)
+    n = len(enc["input_ids"])
+    starts = [sum(len(r) + 2 for r in rows[:k]) for k in range(len(rows))]
+    # by hand: each window's first scored position (after what earlier windows scored), its character, the row
+    # holding that character, the row's article
+    windows, expected, prev_end = [], [], 0
+    for begin in range(0, n, 4):
+        windows.append((begin, max(prev_end, 1)))
+        prev_end = min(begin + 8, n)
+        if prev_end == n:
+            break
+    for begin, first in windows:
+        first_scored = next((p for p in range(first, begin + 8) if p < len(enc["input_ids"])
+                             and enc["input_ids"][p] not in breaks), begin)
+        char = enc["offset_mapping"][first_scored][0]
+        expected.append(articles[max(k for k, s in enumerate(starts) if s <= char)])
+    assert result["window_article"] == expected
+    assert sorted(set(expected)) == list(range(6))
 
 
 def test_paper_protocol_scores_padding_over_the_first_rows(tiny_model):

@@ -234,3 +234,13 @@ def test_a_comparison_of_two_medians_resamples_each_side_as_its_own_interval_doe
     expected = np.percentile(change(a_medians, b_medians), [2.5, 97.5])
     assert (interval["low"], interval["high"]) == pytest.approx(tuple(expected))
     assert "circular blocks of 5" in interval["method"] and "within each group of details.p" in interval["method"]
+
+
+def test_sum_by_cluster_makes_a_bootstrap_over_whole_clusters():
+    """Windows summed per article, then resampled: each replicate is a draw of whole articles, by hand."""
+    nll, tokens, owners = [1.0, 2.0, 3.0, 4.0, 5.0], [1, 2, 3, 4, 5], ["a", "a", "b", "c", "c"]
+    units = uncertainty.sum_by_cluster(nll, tokens, owners)
+    assert units == {"nll": [3.0, 3.0, 9.0], "tokens": [3, 3, 9]}
+    indices = np.array([[0, 0, 2], [1, 2, 2]])
+    replicates = uncertainty.perplexity_replicates(units["nll"], units["tokens"], indices)
+    assert replicates == pytest.approx([np.exp((3 + 3 + 9) / (3 + 3 + 9)), np.exp((3 + 9 + 9) / (3 + 9 + 9))])

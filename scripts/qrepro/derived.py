@@ -142,6 +142,9 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
                                              "b": {"metric": "/".join(c.b), "value": b}})
         seeded = seed_comparison(m.record(*c.a), m.record(*c.b), fn, level)
         paired = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {})
+        by_window = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {}, "bootstrap_by_window")
+        if by_window:  # the interval that takes the windows as independent, beside the one by article
+            record["details"]["interval_by_window"] = by_window[0]
         if paired:
             record["inputs"] += paired[1]
         if seeded:
@@ -170,12 +173,14 @@ def audit_files(boot: dict) -> list[str]:
     return boot["audits"] if "audits" in boot else [boot["audit"]]
 
 
-def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict]) -> tuple[dict, list[str]] | None:
+def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict],
+                    bootstrap_key: str = "bootstrap") -> tuple[dict, list[str]] | None:
     """The bootstrap interval of fn(a, b) with both perplexities recomputed on the same resamples (uncertainty.py),
-    and the audit files it read; None unless both records were bootstrapped the same way and their audits given.
+    and the audit files it read; None unless both records were bootstrapped the same way (details[bootstrap_key])
+    and their audits given.
     An aggregate over training seeds names each seed's audit: a replicate's value is then the mean over the seeds
     of the formula applied to each seed's pair (a model that is not trained, the base, pairs with every seed)."""
-    boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
+    boot_a, boot_b = (r.get("details", {}).get(bootstrap_key) for r in (a, b))
     if not boot_a or not boot_b or "protocol" not in boot_a or "protocol" not in boot_b \
             or any(path not in audits for boot in (boot_a, boot_b) for path in audit_files(boot)):
         return None
@@ -247,9 +252,10 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
                "seed_methods": {str(seed): record["method"] for seed, record in zip(seeds, records)}}
     if any("interval" in record for record in records):
         details["seed_intervals"] = {str(seed): record.get("interval") for seed, record in zip(seeds, records)}
-    if "bootstrap" in details and "audit" in details["bootstrap"]:
-        boot = {k: v for k, v in details["bootstrap"].items() if k != "audit"}
-        details["bootstrap"] = {**boot, "audits": [record["details"]["bootstrap"]["audit"] for record in records]}
+    for key in ("bootstrap", "bootstrap_by_window"):
+        if key in details and "audit" in details[key]:
+            boot = {k: v for k, v in details[key].items() if k != "audit"}
+            details[key] = {**boot, "audits": [record["details"][key]["audit"] for record in records]}
     one_method = len({record["method"] for record in records}) == 1
     facts = list(dict.fromkeys(RUN_FACTS[key] for key in merged if key in RUN_FACTS))
     method = (f"{'Mean' if 'mean' in summary and not same else 'Value'} over {len(seeds)} training seeds' runs "
@@ -328,7 +334,7 @@ def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: fl
 def median_interval(a: dict, b: dict, fn) -> dict | None:
     """The bootstrap interval of fn(a, b) for two medians of separate runs, each resampled on its own from the
     samples its file carries (details.bootstrap.samples); None unless both are such medians."""
-    boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
+    boot_a, boot_b = (r.get("details", {}).get(bootstrap_key) for r in (a, b))
     if not boot_a or not boot_b or boot_a.get("statistic") != "median" or boot_b.get("statistic") != "median":
         return None
     same = ("replicates", "seed", "level", "unit")

@@ -28,6 +28,16 @@ def perplexity_replicates(nll: list[float], tokens: list[float], indices: np.nda
     return np.exp(nll_array[indices].sum(axis=1) / token_array[indices].sum(axis=1))
 
 
+def sum_by_cluster(nll: list[float], tokens: list[float], owners: list) -> dict:
+    """Per-unit NLL and token sums added up per cluster (owners: each unit's cluster), in order of first appearance:
+    the units of a bootstrap that resamples whole clusters (articles)."""
+    nll_sum, token_sum = {}, {}
+    for value, count, owner in zip(nll, tokens, owners, strict=True):
+        nll_sum[owner] = nll_sum.get(owner, 0.0) + value
+        token_sum[owner] = token_sum.get(owner, 0) + count
+    return {"nll": list(nll_sum.values()), "tokens": list(token_sum.values())}
+
+
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
     """The central `level` share of the replicates (percentile method)."""
     tail = 100 * (1 - level) / 2

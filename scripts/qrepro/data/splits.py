@@ -12,10 +12,12 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
+from qrepro.data.bundled import read_carve_record
 from qrepro.data.checks import FINETUNE_SPLITS, DataValidationError, check_local_file, check_splits, local_split_files
 from qrepro.data.corpus import generate_corpus
 from qrepro.hub import hub_error
 
+PACKING_ROWS = 1000  # rows packed together (run_clm's group_texts map batch); each group drops its own remainder
 PROVENANCE_FILE = "provenance.json"  # beside the saved splits: where the rows came from (read by the data card)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -118,17 +120,21 @@ def load_corpus(source: str, *, seed: int, synthetic: dict, hf: dict, local_dir:
         fix = ("choose a dataset and config (data.hf) whose splits hold their rows in a string 'text' column, "
                "or write the splits to files in data.local_dir")
         return Corpus(raw, provenance, check_splits(raw, where, fix, max_length, packing))
-    if source == "local":
+    if source in ("local", "bundled"):
         if not local_dir:
             raise DataValidationError("data.source is local but data.local_dir is not set; point it at a folder "
                                       "holding train, validation and test as .txt or .parquet files")
         raw, files, warnings = _local(local_dir, need_pretrain)
-        provenance = {"source": "local", "local_dir": str(Path(local_dir).resolve()),
-                      "files": {split: path.name for split, path in files.items()}}
+        if source == "bundled":  # the folder rule carve_bundled wrote, named relative to the working directory
+            provenance = {"source": "bundled", "carve": read_carve_record(local_dir),
+                          "files": {split: path.name for split, path in files.items()}}
+        else:
+            provenance = {"source": "local", "local_dir": str(Path(local_dir).resolve()),
+                          "files": {split: path.name for split, path in files.items()}}
         warnings += check_splits(raw, lambda split: str(files[split]), "give the split a string 'text' column",
                                  max_length, packing)
         return Corpus(raw, provenance, warnings)
-    raise ValueError(f"data.source must be synthetic, hf or local, not {source!r}")
+    raise ValueError(f"data.source must be bundled, synthetic, hf or local, not {source!r}")
 
 
 def non_empty(ds: Dataset) -> Dataset:
@@ -154,7 +160,7 @@ def tokenize_packed(ds: Dataset, tokenizer, max_length: int) -> Dataset:
         return {key: [values[i:i + max_length] for i in range(0, usable, max_length)]
                 for key, values in joined.items()}
 
-    return tokenized.map(group_texts, batched=True, batch_size=1000)
+    return tokenized.map(group_texts, batched=True, batch_size=PACKING_ROWS)
 
 
 def tokenize_splits(raw: DatasetDict, tokenizer, max_length: int, packing: bool) -> DatasetDict:
@@ -162,18 +168,23 @@ def tokenize_splits(raw: DatasetDict, tokenizer, max_length: int, packing: bool)
     return DatasetDict({split: fn(raw[split], tokenizer, max_length) for split in FINETUNE_SPLITS})
 
 
-def split_stats(raw: DatasetDict, tokenized: DatasetDict) -> dict[str, dict[str, int]]:
-    """Per split: raw rows (empty included, as Table 1 counts), non-empty rows, and token counts."""
+def split_stats(raw: DatasetDict, tokenized: DatasetDict, tokenizer, max_length: int,
+                packing: bool) -> dict[str, dict[str, int]]:
+    """Per split: raw rows (empty included, as Table 1 counts), non-empty rows, token counts, and what max_length
+    cuts: rows longer than it (padding protocol) and the tokens the samples leave out."""
     stats = {}
     for split in FINETUNE_SPLITS:
         masks = tokenized[split]["attention_mask"]
         real = sum(sum(m) for m in masks)
         total = sum(len(m) for m in masks)
+        lengths = [len(ids) for ids in tokenizer(list(non_empty(raw[split])["text"]))["input_ids"]]
         stats[split] = {"rows": raw[split].num_rows,
-                        "non_empty_rows": non_empty(raw[split]).num_rows,
+                        "non_empty_rows": len(lengths),
                         "samples": tokenized[split].num_rows,
                         "tokens": real,
-                        "tokens_with_padding": total}
+                        "tokens_with_padding": total,
+                        "untruncated_tokens": sum(lengths),
+                        "truncated_rows": 0 if packing else sum(n > max_length for n in lengths)}
     return stats
 
 

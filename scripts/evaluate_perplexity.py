@@ -30,6 +30,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
                        "scored": f"the paper's protocol scores (the first {paper['samples']} non-empty rows of the "
                                  "test split)"},
              "token": {"unit": "window", "nll": token["window_nll"], "tokens": token["window_tokens"],
+                       cluster_unit: token["window_article"],  # each window's cluster, as token_article sums them
                        "scored": "of the test split, taken as independent (neighbouring windows of one article are "
                                  "correlated, so this interval is too narrow; the one by article is the one to read)"},
              "token_article": {"unit": cluster_unit, **by_cluster(token.pop("window_nll"), token.pop("window_tokens"),

@@ -1,5 +1,6 @@
 """The shipped real text (data/wikitext-2): its digests and counts as the README states them, and the carve."""
 import hashlib
+import json
 import re
 
 import pytest
@@ -91,3 +92,33 @@ def test_the_literal_unk_in_the_text_is_the_trained_bpes_unknown_token():
     ids = tokenizer(" the <unk> lobster <unk>")["input_ids"]
     assert ids.count(tokenizer.unk_token_id) == 2
     assert tokenizer.convert_ids_to_tokens(ids).count("<unk>") == 2
+
+
+@pytest.mark.slow
+def test_the_default_data_stage_carves_the_bundled_text_and_records_it(tmp_path):
+    """data.source: bundled (config.yaml) with the test profile's small tokenizer: the data card names the carve, its
+    licence and the files' digests; Table 1's truncation shares match the rows' own token counts."""
+    from transformers import AutoTokenizer
+    from conftest import copy_workflow, snakemake
+    from qrepro.metrics_io import read_metric
+    workdir = copy_workflow(tmp_path / "bundled")
+    (workdir / "bundled.yaml").write_text("data: {source: bundled}\n")
+    card = lambda name: read_metric(workdir / f"results/metrics/data_card/{name}.json")["value"]  # noqa: E731
+    table1 = lambda name: read_metric(workdir / f"results/metrics/dataset/{name}.json")["value"]  # noqa: E731
+    snakemake(workdir, "--configfile", "configs/test.yaml", "bundled.yaml", "--cores", "2",
+              "results/metrics/data_card/data_location.json", "results/metrics/dataset/train_truncated_rows_percent.json")
+    assert card("data_source") == "bundled" and card("data_licence") == BUNDLED["licence"]
+    assert set(card("data_files_sha256").split("; ")) == {f"{n} {CHECKSUMS[n]}" for n in ("valid.txt", "test.txt")}
+    carved = json.loads((workdir / "results/data/carved/carve.json").read_text())
+    for split, record in carved["splits"].items():
+        assert f"{split} = {record['file']} lines {record['first_line']}-{record['last_line']}" in card("data_location")
+        rows = read_rows(FOLDER / record["file"])[record["first_line"] - 1:record["last_line"]]
+        assert card(f"{split}_rows") == len(rows)
+    assert card("test_rows") == 4358
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "results/tokenizer")
+    lengths = [len(tokenizer(row)["input_ids"]) for row in (workdir / "results/data/carved/train.txt").read_text().splitlines(
+        keepends=True) if row.strip()]
+    max_length = table1("max_seq_length")
+    assert table1("train_truncated_rows_percent") == pytest.approx(100 * sum(n > max_length for n in lengths) / len(lengths))
+    assert table1("train_truncated_tokens_percent") == pytest.approx(
+        100 * sum(max(0, n - max_length) for n in lengths) / sum(lengths))

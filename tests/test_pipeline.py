@@ -267,16 +267,30 @@ def test_every_perplexity_and_perplexity_change_carries_its_test_set_interval(te
         audit = json.loads((test_run / f"results/eval/{model}/perplexity_audit.json").read_text())
         token = read_metric(test_run / f"results/metrics/{model}/perplexity_token.json")
         paper = read_metric(test_run / f"results/metrics/{model}/perplexity_paper.json")
+        row = read_metric(test_run / f"results/metrics/{model}/perplexity_row.json")
         units = audit["token"]
         assert token["value"] == pytest.approx(math.exp(math.fsum(units["nll"]) / sum(units["tokens"])), rel=1e-9)
         assert sum(units["tokens"]) == token["details"]["scored_tokens"]
+        # the article units are the windows' sums per article; the per-row ones add up to the per-row perplexity
+        for key in ("nll", "tokens"):
+            sums = {}
+            for article, value in zip(units["article"], units[key]):
+                sums[article] = sums.get(article, 0) + value
+            assert audit["token_article"][key] == pytest.approx(list(sums.values()), rel=1e-12)
+        assert row["value"] == pytest.approx(math.exp(math.fsum(audit["row"]["nll"]) / sum(audit["row"]["tokens"])),
+                                             rel=1e-9)
         rows = audit["paper"]["nll"]
         assert paper["value"] == pytest.approx(math.exp(sum(rows) / len(rows)), rel=1e-9)
-        for record, unit, count in ((token, "window", len(units["nll"])), (paper, "test row", len(rows))):
-            interval = record["interval"]
-            assert interval["low"] < record["value"] < interval["high"] and interval["level"] == boot["level"]
+        articles = len(audit["token_article"]["nll"])
+        assert articles == len(set(units["article"])) >= 2
+        for interval, value, unit, count in ((token["interval"], token["value"], "article", articles),
+                                             (token["details"]["interval_by_window"], token["value"], "window",
+                                              len(units["nll"])),
+                                             (row["interval"], row["value"], "article", articles),
+                                             (paper["interval"], paper["value"], "test row", len(rows))):
+            assert interval["low"] <= value <= interval["high"] and interval["level"] == boot["level"]
             assert f"{count} {unit}s" in interval["method"] and f"{boot['replicates']} resamples" in interval["method"]
-    for protocol in ("paper", "token"):
+    for protocol in ("paper", "token", "row"):
         change = read_metric(test_run / f"results/metrics/comparison/perplexity_change_percent_{protocol}.json")
         assert change["interval"]["low"] < change["value"] < change["interval"]["high"]
         assert "paired" in change["interval"]["method"]
@@ -285,18 +299,25 @@ def test_every_perplexity_and_perplexity_change_carries_its_test_set_interval(te
 
 
 def test_a_perplexity_changes_interval_is_recomputed_from_the_audit_files_alone(test_run):
-    """The token-level change's interval, rebuilt here with numpy from nothing but the two audit files and the
-    bootstrap settings (the same resample of windows for both models, the change per resample, its central 95%)."""
+    """The token-level change's intervals, rebuilt here with numpy from nothing but the two audit files and the
+    bootstrap settings: by article (the windows summed per article, the same resample of articles for both models)
+    and by window (details.interval_by_window); the change per resample, its central 95%."""
     import numpy as np
     boot = TEST_CONFIG["evaluation"]["bootstrap"]
     audits = {m: json.loads((test_run / f"results/eval/{m}/perplexity_audit.json").read_text())["token"]
               for m in ("full", "qlora")}
-    windows = len(audits["full"]["nll"])
     assert audits["full"]["tokens"] == audits["qlora"]["tokens"]  # the same windows, scored by both
-    rows = np.random.default_rng(boot["seed"]).integers(0, windows, size=(boot["replicates"], windows))
-    ppl = {m: np.exp(np.asarray(a["nll"])[rows].sum(1) / np.asarray(a["tokens"], dtype=float)[rows].sum(1))
-           for m, a in audits.items()}
-    tail = 100 * (1 - boot["level"]) / 2
-    expected = np.percentile(100 * (ppl["qlora"] / ppl["full"] - 1), [tail, 100 - tail])
+    assert audits["full"]["article"] == audits["qlora"]["article"]
+    order = list(dict.fromkeys(audits["full"]["article"]))
+    owner = np.array([order.index(a) for a in audits["full"]["article"]])
+    by_article = {m: {k: np.bincount(owner, weights=np.asarray(a[k], dtype=float)) for k in ("nll", "tokens")}
+                  for m, a in audits.items()}
+    by_window = {m: {k: np.asarray(a[k], dtype=float) for k in ("nll", "tokens")} for m, a in audits.items()}
     change = read_metric(test_run / "results/metrics/comparison/perplexity_change_percent_token.json")
-    assert (change["interval"]["low"], change["interval"]["high"]) == pytest.approx(tuple(expected), rel=1e-9)
+    tail = 100 * (1 - boot["level"]) / 2
+    for units, interval in ((by_article, change["interval"]), (by_window, change["details"]["interval_by_window"])):
+        count = len(units["full"]["nll"])
+        rows = np.random.default_rng(boot["seed"]).integers(0, count, size=(boot["replicates"], count))
+        ppl = {m: np.exp(u["nll"][rows].sum(1) / u["tokens"][rows].sum(1)) for m, u in units.items()}
+        expected = np.percentile(100 * (ppl["qlora"] / ppl["full"] - 1), [tail, 100 - tail])
+        assert (interval["low"], interval["high"]) == pytest.approx(tuple(expected), rel=1e-9)

@@ -334,7 +334,7 @@ def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: fl
 def median_interval(a: dict, b: dict, fn) -> dict | None:
     """The bootstrap interval of fn(a, b) for two medians of separate runs, each resampled on its own from the
     samples its file carries (details.bootstrap.samples); None unless both are such medians."""
-    boot_a, boot_b = (r.get("details", {}).get(bootstrap_key) for r in (a, b))
+    boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
     if not boot_a or not boot_b or boot_a.get("statistic") != "median" or boot_b.get("statistic") != "median":
         return None
     same = ("replicates", "seed", "level", "unit")

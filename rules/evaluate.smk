@@ -166,7 +166,9 @@ rule perplexity:
         bootstrap=config["evaluation"]["bootstrap"],
         init=config["model"]["init"],
         metrics=declared_metrics,
-    threads: config["threads"]
+    # every core: not timed, but nothing else can start beside it on a small machine (the timed jobs wait for every
+    # core), so one thread would leave the others idle
+    threads: TIMED_JOB_THREADS
     resources:
         mem_mb=8000,
         gpu=config["gpus"],

@@ -122,9 +122,11 @@ def per_row(model, tokenizer, texts: list[str], max_length: int, stride: int, ba
             windows.append((window, targets))
             owner.append(i)
     row_nll, row_tokens = dict.fromkeys(rows, 0.0), dict.fromkeys(rows, 0)
-    for i, (nll, n) in zip(owner, _score_windows(model, windows, batch_size)):
-        row_nll[i] += nll
-        row_tokens[i] += n
+    by_length = sorted(range(len(windows)), key=lambda k: len(windows[k][0]))  # batches of like lengths pad little
+    scores = _score_windows(model, [windows[k] for k in by_length], batch_size)
+    for k, (nll, n) in zip(by_length, scores):
+        row_nll[owner[k]] += nll
+        row_tokens[owner[k]] += n
     nll_sum, scored = math.fsum(row_nll.values()), sum(row_tokens.values())
     return {"perplexity": math.exp(nll_sum / scored), "scored_tokens": scored, "rows": len(rows),
             "windows": len(windows), "nll_sum": nll_sum, "row_index": rows,

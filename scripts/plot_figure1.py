@@ -5,8 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qrepro.metrics_io import MetricStore  # noqa: E402
-from qrepro.report.placeholders import CONTAMINATED_MARK  # noqa: E402
+from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821

@@ -7,8 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qrepro.derived import radar_name  # noqa: E402
-from qrepro.metrics_io import MetricStore  # noqa: E402
-from qrepro.report.placeholders import CONTAMINATED_MARK  # noqa: E402
+from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
 inp, out, p = snakemake.input, snakemake.output, snakemake.params  # noqa: F821

@@ -14,6 +14,8 @@ import jsonschema
 
 WORKFLOW_FILES = ("schemas/metric.schema.json",)  # read at run time (qrepro.dependencies)
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / WORKFLOW_FILES[0]
+# what the report writes after every number read from a file with contaminated: true (placeholders, tables, figures)
+CONTAMINATED_MARK = "†"
 _SCHEMA = None
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from qrepro.metrics_io import MetricStore
+from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore
 
 DASH = "—"
-# after every number read from a contaminated file (a timing whose every attempt observed outside load, or a value
-# derived from one); templates/prose.j2 (contamination_legend) says what it means
-CONTAMINATED_MARK = "†"
+# CONTAMINATED_MARK follows every number read from a contaminated file (a timing whose every attempt observed
+# outside load, or a value derived from one); templates/prose.j2 (contamination_legend) says what it means
 PLACEHOLDER = re.compile(r"\{(?:(?P<paper>paper:[a-z0-9_]+\|[a-z0-9+]+)|(?P<method>method:[a-z0-9_]+/[a-z0-9_]+)"
                          r"|(?P<details>details:[a-z0-9_]+/[a-z0-9_]+:[a-z0-9_]+)|(?P<reference>reference)"
                          r"|(?P<value>[a-z0-9_]+/[a-z0-9_]+\|[a-z0-9+]+))\}")

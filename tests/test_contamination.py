@@ -164,8 +164,8 @@ def test_a_claim_judged_on_a_contaminated_comparison_carries_the_mark():
     run = claims.Run("this run", m, cuda=False, gpu=None, paper_architecture=True, paper_recipe=True,
                      pretrained_paper_model=False, paper_data=False)
     run.facts = lambda: {}
-    claim = {"id": "slower", "judged_on": "architecture", "value": "training_slowdown_percent_total", "published": 100.0,
-             "published_text": "100.0", "rel_tolerance": 0.1, "evidence": "",
+    claim = {"id": "slower", "judged_on": "architecture", "value": "training_slowdown_percent_total",
+             "published": 100.0, "published_text": "100.0", "rel_tolerance": 0.1, "evidence": "",
              "direction": {"sign": "positive", "comparisons": {"training_slowdown_percent_total": "total",
                                                                "training_slowdown_percent_per_step": "per step"}}}
     judged = claims.judge(claim, run, None)

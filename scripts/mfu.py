@@ -1,6 +1,6 @@
 """Rule mfu: model FLOPs utilization and achieved TFLOP/s, the paper's way and the correct way (Table 8).
 The files it reads are the catalogue's `reads` for the mfu group (paper/metrics.yaml), the rule's named inputs."""
-from qrepro.derived import mean_over_seeds, seed_values
+from qrepro.derived import mark_contaminated, mean_over_seeds, seed_values
 from qrepro.evaluation.records import mfu_records
 from qrepro.metrics_io import read_metric, write_metrics
 from qrepro.runlog import log_to
@@ -23,4 +23,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         records = mean_over_seeds([mfu_records(flops, steps, train_time, step_time, peak["value"], peak["method"],
                                                peak["details"], sources, p.t4_peak_tflops)
                                    for steps, train_time, step_time in per_run], training_seeds, p.level)
-    write_metrics(p.metrics, records)
+    # an MFU computed from a contaminated time (or peak) is contaminated too
+    read = {inp.peak: peak, inp.steps: timed["steps"], inp.train_time: timed["train_time"],
+            inp.step_time: timed["step_time"]}
+    write_metrics(p.metrics, mark_contaminated(records, read))

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qrepro.metrics_io import MetricStore  # noqa: E402
+from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore  # noqa: E402
 from qrepro.runlog import log_to  # noqa: E402
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -40,10 +40,13 @@ with log_to(snakemake.log[0]):  # noqa: F821
         for offset, (label, index) in zip((-width / 2, width / 2), (("Standard FT", 0), ("QLoRA", 1))):
             values = [m.value(*keys[index]) for keys in groups.values()]
             errors = [spread(keys[index]) for keys in groups.values()]
+            marks = [CONTAMINATED_MARK if m.contaminated(*keys[index]) else "" for keys in groups.values()]
             bars = ax.bar(x + offset, values, width, label=label, yerr=errors if any(errors) else None, capsize=3)
-            ax.bar_label(bars, labels=[f"{v:,.3g}" for v in values], fontsize=8, padding=2)
+            ax.bar_label(bars, labels=[f"{v:,.3g}{mark}" for v, mark in zip(values, marks)], fontsize=8, padding=2)
         ax.set_xticks(x, list(groups))
-        ax.set_title(title)
+        # a panel that shows a contaminated number carries the mark (the legend: the caption, prose.j2)
+        tainted = any(m.contaminated(*key) for keys in groups.values() for key in keys)
+        ax.set_title(title + (f" {CONTAMINATED_MARK}" if tainted else ""))
         if log:
             ax.set_yscale("log")
     handles, labels = axes.flat[0].get_legend_handles_labels()

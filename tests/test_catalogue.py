@@ -254,9 +254,19 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert _render("device", "peak_flops", source="cuda", accelerator="H200", gpu="NVIDIA H200") == (
         "Peak for MFU: spec-sheet dense fp16/bf16 peak of H200 (NVIDIA H200).", False)
     measured, timing = _render("device", "peak_flops", source="measured", runs=9, size=2048, precision="fp32",
-                               threads=2, outside_load=True, outside_cores=0.42)
+                               threads=2, outside_load=True, outside_cores=0.42, training=False, attempts=3,
+                               reruns_allowed=2, threshold=0.1, contaminated=True)
     assert timing and measured.startswith("Peak for MFU: measured: the best of 9 timed runs of four 2048x2048 fp32 ")
-    assert measured.endswith("averaged 0.42 cores (details.observed_load), and the time includes its effect.")
+    assert "averaged 0.42 cores (details.observed_load), and the time includes its effect. Reruns (timing.reruns): " \
+           "a job whose observed outside load is above 0.1 cores (timing.outside_load_cores) redoes its timed work, " \
+           "up to 2 more time(s); this value is the kept attempt's" in measured
+    assert measured.endswith("CONTAMINATED: all 3 attempt(s) observed outside load, so the last is kept and marked, "
+                             "and so is every number computed from it. No interval: the best of its runs, one job.")
+    kept = dict(outliers=2, outlier_multiple=3, outlier_excess_s=1.5, outside_load=False, outside_cores=0.02,
+                training=True, reruns_allowed=2, threshold=0.1, contaminated=False)
+    assert "Attempt 2 was kept: the 1 before it observed outside load and were discarded" in \
+        _render("qlora", "train_time_s", attempts=2, **kept)[0]
+    assert "trains again from the same start" in _render("qlora", "train_time_s", attempts=1, **kept)[0]
     assert _render("full", "peak_train_memory_mb", cuda=True)[0].startswith(
         "Peak memory of trainer.train(): torch.cuda.max_memory_allocated during the block")
     padding = dict(samples=100, max_length=512, scored_tokens=51100, padding_tokens=40880, padding_percent=80.0)

@@ -47,10 +47,11 @@ def _context(reference: bool) -> dict:
              "precision": "fp16", "load_dtype": ODD}
     claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run", "interval": None,
              "direction": [{"comparison": ODD, "label": ODD, "value": 1.5, "unit": "%", "null": 0.0, "format": "f2", "outcome": "claimed direction",
-                            "source": "results/metrics/comparison/a.json", "interval": {"low": 1.0, "high": 2.0, "level": 0.95}},
+                            "source": "results/metrics/comparison/a.json", "interval": {"low": 1.0, "high": 2.0, "level": 0.95},
+                            "contaminated": True},
                            {"comparison": ODD, "label": ODD, "value": 1.5, "unit": "x", "null": 1.0, "format": "f2", "outcome": "no interval",
-                            "source": "results/metrics/comparison/b.json", "interval": None}],
-             "published_text": ODD, "statement": ODD}
+                            "source": "results/metrics/comparison/b.json", "interval": None, "contaminated": False}],
+             "published_text": ODD, "statement": ODD, "contaminated": True}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
              "reference": RUN_FACTS if reference else None}
     return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [claim],

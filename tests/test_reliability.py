@@ -87,7 +87,10 @@ def test_killed_training_resumes_from_its_last_checkpoint(test_run, tmp_path):
     for output in [*(killed / "results/metrics/full").glob("*.json"), *(killed / "results/models/full").glob("*"),
                    *(killed / "results/train/full").glob("*")]:
         output.unlink()
-    args = ["--configfile", "configs/test.yaml", "--cores", "1"]
+    # no reruns: a resumed attempt that observed outside load would otherwise be discarded and trained again from
+    # the start (tests/test_contamination.py tests that), and this test is about the resume
+    (killed / "noreruns.yaml").write_text("timing:\n  reruns: 0\n")
+    args = ["--configfile", "configs/test.yaml", "noreruns.yaml", "--cores", "1"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     job = subprocess.Popen([sys.executable, "-m", "snakemake", *args, TARGET], cwd=killed, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -165,7 +165,19 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
         s, q = m.value(*point.s), m.value(*point.q)
         out[point.name] = dict(value=point.value(s, q), inputs=[m.paths[point.s], m.paths[point.q]],
                                details={"formula": point.formula_text, "s": s, "q": q})
-    return out
+    return mark_contaminated(out, {m.paths[k]: record for k, record in m.records.items()})
+
+
+def mark_contaminated(records: dict[str, dict], read: dict[str, dict]) -> dict[str, dict]:
+    """A derived value is contaminated when any file it read is (`contaminated` in the file: every attempt of a
+    timing observed outside load): such a record gets contaminated=True and the files in
+    details.contaminated_inputs. read maps each path a record may name in its inputs to that file's content."""
+    for record in records.values():
+        tainted = sorted({str(path) for path in record["inputs"] if read.get(str(path), {}).get("contaminated")})
+        if tainted:
+            record["contaminated"] = True
+            record["details"] = {**record.get("details", {}), "contaminated_inputs": tainted}
+    return records
 
 
 def audit_files(boot: dict) -> list[str]:
@@ -265,8 +277,12 @@ def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], leve
               f"details seed {seeds[0]}'s). "
               + (f"Each run: {first['method']}" if one_method else
                  f"Seed {seeds[0]}'s run (the others' methods differ in what they observed): {first['method']}"))
+    tainted = [seed for seed, record in zip(seeds, records) if record.get("contaminated")]
+    if tainted:  # a mean over runs one of which is contaminated is contaminated
+        details["contaminated_seeds"] = tainted
     return dict(metric=first["metric"], scope=first["scope"], value=value, unit=first["unit"], method=method,
-                inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary)
+                inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary,
+                contaminated=bool(tainted))
 
 
 # what a timed metric's details say of its run, merged over the seeds' runs (merged_run_facts), in words

@@ -94,3 +94,62 @@ def combined(segments: list[dict], threshold_cores: float) -> dict:
             "segments": segments,
             "how": segments[-1]["how"] + "; summed over the processes of a resumed run (segments), each observed "
                                          "up to the checkpoint the next one resumed from"}
+
+
+class PlantedLoad:
+    """A busy child process spinning on one core while the block runs (`with PlantedLoad(on): ...`): the outside
+    load the reruns exist for, planted on purpose (config timing.plant_busy_attempts, for tests). Off: nothing."""
+
+    SPIN = "while True:\n    pass\n"
+
+    def __init__(self, on: bool):
+        self.on = on
+        self._process = None
+
+    def __enter__(self) -> "PlantedLoad":
+        if self.on:
+            import subprocess
+            import sys
+
+            self._process = subprocess.Popen([sys.executable, "-c", self.SPIN])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
+
+def attempt_entry(attempt: int, observed: dict, planted: bool, **values) -> dict:
+    """What one attempt of a timed job leaves in its files (details.attempts): its observed load and its values."""
+    return {"attempt": attempt, "outside_cores_mean": observed["outside_cores_mean"],
+            "threshold_cores": observed["threshold_cores"], "outside_load_observed": observed["outside_load_observed"],
+            "planted_busy_process": planted, **values}
+
+
+def redo_while_loaded(work, timing: dict, plant: bool = True):
+    """Run a timed job's work until an attempt observes no outside load, at most 1 + timing.reruns times.
+
+    work(attempt) runs the timed work once (attempt 1, 2, ...) and returns (result, observation, values): its
+    result, its MachineLoad observation (report()) and the values its files show (kept per attempt). Returns the
+    last attempt's result and the rerun record: every attempt (attempt_entry), how many reruns were allowed, and
+    whether the kept attempt is contaminated (every attempt observed outside load). With plant (rank 0 of a job),
+    the first timing.plant_busy_attempts attempts run beside a planted busy process (PlantedLoad)."""
+    allowed = timing["reruns"]
+    attempts = []
+    for attempt in range(1, allowed + 2):
+        planted = plant and attempt <= timing.get("plant_busy_attempts", 0)
+        with PlantedLoad(planted):
+            result, observed, values = work(attempt)
+        attempts.append(attempt_entry(attempt, observed, planted, **values))
+        if not observed["outside_load_observed"]:
+            break
+        if attempt <= allowed:
+            print(f"attempt {attempt}: outside load {observed['outside_cores_mean']:.2f} cores, above the "
+                  f"{observed['threshold_cores']}-core threshold: redoing the timed work ({allowed - attempt + 1} "
+                  "rerun(s) left)")
+    contaminated = attempts[-1]["outside_load_observed"]
+    if contaminated:
+        print(f"every one of {len(attempts)} attempt(s) observed outside load: the last one is kept, marked "
+              "contaminated")
+    return result, {"attempts": attempts, "reruns_allowed": allowed, "contaminated": contaminated}

@@ -14,6 +14,8 @@ import jsonschema
 
 WORKFLOW_FILES = ("schemas/metric.schema.json",)  # read at run time (qrepro.dependencies)
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / WORKFLOW_FILES[0]
+# what the report writes after every number read from a file with contaminated: true (placeholders, tables, figures)
+CONTAMINATED_MARK = "†"
 _SCHEMA = None
 
 
@@ -30,8 +32,10 @@ def _schema() -> dict:
 
 def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
                   inputs: Iterable[str], timing: bool = False, details: dict | None = None,
-                  interval: dict | None = None, seeds: dict | None = None) -> dict:
-    """One metric file's content; scope is its folder under results/metrics/ (full, qlora, comparison, ...)."""
+                  interval: dict | None = None, seeds: dict | None = None, contaminated: bool = False) -> dict:
+    """One metric file's content; scope is its folder under results/metrics/ (full, qlora, comparison, ...).
+    contaminated: a timing every attempt of which observed outside load, or a value derived from one (the field is
+    written only when true)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"metric {metric} ({scope}) is not finite: {value}")
     record = {
@@ -49,6 +53,8 @@ def metric_record(metric: str, scope: str, value: Any, unit: str, method: str,
         record["interval"] = interval
     if seeds:
         record["seeds"] = seeds
+    if contaminated:
+        record["contaminated"] = True
     jsonschema.validate(record, _schema())
     return record
 
@@ -117,7 +123,7 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
     complete = {}  # every record is built and validated before the first file is written
     for name, record in records.items():
         path, spec = by_name[name]
-        unknown = set(record) - {"value", "inputs", "details", "interval", "seeds", "method_fields"}
+        unknown = set(record) - {"value", "inputs", "details", "interval", "seeds", "method_fields", "contaminated"}
         if unknown:
             raise ValueError(f"metric {name}: {sorted(unknown)} come from the catalogue, not from the job")
         if not {"value", "inputs"} <= set(record):
@@ -137,7 +143,7 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
                       f"in seeds.values. {method}")
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], method,
                                        record["inputs"], timing, record.get("details"), record.get("interval"),
-                                       record.get("seeds"))
+                                       record.get("seeds"), bool(record.get("contaminated")))
     written = [write_record(path, record) for path, record in complete.items()]
     print(f"wrote {len(complete)} metric file(s): {', '.join(complete)}")  # in the job's log
     return written
@@ -169,6 +175,10 @@ class MetricStore:
 
     def record(self, scope: str, metric: str) -> dict:
         return self.records[(scope, metric)]
+
+    def contaminated(self, scope: str, metric: str) -> bool:
+        """Whether the file is marked contaminated (schemas/metric.schema.json): the report marks its number."""
+        return bool(self.records[(scope, metric)].get("contaminated"))
 
 
 def sha256(path: str | Path) -> str:

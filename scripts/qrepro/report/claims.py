@@ -80,7 +80,8 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
     verdict = NOT_COMPARABLE if run is None else verdict_for(value, interval, claim["published"],
                                                                claim["rel_tolerance"])
     return {**claim, "reproduced_value": value, "reproduced_text": as_precise_as(value, claim["published_text"]),
-            "interval": interval, "deviation": deviation, "verdict": verdict,
+            "interval": interval, "contaminated": bool(record.get("contaminated")),  # the report marks its value
+            "deviation": deviation, "verdict": verdict,
             "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label,
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
@@ -106,6 +107,7 @@ def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
         outcome = "claimed direction" if above == (sign == "positive") else "opposite direction"
     return {"comparison": comparison, "value": record["value"], "unit": record["unit"], "interval": interval,
             "null": null, "outcome": outcome, "source": m.paths[("comparison", comparison)],
+            "contaminated": bool(record.get("contaminated")),
             "format": f"f{distinct_decimals([interval['low'], interval['high']], null) if interval else 2}"}
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from qrepro.metrics_io import MetricStore
+from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore
 
 DASH = "—"
+# CONTAMINATED_MARK follows every number read from a contaminated file (a timing whose every attempt observed
+# outside load, or a value derived from one); templates/prose.j2 (contamination_legend) says what it means
 PLACEHOLDER = re.compile(r"\{(?:(?P<paper>paper:[a-z0-9_]+\|[a-z0-9+]+)|(?P<method>method:[a-z0-9_]+/[a-z0-9_]+)"
                          r"|(?P<details>details:[a-z0-9_]+/[a-z0-9_]+:[a-z0-9_]+)|(?P<reference>reference)"
                          r"|(?P<value>[a-z0-9_]+/[a-z0-9_]+\|[a-z0-9+]+))\}")
@@ -55,6 +57,18 @@ class Values:
     def __init__(self, m: MetricStore):
         self.m = m
 
+    def mark_symbol(self) -> str:
+        """The contamination mark itself (for the legend, and for numbers the prose gets from elsewhere: claims)."""
+        return CONTAMINATED_MARK
+
+    def mark(self, key: str) -> str:
+        """The contamination mark when the file is contaminated, else nothing: it follows the number."""
+        return CONTAMINATED_MARK if self._record(key).get("contaminated") else ""
+
+    def contaminated_files(self) -> list[str]:
+        """Every contaminated file among those given, by path (the legend is shown only when there is one)."""
+        return sorted(path for key, path in self.m.paths.items() if self.m.records[key].get("contaminated"))
+
     def _record(self, key: str) -> dict:
         return self.m.record(*key.split("/"))
 
@@ -70,11 +84,11 @@ class Values:
 
     def f(self, key: str, kind: str, scale: float = 1) -> str:
         value = self._value(key)
-        return fmt(value * scale if scale != 1 else value, kind)
+        return fmt(value * scale if scale != 1 else value, kind) + self.mark(key)
 
     def size(self, key: str, kind: str) -> str:
         """The magnitude of a signed number; its sign is said in words (word)."""
-        return fmt(abs(self._value(key)), kind)
+        return fmt(abs(self._value(key)), kind) + self.mark(key)
 
     def word(self, key: str, above: str, below: str, same: str = "no different from") -> str:
         return direction(self._value(key), above, below, same)

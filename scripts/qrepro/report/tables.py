@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from qrepro.report.placeholders import DASH, fill, fmt
+from qrepro.report.placeholders import CONTAMINATED_MARK, DASH, fill, fmt
 from qrepro.metrics_io import MetricStore
 
 
@@ -25,10 +25,15 @@ class Cell:
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
     interval: tuple[float, float] | None = None  # the file's uncertainty interval (low, high), shown after the value
     seeds: tuple[float, int] | None = None  # (sd, n) over training seeds where they differ: "mean ± sd (n=3)"
+    contaminated: bool = False     # the file is marked contaminated: the value, and its ratio, carry the mark
+
+    @property
+    def mark(self) -> str:
+        return CONTAMINATED_MARK if self.contaminated else ""
 
     def value_text(self) -> str:
-        """The value as shown, with the spread over training seeds when there are several."""
-        shown = fmt(self.value, self.kind)
+        """The value as shown (marked when contaminated), with the spread over training seeds when there are several."""
+        shown = fmt(self.value, self.kind) + self.mark
         return shown if self.seeds is None else f"{shown} ± {fmt(self.seeds[0], self.kind)} (n={self.seeds[1]})"
 
     def interval_text(self) -> str:
@@ -75,7 +80,8 @@ class Table:
                     ratio = cell.ratio(paper)
                     values = [show("reproduced", cell, cell.text(), published),
                               show("paper", cell, paper_text(published), published) if published else DASH,
-                              show("ratio", cell, f"{ratio:.3g}×", published) if ratio is not None else DASH]
+                              show("ratio", cell, f"{ratio:.3g}×{cell.mark}", published) if ratio is not None
+                              else DASH]
                 for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
                     data[(column, sub)].append(text)
         # a column whose cells no paper value stands beside shows the reproduced values alone
@@ -98,7 +104,7 @@ class Table:
                 lines.append({"table": self.number, "row": label, "column": column, "reproduced": cell.value,
                               "interval_low": low, "interval_high": high, "seeds_sd": sd, "seeds_n": n,
                               "paper": published["value"] if published else None, "ratio": cell.ratio(paper),
-                              "paper_id": cell.paper_id, "source": cell.source})
+                              "paper_id": cell.paper_id, "source": cell.source, "contaminated": cell.contaminated})
         return pd.DataFrame(lines)
 
 
@@ -150,7 +156,12 @@ def cell(spec: str, sources: Sources) -> Cell:
         detail += f" Training seeds {spread['seeds']}: values {spread['values']}, sd {spread['sd']!r}."
     elif "seeds" in record:
         detail += f" The same in all {record['seeds']['n']} training seeds."
-    return Cell(value, kind, path, pid, detail, interval, seeds)
+    contaminated = bool(record.get("contaminated"))
+    if contaminated:
+        detail += (" Contaminated: every attempt observed outside load"
+                   + (f" (from {', '.join(record['details']['contaminated_inputs'])})"
+                      if "contaminated_inputs" in record.get("details", {}) else "") + ".")
+    return Cell(value, kind, path, pid, detail, interval, seeds, contaminated)
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -197,7 +208,7 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
     from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
-        value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind))}}}"
+        value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind) + cell.mark)}}}"
         # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
         lines = [value]
         if cell.seeds is not None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qrepro import SCRIPTS_DIR
 from qrepro.data.tokenizer import finish
 from qrepro import uncertainty
 from qrepro.dependencies import library_files
-from qrepro.load import MachineLoad, combined
+from qrepro.load import MachineLoad, combined, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
 from qrepro.runlog import alone_evidence, package_versions
@@ -85,15 +87,98 @@ def launch(job: FinetuneJob) -> None:
     subprocess.run(accelerate_command(num_processes, str(spec)), check=True)
 
 
+def rank_zero_view(value):
+    """Rank 0's value on every rank (one process: the value itself): so that all ranks decide a rerun alike."""
+    if world_size() == 1:
+        return value
+    import torch.distributed as dist
+
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def fresh_start(checkpoint_dir: str) -> None:
+    """Remove a discarded attempt's checkpoints, so that the next attempt trains from the start, not resumes it."""
+    import shutil
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        for checkpoint in Path(checkpoint_dir).glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@dataclass
+class Attempt:
+    """One training of the job from its start (or its resumed checkpoint), and what was observed meanwhile."""
+    trainer: Any
+    model: Any
+    timer: StepTimer
+    memory: PeakMemory
+    run_times: dict
+    this_run: list[dict]
+    observed: dict
+
+
+def train_once(job: FinetuneJob, setup: dict, attempt: int) -> tuple[Attempt, dict, dict]:
+    """Train once from the same start (the base model, the seed; a later attempt after fresh_start), observing the
+    machine meanwhile: redo_while_loaded's work. Returns the attempt, its observation and its values."""
+    from transformers import DataCollatorForLanguageModeling, Trainer
+
+    p, inp = job.params, job.input
+    processes = world_size()
+    if attempt > 1:
+        fresh_start(p.checkpoint_dir)
+    seed_everything(p.seed)
+    model = variants.build(job.variant, inp.base_model, p.hp, setup["precision"], setup["cuda"])
+    args = training_arguments(p.checkpoint_dir, p.hp, p.shared, setup["precision"], setup["cuda"], p.seed, processes)
+    memory = PeakMemory(setup["cuda"])
+    rank = int(os.environ.get("RANK", "0"))
+    threshold = p.timing["outside_load_cores"]
+    load = MachineLoad()
+    # what a checkpoint keeps of this process, for a run resumed from it: with one process, the machine's load so
+    # far too (with several, only rank 0 reports, and the other ranks' CPU time is not known to it)
+    timer = StepTimer(setup["cuda"], memory, lambda: {"rank": rank, "threads": job.threads // processes,
+                                                      **alone_evidence(job.threads, job.scheduler_cores),
+                                                      **({"observed_load": load.so_far(threshold)}
+                                                         if processes == 1 else {})})
+    trainer = Trainer(model=model, args=args, train_dataset=setup["train"], eval_dataset=setup["eval"],
+                      data_collator=DataCollatorForLanguageModeling(setup["tokenizer"], mlm=False),
+                      callbacks=[timer, PaperEvaluationSchedule()])
+    with load:
+        run_times = train(trainer, timer, memory)
+    print(f"trained {job.variant} (attempt {attempt}): {run_times}")
+    # what every rank reports about itself (its memory peak, that it ran alone, its CPU time, its own step times):
+    # rank 0 writes it
+    rank_steps = step_time_summary(timer.durations, p.shared["step_time_warmup"], p.timing["step_outlier_multiple"],
+                                   tuple(timer.restart_steps)) \
+        if processes > 1 else None
+    if rank_steps:
+        rank_steps.pop("timed_step_durations_s")  # rank 0's are in step_time_s; each rank keeps its summary
+    this_run = gather_reports({**timer.processes()[-1], "cpu_s": load.process_cpu_s(), "step_time": rank_steps})
+    # what the machine did meanwhile (this process's part of the run): every rank's CPU time counts as the job's
+    observed = load.report(threshold, timed_cpu_s=sum(r["cpu_s"] for r in this_run), timed_processes=len(this_run))
+    # a resumed run: the earlier processes' observations up to their checkpoint count too
+    observed = rank_zero_view(combined([proc["observed_load"] for proc in timer.earlier if "observed_load" in proc]
+                                       + [observed], threshold))
+    median = step_time_summary(timer.durations, p.shared["step_time_warmup"], p.timing["step_outlier_multiple"],
+                               tuple(timer.restart_steps))["median_s"]
+    values = {"train_time_s": run_times["wall_s"], "step_time_s": median, "steps": trainer.state.global_step,
+              "resumed_from": run_times["resumed_from"]}
+    return Attempt(trainer, model, timer, memory, run_times, this_run, observed), observed, values
+
+
 def run(job: FinetuneJob) -> None:
     from datasets import load_from_disk
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
+    from transformers import AutoTokenizer
 
     p, inp, out = job.params, job.input, job.output
     variant = job.variant
     processes = world_size()
     set_threads(job.threads // processes)  # the job's cores, shared by its processes
-    seed_everything(p.seed)
     cuda, precision = device_and_precision(p.shared["precision"])
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
     data = load_from_disk(inp.tokenized)
@@ -106,33 +191,14 @@ def run(job: FinetuneJob) -> None:
     estimate = resources.estimate_for_job(inp.base_model, variant, p.hp, p.max_length)
     resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
     print(f"memory estimate: {estimate}")
-    model = variants.build(variant, inp.base_model, p.hp, precision, cuda)
-    args = training_arguments(p.checkpoint_dir, p.hp, p.shared, precision, cuda, p.seed, processes)
-    memory = PeakMemory(cuda)
     alone_evidence(job.threads, job.scheduler_cores)  # refuses at once a local job that would not run alone
-    rank = int(os.environ.get("RANK", "0"))
-    threshold = p.timing["outside_load_cores"]
-    load = MachineLoad()
-    # what a checkpoint keeps of this process, for a run resumed from it: with one process, the machine's load so
-    # far too (with several, only rank 0 reports, and the other ranks' CPU time is not known to it)
-    timer = StepTimer(cuda, memory, lambda: {"rank": rank, "threads": job.threads // processes,
-                                             **alone_evidence(job.threads, job.scheduler_cores),
-                                             **({"observed_load": load.so_far(threshold)} if processes == 1 else {})})
-    trainer = Trainer(model=model, args=args, train_dataset=data["train"], eval_dataset=eval_data,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-                      callbacks=[timer, PaperEvaluationSchedule()])
-    with load:
-        run_times = train(trainer, timer, memory)
-    print(f"trained {variant}: {run_times}")
-    outlier_multiple = p.timing["step_outlier_multiple"]
-    # what every rank reports about itself (its memory peak, that it ran alone, its CPU time, its own step times):
-    # rank 0 writes it
-    rank_steps = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple,
-                                   tuple(timer.restart_steps)) \
-        if processes > 1 else None
-    if rank_steps:
-        rank_steps.pop("timed_step_durations_s")  # rank 0's are in step_time_s; each rank keeps its summary
-    this_run = gather_reports({**timer.processes()[-1], "cpu_s": load.process_cpu_s(), "step_time": rank_steps})
+    setup = {"cuda": cuda, "precision": precision, "tokenizer": tokenizer, "train": data["train"], "eval": eval_data}
+    # outside load above the threshold: train again from the same start, up to timing.reruns more times; the kept
+    # (last) attempt's model is the one saved, and every attempt's observation stays in the files
+    kept, reruns = redo_while_loaded(lambda attempt: train_once(job, setup, attempt), p.timing,
+                                     plant=int(os.environ.get("RANK", "0")) == 0)
+    trainer, model, timer, memory = kept.trainer, kept.model, kept.timer, kept.memory
+    run_times, this_run, observed = kept.run_times, kept.this_run, kept.observed
 
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, only rank 0 writes results
@@ -145,6 +211,7 @@ def run(job: FinetuneJob) -> None:
     steps = trainer.state.global_step
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
+    outlier_multiple = p.timing["step_outlier_multiple"]
     step_time = step_time_summary(timer.durations, p.shared["step_time_warmup"], outlier_multiple,
                                   tuple(timer.restart_steps))
     durations = step_time.pop("timed_step_durations_s")
@@ -153,34 +220,35 @@ def run(job: FinetuneJob) -> None:
         block=uncertainty.block_length(len(durations)))
     # earlier processes (up to a resumed checkpoint), then every rank of this run
     reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
-    # what the machine did meanwhile (this process's part of the run): every rank's CPU time counts as the job's
-    observed = load.report(threshold, timed_cpu_s=sum(r["cpu_s"] for r in this_run), timed_processes=len(this_run))
-    # a resumed run: the earlier processes' observations up to their checkpoint count too
-    observed = combined([proc["observed_load"] for proc in timer.earlier if "observed_load" in proc] + [observed],
-                        threshold)
     # every process that contributed steps must have run alone (runlog.alone_evidence): the scheduler's guarantee;
-    # observed_load: what the machine did, which no scheduler guarantees
-    alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed}
+    # observed_load: what the machine did, which no scheduler guarantees; attempts: every training of this job
+    alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed,
+             **reruns}
+    contaminated = reruns["contaminated"]
+    rerun_fields = {"attempts": len(reruns["attempts"]), "reruns_allowed": reruns["reruns_allowed"], "training": True,
+                    "threshold": p.timing["outside_load_cores"], "contaminated": contaminated}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
         "trainable_percent": dict(value=100.0 * trainable / total, inputs=[inp.base_model]),
-        "train_time_s": dict(value=run_times["wall_s"], inputs=sources,
+        "train_time_s": dict(value=run_times["wall_s"], inputs=sources, contaminated=contaminated,
                              details={**run_times, **alone, "step_outliers": step_time["outliers"],
                                       "step_outlier_excess_s": step_time["outlier_excess_s"]},
                              method_fields={"outside_load": observed["outside_load_observed"],
                                             "outside_cores": observed["outside_cores_mean"],
                                             "outliers": step_time["outlier_count"],
                                             "outlier_multiple": outlier_multiple,
-                                            "outlier_excess_s": step_time["outlier_excess_s"]}),
-        "time_per_step_s": dict(value=run_times["wall_s"] / steps, inputs=sources, details={"steps": steps, **alone}),
+                                            "outlier_excess_s": step_time["outlier_excess_s"], **rerun_fields}),
+        "time_per_step_s": dict(value=run_times["wall_s"] / steps, inputs=sources, contaminated=contaminated,
+                                details={"steps": steps, **alone}, method_fields=rerun_fields),
         "step_time_s": dict(value=step_time["median_s"], inputs=sources, interval=step_interval,
+                            contaminated=contaminated,
                             details={**step_time, **alone, "bootstrap": step_bootstrap,
                                      "timed_step_durations_s": durations},
                             method_fields={"warmup": step_time["warmup_steps_excluded"], "steps": steps,
                                            "restarts": step_time["restart_steps_excluded"],
-                                           "outlier_multiple": outlier_multiple}),
+                                           "outlier_multiple": outlier_multiple, **rerun_fields}),
         "train_steps": dict(value=steps, inputs=sources),
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),

@@ -38,7 +38,8 @@ class JobParams:
     hp: dict = field(metadata={"help": "config training.<variant>: the variant's hyperparameters."})
     shared: dict = field(metadata={"help": "config training without the variants: settings both variants share."})
     seed: int = field(metadata={"help": "config seed."})
-    timing: dict = field(metadata={"help": "config timing: the outside-load threshold and the step-outlier multiple."})
+    timing: dict = field(metadata={"help": "config timing: the outside-load threshold, the step-outlier multiple and "
+                                           "the reruns."})
     bootstrap: dict = field(metadata={"help": "config evaluation.bootstrap: the median step time's interval."})
     max_length: int = field(metadata={"help": "config data.max_length (sequence length of the memory estimate)."})
     metrics: dict = field(metadata={"help": "The rule's `metrics` param (catalogue.declared): each metric file the job "

@@ -74,7 +74,14 @@ def slurm_controller() -> str | None:
     return None
 
 
+# fixtures that build a whole DAG: a test that uses one is slow whether or not it says so
+WHOLE_RUN_FIXTURES = {"test_run", "run_copy"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if WHOLE_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     scaleout = [item for item in items if item.get_closest_marker("scaleout")]
     reason = slurm_controller() if scaleout else None
     for item in scaleout if reason else []:

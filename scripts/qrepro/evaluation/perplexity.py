@@ -62,8 +62,12 @@ def _score_windows(model, windows: list[tuple[torch.Tensor, torch.Tensor]], batc
         for row, (window_ids, window_targets) in enumerate(group):
             ids[row, :len(window_ids)], targets[row, :len(window_ids)] = window_ids, window_targets
             mask[row, :len(window_ids)] = 1
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, :-1].float()
-        shifted = targets[:, 1:].to(logits.device)  # the model predicts position t from positions < t
+        # logits only from the first position that predicts a scored target on (context positions need none)
+        scored_at = (targets[:, 1:] != -100).nonzero()[:, 1]  # position 0 is never a target
+        keep = width - int(scored_at.min()) if len(scored_at) else 1
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                       logits_to_keep=keep).logits[:, :-1].float()
+        shifted = targets[:, width - keep + 1:].to(logits.device)  # the model predicts position t from positions < t
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), shifted, ignore_index=-100, reduction="none")
         out += list(zip(nll.sum(dim=1).tolist(), (shifted != -100).sum(dim=1).tolist()))
     return out

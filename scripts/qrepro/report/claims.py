@@ -86,8 +86,19 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]],
+            "value_label": claim.get("value_label"),
+            "shown_with": [shown_value(shown.metrics, name, label, claim["published_text"])
+                           for name, label in claim.get("shown_with", {}).items()],
             "direction": [{**direction_evidence(shown.metrics, name, claim["direction"]["sign"]), "label": label}
                           for name, label in claim.get("direction", {}).get("comparisons", {}).items()]}
+
+
+def shown_value(m: MetricStore, comparison: str, label: str, published_text: str) -> dict:
+    """A comparison file the claims table shows beside the judged value, labelled, without judging it."""
+    record = m.record("comparison", comparison)
+    return {"label": label, "comparison": comparison, "value": record["value"], "unit": record["unit"],
+            "text": as_precise_as(record["value"], published_text),
+            "interval": record.get("interval"), "source": m.paths[("comparison", comparison)]}
 
 
 def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:

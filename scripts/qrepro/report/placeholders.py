@@ -105,6 +105,17 @@ class Values:
             return ", ".join(map(str, value))
         return fmt(value * scale if scale != 1 else value, kind)
 
+    def nested_value(self, key: str, entry: str):
+        """A value deeper in the file's details: entry "observed_load.outside_cores_mean"."""
+        value = self._record(key)["details"]
+        for part in entry.split("."):
+            value = value[part]
+        return value
+
+    def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> str:
+        value = self.nested_value(key, entry)
+        return fmt(value * scale if scale != 1 else value, kind)
+
 
 class PaperValues:
     """The paper's own numbers for the prose: pv.f("t10_change", "+f2") is paper/paper_values.yaml's t10_change."""

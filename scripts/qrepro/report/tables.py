@@ -12,8 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title, ratio_title
 from qrepro.report.placeholders import DASH, fill, fmt
 from qrepro.metrics_io import MetricStore
+
+# the sub-columns under each column: the reproduced value, the paper's, a value only the authors' notebook printed
+# (paper/paper_values.yaml, table "notebook"), and reproduced / published
+SUBCOLUMNS = ("Reproduced", "Paper", "Notebook", "Ratio")
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Cell:
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
     interval: tuple[float, float] | None = None  # the file's uncertainty interval (low, high), shown after the value
     seeds: tuple[float, int] | None = None  # (sd, n) over training seeds where they differ: "mean ± sd (n=3)"
+    record: dict | None = None     # the metric file's record (None for a hyperparameter)
+    withheld: str | None = None    # why a paper value named in the catalogue does not stand beside this one
 
     def value_text(self) -> str:
         """The value as shown, with the spread over training seeds when there are several."""
@@ -63,21 +70,22 @@ class Table:
         show = show or (lambda role, cell, text, published: text)
         data = {}
         for column in self.columns:
-            for sub in ("Reproduced", "Paper", "Ratio"):
+            for sub in SUBCOLUMNS:
                 data[(column, sub)] = []
         for _, cells in self.rows:
             for column in self.columns:
                 cell = cells.get(column)
-                if cell is None:
-                    values = [DASH, DASH, DASH]
-                else:
+                values = dict.fromkeys(SUBCOLUMNS, DASH)
+                if cell is not None:
                     published = paper.get(cell.paper_id) if cell.paper_id else None
                     ratio = cell.ratio(paper)
-                    values = [show("reproduced", cell, cell.text(), published),
-                              show("paper", cell, paper_text(published), published) if published else DASH,
-                              show("ratio", cell, f"{ratio:.3g}×", published) if ratio is not None else DASH]
-                for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
-                    data[(column, sub)].append(text)
+                    values["Reproduced"] = show("reproduced", cell, cell.text(), published)
+                    if published:
+                        values[published_column(published)] = show("paper", cell, paper_text(published), published)
+                    if ratio is not None:
+                        values["Ratio"] = show("ratio", cell, f"{ratio:.3g}×", published)
+                for sub in SUBCOLUMNS:
+                    data[(column, sub)].append(values[sub])
         # a column whose cells no paper value stands beside shows the reproduced values alone
         empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)
                  or key[1] == "Ratio" and not self.ratios]
@@ -98,7 +106,9 @@ class Table:
                 lines.append({"table": self.number, "row": label, "column": column, "reproduced": cell.value,
                               "interval_low": low, "interval_high": high, "seeds_sd": sd, "seeds_n": n,
                               "paper": published["value"] if published else None, "ratio": cell.ratio(paper),
-                              "paper_id": cell.paper_id, "source": cell.source})
+                              "paper_id": cell.paper_id,
+                              "published_by": published_column(published).lower() if published else None,
+                              "paper_withheld": cell.withheld, "source": cell.source})
         return pd.DataFrame(lines)
 
 
@@ -114,13 +124,37 @@ CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggre
                          r"|(?P<scope>\w+)/(?P<metric>\w+)(?:\*(?P<scale>[0-9.e+-]+))?)$")
 
 
-def cell(spec: str, sources: Sources) -> Cell:
-    """A Cell from its catalogue spec, "SOURCE|FORMAT[|PAPER_ID]" (see the header of the tables section)."""
+def published_column(entry: dict) -> str:
+    """Where a published value stands: under Paper, or under Notebook for one only the authors' notebook printed."""
+    return "Notebook" if entry["table"] == "notebook" else "Paper"
+
+
+def withheld_because(entry: dict, metrics: MetricStore, paper: dict) -> str | None:
+    """Why this run's number may not stand beside a paper value (its entry's beside_only_when), or None."""
+    condition = entry.get("beside_only_when")
+    if not condition:
+        return None
+    scope, metric = condition["file"].split("/")
+    wanted = paper[condition["equals"]]["value"] * condition["scale"]
+    found = metrics.record(scope, metric).get("details", {}).get(condition["details"]) \
+        if metrics.has(scope, metric) else None
+    if found is not None and abs(found - wanted) <= 1e-9 * abs(wanted):
+        return None
+    return (f"{condition['file']}: details.{condition['details']} = {found!r}, not {condition['equals']} x "
+            f"{condition['scale']:g} = {wanted!r}")
+
+
+def cell(spec: str, sources: Sources, paper: dict | None = None) -> Cell:
+    """A Cell from its catalogue spec, "SOURCE|FORMAT[|PAPER_ID]" (see the header of the tables section). A paper
+    value whose condition (beside_only_when) this run does not meet is withheld: no paper value, no ratio."""
     source, kind, *paper_id = spec.split("|")
     match = CELL_SOURCE.match(source)
     if match is None or len(paper_id) > 1:
         raise ValueError(f"table cell {spec!r}: not SOURCE|FORMAT[|PAPER_ID]")
     pid = paper_id[0] if paper_id else None
+    withheld = withheld_because(paper[pid], sources.metrics, paper) if pid and paper and pid in paper else None
+    if withheld:
+        pid = None
     if match["variant"]:
         value = sources.hyperparameters[match["variant"]].get(match["key"])
         if match["aggregate"] == "count":
@@ -135,8 +169,8 @@ def cell(spec: str, sources: Sources) -> Cell:
     if match["scale"] and isinstance(value, (int, float)):
         value = value * float(match["scale"])
     path = sources.metrics.paths[key]
-    shown = f" (shown × {match['scale']})" if match["scale"] else ""
-    detail = f"{path}: {record['value']!r} {record['unit']}{shown}. {record['method']}"
+    shown = f" Shown × {match['scale']}." if match["scale"] else ""
+    detail = metric_title(path, record) + shown
     interval = None
     if "interval" in record:
         bounds = record["interval"]
@@ -150,7 +184,9 @@ def cell(spec: str, sources: Sources) -> Cell:
         detail += f" Training seeds {spread['seeds']}: values {spread['values']}, sd {spread['sd']!r}."
     elif "seeds" in record:
         detail += f" The same in all {record['seeds']['n']} training seeds."
-    return Cell(value, kind, path, pid, detail, interval, seeds)
+    if withheld:
+        detail += f" No paper value beside it: {withheld}."
+    return Cell(value, kind, path, pid, detail, interval, seeds, record, withheld)
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -162,7 +198,7 @@ def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None
         label, cells, when = (row[0], row[1], None) if isinstance(row, list) else (row["label"], row["cells"],
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
-            rows.append((label, {column: cell(text, sources) for column, text in cells.items()}))
+            rows.append((label, {column: cell(text, sources, paper) for column, text in cells.items()}))
     return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
                  spec.get("ratios", True))
 
@@ -188,16 +224,19 @@ def paper_text(entry: dict) -> str:
     return f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def paper_detail(entry: dict) -> str:
-    return (f"paper/paper_values.yaml: {entry['id']} = {entry['value']} {entry['unit']} (paper's Table {entry['table']}, "
-            f"{entry['row']}, {entry['column']})")
+paper_detail = paper_title  # the one title of a paper value (qrepro.report.links)
+
+
+# a text cell longer than this many characters wraps in the PDF (an optimizer as it ran), so the table stays narrow
+WRAP_TEXT = 24
 
 
 def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
-    """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
+    """A cell in LaTeX: a reproduced value and a ratio link to the file (relative to report/, where the PDF is built);
+    a long text wraps."""
     from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
-        value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind))}}}"
+        value = latex_link(latex_escape(fmt(cell.value, cell.kind)), cell.source)
         # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
         lines = [value]
         if cell.seeds is not None:
@@ -208,21 +247,38 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
         if len(lines) > 1:
             stacked = r"\\".join(lines)
             return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{stacked}\end{{tabular}}"
-        return rf"\href{{../{cell.source}}}{{{latex_escape(text)}}}"
+        if isinstance(cell.value, str) and len(text) > WRAP_TEXT:
+            return latex_link(rf"\parbox[t]{{9em}}{{\raggedleft {latex_escape(text)}}}", cell.source)
+        return latex_link(latex_escape(text), cell.source)
+    if role == "ratio" and cell.source:
+        return latex_link(latex_escape(text), cell.source)
     return latex_escape(text)
 
 
 def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
-    """A cell in HTML: every number names its source on hover; a reproduced value links to its file, a paper value to
-    paper/paper_values.yaml, a ratio names both."""
-    from html import escape
+    """A cell in HTML, through the one link helper (qrepro.report.links): a reproduced value links to its file, titled
+    with its method and inputs; a paper value to paper/paper_values.yaml, titled with its entry; a ratio to the file
+    it divides, titled with the formula and the paper value's entry."""
     if role == "reproduced":
-        return f'<a class="num" href="../{escape(cell.source)}" title="{escape(cell.detail)}">{escape(text)}</a>'
+        return html_link(text, cell.source, cell.detail)
     if role == "paper":
-        return (f'<a class="num paper" href="../paper/paper_values.yaml" title="{escape(paper_detail(published))}">'
-                f"{escape(text)}</a>")
-    title = f"{cell.source} / paper value {published['id']} (paper/paper_values.yaml)"
-    return f'<span class="num" title="{escape(title)}">{escape(text)}</span>'
+        return html_link(text, PAPER_VALUES, paper_title(published), "num paper")
+    if cell.record is None:  # a hyperparameter: its file has no method
+        title = f"ratio = reproduced / published = {cell.value!r} / {published['value']!r}. {cell.detail}. " \
+                f"Published: {paper_title(published)}"
+    else:
+        title = ratio_title(cell.source, cell.record, cell.value, published, cell.ratio({published["id"]: published}))
+    return html_link(text, cell.source, title)
+
+
+# row labels longer than this wrap in a column of LABEL_WIDTH, so a table with long labels stays on a portrait page
+LONG_LABEL, LABEL_WIDTH = 36, r"0.27\linewidth"
+
+
+def label_column(table: Table) -> str:
+    """The LaTeX column of the row labels: as wide as the longest one, or a wrapping column for long ones."""
+    longest = max((len(label) for label, _ in table.rows), default=0)
+    return rf">{{\raggedright\arraybackslash}}p{{{LABEL_WIDTH}}}" if longest > LONG_LABEL else "l"
 
 
 def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_path: str) -> int:
@@ -231,7 +287,7 @@ def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_pa
     table.audit_frame(paper).to_csv(csv_path, index=False)
     latex = table.display_frame(paper, latex_cell)
     styler = latex.style.format(escape=None).format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * latex.shape[1])
+    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table) + "r" * latex.shape[1])
     with open(tex_path, "w") as handle:
         handle.write(tex)
     html_frame = table.display_frame(paper, html_cell)

@@ -18,6 +18,7 @@ from qrepro.dependencies import library_files
 from qrepro.load import MachineLoad, combined
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
+from qrepro.model.quant import cpu_4bit_kernel
 from qrepro.runlog import alone_evidence, package_versions
 from qrepro.runtime import claim_checkpoint_dir, device_and_precision, fingerprint, seed_everything, set_threads
 from qrepro.training import resources, variants
@@ -162,6 +163,7 @@ def run(job: FinetuneJob) -> None:
     # observed_load: what the machine did, which no scheduler guarantees
     alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
+    kernel = cpu_4bit_kernel(cuda)  # what bitsandbytes decided in this process about its CPU 4-bit matmul
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
@@ -185,6 +187,7 @@ def run(job: FinetuneJob) -> None:
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),
         "precision": dict(value=variants.precision_that_ran(trainer), inputs=[]),
+        "cpu_4bit_kernel": dict(value=kernel["status"], inputs=[], details=kernel),
         "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in reports), inputs=sources,
                                      method_fields={"cuda": cuda}, details={**memory.details, **alone}),
     })

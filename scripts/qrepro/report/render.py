@@ -122,6 +122,21 @@ class LinkedValues:
         scope, metric = key.split("/")
         return self._link(key, text, f"details.{entry}", self.values.m.record(scope, metric)["details"][entry])
 
+    def level(self, key: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.level(key), "interval.level",
+                          self.values.m.record(scope, metric)["interval"]["level"])
+
+    def count(self, key: str, entry: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.count(key, entry), f"details.{entry}",
+                          self.values.m.record(scope, metric)["details"][entry])
+
+    def listed(self, key: str, entry: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.listed(key, entry), f"details.{entry}",
+                          self.values.m.record(scope, metric)["details"][entry])
+
     def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> Markup:
         return self._link(key, self.values.nested(key, entry, kind, scale), f"details.{entry}",
                           self.values.nested_value(key, entry))
@@ -132,6 +147,9 @@ class LinkedPaperValues:
 
     def __init__(self, paper_values):
         self.paper_values = paper_values
+
+    def __getattr__(self, name):
+        return getattr(self.paper_values, name)
 
     def f(self, key: str, kind: str) -> Markup:
         return Markup(html_link(self.paper_values.f(key, kind), PAPER_VALUES, paper_title(self.paper_values.paper[key]),

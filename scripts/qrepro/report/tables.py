@@ -63,10 +63,11 @@ class Table:
     rows: list[tuple[str, dict[str, Cell]]]
     ratios: bool = True            # a Ratio column beside each paper column (a wide table may leave them out)
 
-    def display_frame(self, paper: dict, show=None) -> pd.DataFrame:
+    def display_frame(self, paper: dict, show=None, ratio_below: bool = False) -> pd.DataFrame:
         """The table as the report shows it: per column the reproduced value, the paper's (as the paper printed it)
         and their ratio. show(role, cell, text, published) writes a cell in the report's format (role: reproduced,
-        paper, ratio); by default as plain text."""
+        paper, ratio); by default as plain text. ratio_below: the ratio on a second line of the published value's
+        cell, not a column of its own (the PDF: a narrower table)."""
         show = show or (lambda role, cell, text, published: text)
         data = {}
         for column in self.columns:
@@ -84,13 +85,20 @@ class Table:
                         values[published_column(published)] = show("paper", cell, paper_text(published), published)
                     if ratio is not None:
                         values["Ratio"] = show("ratio", cell, f"{ratio:.3g}×", published)
+                    if ratio is not None and ratio_below:
+                        column_of = published_column(published)
+                        values[column_of] = stacked(values[column_of], values.pop("Ratio"))
+                        values["Ratio"] = DASH
                 for sub in SUBCOLUMNS:
                     data[(column, sub)].append(values[sub])
         # a column whose cells no paper value stands beside shows the reproduced values alone
         empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)
                  or key[1] == "Ratio" and not self.ratios]
-        frame = pd.DataFrame({key: values for key, values in data.items() if key not in empty},
-                             index=[label for label, _ in self.rows])
+        shown = {key: values for key, values in data.items() if key not in empty}
+        if ratio_below and self.ratios:  # the published column's header names the ratio below its values
+            shown = {(column, f"{sub} (ratio)" if sub != "Reproduced" and any(r"\scriptsize" in v for v in values)
+                      else sub): values for (column, sub), values in shown.items()}
+        frame = pd.DataFrame(shown, index=[label for label, _ in self.rows])
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         frame.index.name = None
         return frame
@@ -227,6 +235,11 @@ def paper_text(entry: dict) -> str:
 paper_detail = paper_title  # the one title of a paper value (qrepro.report.links)
 
 
+def stacked(published: str, ratio: str) -> str:
+    """A published value (LaTeX) with its ratio on a smaller second line."""
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{published}\\{{\scriptsize {ratio}}}\end{{tabular}}"
+
+
 # a text cell longer than this many characters wraps in the PDF (an optimizer as it ran), so the table stays narrow
 WRAP_TEXT = 24
 
@@ -272,22 +285,25 @@ def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
 
 
 # row labels longer than this wrap in a column of LABEL_WIDTH, so a table with long labels stays on a portrait page
-LONG_LABEL, LABEL_WIDTH = 36, r"0.27\linewidth"
+LONG_LABEL, LABEL_WIDTH = 36, 0.2
 
 
-def label_column(table: Table) -> str:
+def label_column(table: Table, value_columns: int) -> str:
     """The LaTeX column of the row labels: as wide as the longest one, or a wrapping column for long ones."""
     longest = max((len(label) for label, _ in table.rows), default=0)
-    return rf">{{\raggedright\arraybackslash}}p{{{LABEL_WIDTH}}}" if longest > LONG_LABEL else "l"
+    if longest <= LONG_LABEL:
+        return "l"
+    width = max(LABEL_WIDTH, min(0.5, 1 - 0.12 * value_columns))
+    return rf">{{\raggedright\arraybackslash}}p{{{width:.2f}\linewidth}}"
 
 
 def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_path: str) -> int:
     """The table as CSV (audit: every value with its source and paper value), LaTeX and HTML; returns the number of
     value columns shown (the LaTeX template puts a wide table on a landscape page)."""
     table.audit_frame(paper).to_csv(csv_path, index=False)
-    latex = table.display_frame(paper, latex_cell)
+    latex = table.display_frame(paper, latex_cell, ratio_below=True)
     styler = latex.style.format(escape=None).format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table) + "r" * latex.shape[1])
+    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table, latex.shape[1]) + "r" * latex.shape[1])
     with open(tex_path, "w") as handle:
         handle.write(tex)
     html_frame = table.display_frame(paper, html_cell)

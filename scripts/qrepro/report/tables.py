@@ -73,6 +73,7 @@ class Table:
         for column in self.columns:
             for sub in SUBCOLUMNS:
                 data[(column, sub)] = []
+        below_ratio = set()  # the (column, sub) whose cells hold a ratio below the published value
         for _, cells in self.rows:
             for column in self.columns:
                 cell = cells.get(column)
@@ -85,9 +86,12 @@ class Table:
                         values[published_column(published)] = show("paper", cell, paper_text(published), published)
                     if ratio is not None:
                         values["Ratio"] = show("ratio", cell, f"{ratio:.3g}×", published)
-                    if ratio is not None and ratio_below:
+                    if ratio is not None and ratio_below and self.ratios:
                         column_of = published_column(published)
-                        values[column_of] = stacked(values[column_of], values.pop("Ratio"))
+                        below_ratio.add((column, column_of))
+                        below = values.pop("Ratio")
+                        values[column_of] = stacked(values[column_of], below) if show is latex_cell else \
+                            f"{values[column_of]} ({below})"
                         values["Ratio"] = DASH
                 for sub in SUBCOLUMNS:
                     data[(column, sub)].append(values[sub])
@@ -96,8 +100,8 @@ class Table:
                  or key[1] == "Ratio" and not self.ratios]
         shown = {key: values for key, values in data.items() if key not in empty}
         if ratio_below and self.ratios:  # the published column's header names the ratio below its values
-            shown = {(column, f"{sub} (ratio)" if sub != "Reproduced" and any(r"\scriptsize" in v for v in values)
-                      else sub): values for (column, sub), values in shown.items()}
+            shown = {(column, f"{sub} (ratio)" if (column, sub) in below_ratio else sub): values
+                     for (column, sub), values in shown.items()}
         frame = pd.DataFrame(shown, index=[label for label, _ in self.rows])
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         frame.index.name = None
@@ -284,16 +288,29 @@ def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     return html_link(text, cell.source, title)
 
 
-# row labels longer than this wrap in a column of LABEL_WIDTH, so a table with long labels stays on a portrait page
-LONG_LABEL, LABEL_WIDTH = 36, 0.2
+# row labels longer than this wrap, in a column as wide as the page leaves beside the value columns (estimated at
+# \footnotesize: POINTS_PER_CHARACTER, with 3 pt gaps), within LABEL_WIDTHS of the text width (TEXT_WIDTH_PT, A4 with
+# 2 cm margins); the LaTeX template measures the result and turns the page only when it still does not fit
+LONG_LABEL, LABEL_WIDTHS, TEXT_WIDTH_PT, POINTS_PER_CHARACTER = 24, (0.14, 0.5), 482.0, 4.4
 
 
-def label_column(table: Table, value_columns: int) -> str:
+def _text_width(text: str) -> float:
+    """Characters a cell's text takes: a value with its interval below it (smaller) is as wide as its wider line."""
+    value, _, below = str(text).partition(" (")
+    return max(len(value), 0.8 * (len(below) + 2) if below else 0)
+
+
+def label_column(table: Table, paper: dict) -> str:
     """The LaTeX column of the row labels: as wide as the longest one, or a wrapping column for long ones."""
     longest = max((len(label) for label, _ in table.rows), default=0)
     if longest <= LONG_LABEL:
         return "l"
-    width = max(LABEL_WIDTH, min(0.5, 1 - 0.12 * value_columns))
+    plain = table.display_frame(paper, ratio_below=True)
+    spans = pd.Series(plain.columns.get_level_values(0)).value_counts()
+    characters = sum(max([len(sub), len(column) / spans[column]] + [_text_width(t) for t in plain[(column, sub)]])
+                     for column, sub in plain.columns)
+    free = 1 - (characters * POINTS_PER_CHARACTER + 6 * len(plain.columns) + 6) / TEXT_WIDTH_PT
+    width = min(max(free, LABEL_WIDTHS[0]), LABEL_WIDTHS[1])
     return rf">{{\raggedright\arraybackslash}}p{{{width:.2f}\linewidth}}"
 
 
@@ -303,7 +320,7 @@ def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_pa
     table.audit_frame(paper).to_csv(csv_path, index=False)
     latex = table.display_frame(paper, latex_cell, ratio_below=True)
     styler = latex.style.format(escape=None).format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table, latex.shape[1]) + "r" * latex.shape[1])
+    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table, paper) + "r" * latex.shape[1])
     with open(tex_path, "w") as handle:
         handle.write(tex)
     html_frame = table.display_frame(paper, html_cell)

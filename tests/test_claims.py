@@ -156,7 +156,7 @@ def _run(label="this run", settings=SETTINGS, **kwargs):
 def test_architecture_claims_are_judged_on_any_machine():
     cpu = _run(comparison={"paper_arch_compression_ratio_bnb_layout": 2.79, "paper_arch_trainable_reduction_percent": 98.853},
                paper_arch=False)
-    compression = judge(CLAIMS["compression"], cpu, None)
+    compression = judge(CLAIMS["compression"], cpu, None, PAPER_VALUES)
     assert compression["verdict"] == NOT_REPRODUCED and compression["basis"]["kind"] == ARCHITECTURE
     assert basis_text(compression) == "paper architecture, arithmetic (the layout bitsandbytes loads)"
     assert compression["reproduced_value"] == 2.79

@@ -296,6 +296,8 @@ LONG_LABEL, LABEL_WIDTHS, TEXT_WIDTH_PT, POINTS_PER_CHARACTER = 24, (0.14, 0.5),
 
 def _text_width(text: str) -> float:
     """Characters a cell's text takes: a value with its interval below it (smaller) is as wide as its wider line."""
+    if len(str(text)) > WRAP_TEXT and not any(ch.isdigit() for ch in str(text)[:1]):
+        return 20  # a long text wraps at 9em (latex_cell)
     value, _, below = str(text).partition(" (")
     return max(len(value), 0.8 * (len(below) + 2) if below else 0)
 

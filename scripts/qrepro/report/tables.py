@@ -280,11 +280,12 @@ def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
         return html_link(text, cell.source, cell.detail)
     if role == "paper":
         return html_link(text, PAPER_VALUES, paper_title(published), "num paper")
+    ratio = cell.ratio({published["id"]: published})
     if cell.record is None:  # a hyperparameter: its file has no method
-        title = f"ratio = reproduced / published = {cell.value!r} / {published['value']!r}. {cell.detail}. " \
-                f"Published: {paper_title(published)}"
+        title = f"ratio = reproduced / published = {cell.value!r} / {published['value']!r} = {ratio!r}. " \
+                f"Reproduced: {cell.detail}. Published: {paper_title(published)}"
     else:
-        title = ratio_title(cell.source, cell.record, cell.value, published, cell.ratio({published["id"]: published}))
+        title = ratio_title(cell.source, cell.record, cell.value, published, ratio)
     return html_link(text, cell.source, title)
 
 

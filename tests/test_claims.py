@@ -37,8 +37,10 @@ def test_table12_improvements_by_the_papers_formulas_from_its_own_numbers():
     assert FORMULA["reduction"](p["t9_time_qlora"], p["t9_time_full"]) == pytest.approx(p["t12_time_improvement"], abs=0.05)
     assert FORMULA["reduction"](p["t11_time_qlora"], p["t11_time_full"]) == pytest.approx(p["t12_inference_improvement"], abs=0.1)  # printed 3 digits
     assert FORMULA["change"](p["t11_tps_qlora"], p["t11_tps_full"]) == pytest.approx(p["t12_tps_improvement"], abs=0.05)
-    # the one the paper got wrong: its formula gives +18.73 for perplexity, Table 12 prints -18.73
-    assert FORMULA["change"](p["t10_ppl_qlora"], p["t10_ppl_full"]) == pytest.approx(-p["t12_ppl_improvement"], abs=0.01)
+    # perplexity: Table 12 prints (s - q) / s, positive where QLoRA is better like the column's other rows (the
+    # notebook's (q - s) / s gives Table 10's +18.73)
+    assert FORMULA["reduction"](p["t10_ppl_qlora"], p["t10_ppl_full"]) == pytest.approx(p["t12_ppl_improvement"], abs=0.01)
+    assert FORMULA["change"](p["t10_ppl_qlora"], p["t10_ppl_full"]) == pytest.approx(p["t10_change"], abs=0.01)
     assert FORMULA["ratio"](p["t5_fp16_mb"], p["t5_qlora_total_mb"]) == pytest.approx(p["t5_compression"], abs=0.005)
     assert FORMULA["ratio"](p["t11_time_qlora"], p["t11_time_full"]) == pytest.approx(p["t11_slowdown"], abs=0.05)
 
@@ -154,7 +156,7 @@ def _run(label="this run", settings=SETTINGS, **kwargs):
 def test_architecture_claims_are_judged_on_any_machine():
     cpu = _run(comparison={"paper_arch_compression_ratio_bnb_layout": 2.79, "paper_arch_trainable_reduction_percent": 98.853},
                paper_arch=False)
-    compression = judge(CLAIMS["compression"], cpu, None)
+    compression = judge(CLAIMS["compression"], cpu, None, PAPER_VALUES)
     assert compression["verdict"] == NOT_REPRODUCED and compression["basis"]["kind"] == ARCHITECTURE
     assert basis_text(compression) == "paper architecture, arithmetic (the layout bitsandbytes loads)"
     assert compression["reproduced_value"] == 2.79
@@ -292,8 +294,24 @@ def test_the_comparison_files_are_wired_to_the_right_inputs():
     assert out["inference_slowdown_x"] == pytest.approx(p["t11_slowdown"], abs=0.05)
     assert out["tokens_per_s_change_percent"] == pytest.approx(p["t12_tps_improvement"], abs=0.05)
     assert out["perplexity_change_percent_paper"] == pytest.approx(p["t10_change"], abs=0.01)
+    # Table 12's Improvement, positive where QLoRA is better: the paper's lower-is-better perplexity prints -18.73
+    assert out["perplexity_improvement_percent_paper"] == pytest.approx(p["t12_ppl_improvement"], abs=0.01)
     # Figure 2, the paper's normalization, through the catalogue's radar axes
     assert out["radar_paper_qlora_memory"] == pytest.approx(1 - p["t5_qlora_total_mb"] / p["t5_fp16_mb"])
     assert out["radar_paper_qlora_training_speed"] == pytest.approx(p["t9_time_full"] / p["t9_time_qlora"])
     assert out["radar_paper_qlora_quality"] == pytest.approx(p["t10_ppl_full"] / p["t10_ppl_qlora"])
     assert out["radar_paper_qlora_inference_speed"] == pytest.approx(p["t11_tps_qlora"] / p["t11_tps_full"])
+
+
+def test_the_perplexity_claim_shows_both_protocols_labelled_and_names_the_one_it_judges():
+    """Claim 5: the paper-protocol change (judged) and the token-level change (shown, unjudged), each labelled with
+    its own file's value; the verdict says which it judges."""
+    cpu = _run(comparison={"perplexity_change_percent_paper": 34.8012, "perplexity_change_percent_token": -21.0049})
+    verdict = judge(CLAIMS["perplexity_increase"], cpu, None)
+    value = _phrase("claim_value", verdict)
+    assert value == ("paper protocol: 34.80%; token level: -21.00% (this run, not judged)")
+    assert verdict["reproduced_value"] == 34.8012 and verdict["shown_with"][0]["value"] == -21.0049
+    assert _phrase("claim_verdict", verdict) == "not comparable (judging the paper protocol value)"
+    # a claim with one value shows it unlabelled, and its verdict alone
+    other = judge(CLAIMS["training_slowdown"], _run(comparison={"training_slowdown_percent_total": 5.0}), None)
+    assert _phrase("claim_verdict", other) == "not comparable" and not _phrase("claim_value", other).startswith("paper")

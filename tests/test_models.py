@@ -132,3 +132,47 @@ def test_notebook_numbers_are_what_bitsandbytes_and_peft_report(base_dir):
     assert (trainable, all_params) == (lora, expected["peft_total"])
     assert 100 * lora / expected["packed_total"] == pytest.approx(expected["trainable_percent_packed"])
 
+
+
+def _cpu_flags() -> set[str]:
+    from pathlib import Path
+    flags = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")]
+    return set(flags[0].split(":", 1)[1].split()) if flags else set()
+
+
+def test_the_cpu_4bit_kernel_fact_is_what_bitsandbytes_decided_on_this_cpu():
+    """bitsandbytes tries its hub kernel only on a CPU with AVX512-BF16 (/proc/cpuinfo's avx512_bf16 flag, read here
+    apart from bitsandbytes); the fact says whether it tried and whether the kernel loaded."""
+    import bitsandbytes  # noqa: F401  (the CPU backend decides at import)
+    from qrepro.model.quant import cpu_4bit_kernel
+    fact = cpu_4bit_kernel(cuda=False)
+    avx512_bf16 = "avx512_bf16" in _cpu_flags()
+    assert fact["cpu_avx512_bf16"] == avx512_bf16 and fact["attempted"] == avx512_bf16
+    import importlib.util
+    if not avx512_bf16:
+        assert fact["status"] == "not attempted" and fact["warning_logged"] is None
+    elif importlib.util.find_spec("kernels") is None:  # tried and failed: the warning every QLoRA job logs
+        assert fact["status"] == "not loaded" and "No module named 'kernels'" in fact["warning_logged"]
+    assert cpu_4bit_kernel(cuda=True)["status"] == "not used (CUDA)"
+
+
+def test_a_failed_cpu_4bit_kernel_load_is_recorded_with_its_warning(monkeypatch):
+    """What bitsandbytes 0.50 does on an AVX512-BF16 CPU without the kernels package, replayed: the module keeps
+    gemm_4bit_forward_kernel = None and logs the failure; the fact reports it, warning included."""
+    import logging
+    import sys
+    import types
+    from qrepro.model import quant
+    import bitsandbytes.functional
+    fake = types.ModuleType(quant.CPU_OPS_MODULE)
+    fake.gemm_4bit_forward_kernel = None
+    monkeypatch.setitem(sys.modules, quant.CPU_OPS_MODULE, fake)
+    monkeypatch.setattr(bitsandbytes.functional, "has_avx512bf16", lambda: True)
+    monkeypatch.setattr(quant._CPU_OPS_WARNINGS, "messages", [])
+    logging.getLogger(quant.CPU_OPS_MODULE).warning(
+        "Failed to load CPU gemm_4bit_forward from kernels-community: %s.", "No module named 'kernels'")
+    fact = quant.cpu_4bit_kernel(cuda=False)
+    assert fact["status"] == "not loaded" and fact["attempted"] and not fact["loaded"]
+    assert fact["warning_logged"] == "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'."
+    fake.gemm_4bit_forward_kernel = object()
+    assert quant.cpu_4bit_kernel(cuda=False)["status"] == "loaded"

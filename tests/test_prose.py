@@ -13,9 +13,21 @@ TEMPLATES = ROOT / "templates"
 ODD = "<b>50%_&</b> #1 {x} ~"  # every value in the made-up context: characters both formats must escape
 
 
+class _OddStore:
+    """Stands in for the MetricStore behind Values: every file exists, at one path."""
+    paths = defaultdict(lambda: "results/metrics/x/y.json")
+    paper = {"notebook_t4_peak_tflops": {"value": 35.58}}  # PaperValues' table: the MFU note's condition
+
+    def has(self, *key):
+        return True
+
+
 class _OddValues:
     """Stands in for report.placeholders.Values: every number the prose names reads as ODD; the details and raw values
     the prose tests take the branches that write the most text (a CPU run that saved and evaluated otherwise)."""
+    m = _OddStore()
+    paper = _OddStore.paper
+
     def __getattr__(self, name):
         return lambda *args, **kwargs: ODD
 
@@ -29,11 +41,12 @@ class _OddValues:
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
                 "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4,
                 "observed_load": {"outside_cores_mean": 0.25, "outside_load_observed": True, "threshold_cores": 0.1},
-                "outlier_multiple_of_p90": 3, "outlier_count": ODD}
+                "outlier_multiple_of_p90": 3, "outlier_count": ODD, "peak_flops": 1.0,
+                "status": "not loaded", "warning_logged": ODD, "hub_repository": ODD}
 
 
 RUN_FACTS = {"label": ODD, "paper_architecture": False, "paper_recipe": False, "cuda": True, "gpu": ODD,
-             "total_params": 1000, "total_params_source": "results/metrics/architecture/total_params.json", "pretrained_paper_model": False, "paper_data": False, "random_weights": True}
+             "total_params": 1000, "total_params_source": "results/metrics/architecture/total_params.json", "total_params_title": ODD, "pretrained_paper_model": False, "paper_data": False, "random_weights": True}
 
 
 def _context(reference: bool) -> dict:
@@ -47,10 +60,13 @@ def _context(reference: bool) -> dict:
              "precision": "fp16", "load_dtype": ODD}
     claim = {"number": 1, "evidence": ODD, "evidence_parts": [{"text": ODD}], "judged_from": "this run", "interval": None,
              "direction": [{"comparison": ODD, "label": ODD, "value": 1.5, "unit": "%", "null": 0.0, "format": "f2", "outcome": "claimed direction",
-                            "source": "results/metrics/comparison/a.json", "interval": {"low": 1.0, "high": 2.0, "level": 0.95},
-                            "contaminated": True},
+                            "source": "results/metrics/comparison/a.json", "title": ODD,
+                            "interval": {"low": 1.0, "high": 2.0, "level": 0.95}, "contaminated": True},
                            {"comparison": ODD, "label": ODD, "value": 1.5, "unit": "x", "null": 1.0, "format": "f2", "outcome": "no interval",
-                            "source": "results/metrics/comparison/b.json", "interval": None, "contaminated": False}],
+                            "source": "results/metrics/comparison/b.json", "title": ODD, "interval": None, "contaminated": False}],
+             "title": ODD, "published_title": ODD, "value_label": ODD,
+             "shown_with": [{"label": ODD, "text": ODD, "unit": "%", "source": "results/metrics/comparison/c.json",
+                             "title": ODD, "interval": {"low": 1.0, "high": 2.0}}],
              "published_text": ODD, "statement": ODD, "contaminated": True}
     basis = {"kind": "none", "needs": "gpu_paper_architecture", "run": "this run", "this_run": RUN_FACTS,
              "reference": RUN_FACTS if reference else None}
@@ -84,7 +100,7 @@ def test_latex_prose_escapes_literal_text_and_values(reference):
     assert r"Section~\ref{sec:claims}" in prose["abstract"] and r"Table~4" in prose["lora"]
     assert r"$h = W_0 x + \frac{\alpha}{r} B A x$" in prose["lora"]
     assert r"$\alpha$ = \href{../results/train/qlora/hyperparameters.json}{32}" in prose["lora"]
-    assert prose["protocol_list"].startswith("\\begin{itemize}\n\\item ") and prose["protocol_list"].count(r"\item ") == 7
+    assert prose["protocol_list"].startswith("\\begin{itemize}\n\\item ") and prose["protocol_list"].count(r"\item ") == 6
     assert prose["what_ran"].startswith(r"\textbf{What ran.}") and "off (paper protocol)" in prose["what_ran"]
     assert ("GPU reference run is present" in prose["reference_run"]) is not reference
 
@@ -98,12 +114,13 @@ def test_html_prose_escapes_literal_text_and_values(reference):
     assert "QLoRA's adapters" in prose["memory"] and "prepare_model_for_kbit_training" in prose["memory"]
     assert '<a href="#claims">Section 7</a>' in prose["abstract"] and '<a href="#t4">Table 4</a>' in prose["lora"]
     assert "h = W<sub>0</sub>x + (α/r)BAx" in prose["lora"] and "ℝ<sup>r × d<sub>in</sub></sup>" in prose["lora"]
-    assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 7
-    assert prose["deviations_list"].count("<li>") == 14  # with the observed-load item
+    assert prose["protocol_list"].startswith("<ul>\n<li>") and prose["protocol_list"].count("<li>") == 6
+    assert prose["deviations_list"].count("<li>") == 15  # with the observed-load item and the CPU 4-bit kernel item
     assert "Observed on the machine" in prose["deviations_list"] and "outside load was observed" in prose["deviations_list"]
     assert "QLoRA asked for paged_adamw_8bit" in prose["deviations_list"]
     assert "Standard fine-tuning asked for" not in prose["deviations_list"]  # adamw_torch: nothing to page
-    assert "the median of 20 timed runs (5 per prompt" in prose["deviations_list"] and prose["deviations_list"].count("&lt;b&gt;") >= 6
+    assert re.search(r'the median of &lt;b&gt;.*? timed runs \(<a class="num" [^>]+>5</a> per prompt',
+                     str(prose["deviations_list"])) and prose["deviations_list"].count("&lt;b&gt;") >= 6
     assert '<p class="note">' in prose["notes_t1"] and ("&lt;b&gt;" in prose["notes_t13"]) is reference
     assert ("GPU reference run is present" in prose["reference_run"]) is not reference
 

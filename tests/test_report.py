@@ -42,7 +42,7 @@ def test_html_has_every_table_figure_and_metric_value(test_run):
         assert f'id="T_table{number}"' in html and f"Table {number}: {caption}" in html
     assert html.count('src="data:image/png;base64,') == 2
     # self-contained: figures inlined; the only links are to this page or to files of the checkout (../results/...)
-    assert not re.search(r'(src|href)="(?!data:|#|\.\./(results|paper|reference)/)', html), "an outside link"
+    assert not re.search(r'(src|href)="(?!data:|#|\.\./(results|paper|reference|configs)/)', html), "an outside link"
     for value in _sample_values(test_run):
         assert value in html, value
 
@@ -169,18 +169,25 @@ def test_every_number_of_a_claim_note_and_the_data_card_links_to_its_source(test
     assert len(notes) == len(claims)
     for number, claim in enumerate(claims, 1):
         expected = re.findall(r"\{(?:paper:)?[a-z0-9_]+(?:/[a-z0-9_]+)?\|[a-z0-9+]+\}", claim["evidence"])
-        # a directional claim's note adds one linked number per comparison it names (claims.yaml direction)
-        expected += [f"comparison/{name}" for name in claim.get("direction", {}).get("comparisons", {})]
+        # a directional claim's note adds one linked number per comparison it names (claims.yaml direction), and
+        # its interval's level and two ends where the file has one
+        for name in claim.get("direction", {}).get("comparisons", {}):
+            record = read_metric(test_run / f"results/metrics/comparison/{name}.json")
+            expected += [name] * (4 if "interval" in record else 1)
         links = re.findall(r'<a class="num[^"]*" href="\.\./([^"]+)" title="([^"]*)">([^<]+)</a>', notes[str(number)])
         assert len(links) == len(expected), (number, len(links), expected)
         for href, title, text in links:
             if href.startswith("results/"):
-                value = read_metric(test_run / html_module.unescape(href))["value"]
+                record = read_metric(test_run / html_module.unescape(href))
+                interval = record.get("interval", {})
+                shown = [record["value"]] + [interval[k] for k in ("low", "high") if k in interval] + (
+                    [100 * interval["level"]] if interval else [])
                 number_text = text.replace(",", "").rstrip("%x×" + CONTAMINATED_MARK)  # a contaminated one is marked
                 decimals = len(number_text.partition(".")[2])
-                # the file's value, rounded as shown
-                assert float(number_text) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-12), (
-                    number, href, text, value)
+                # the file's value (or its interval's end or level), rounded as shown
+                assert any(float(number_text) == pytest.approx(v, abs=0.5 * 10 ** -decimals + 1e-12) for v in shown), (
+                    number, href, text, shown)
+                assert "Method:" in title, (number, href, title)  # the one link helper: method and inputs
     card = re.search(r'<table class="data-card">(.*?)</table>', page, re.S)[1]
     for split, rows, empty, characters in re.findall(
             r'<tr><td class="text">(\w+)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>', card):
@@ -189,3 +196,64 @@ def test_every_number_of_a_claim_note_and_the_data_card_links_to_its_source(test
             assert href and href[1] == f"results/metrics/data_card/{split}_{name}.json", (split, name, cell)
             text = re.sub(r"<[^>]+>", "", cell)
             assert int(text.replace(",", "")) == read_metric(test_run / href[1])["value"]
+
+
+@pytest.mark.slow
+def test_table12_improvement_is_positive_where_qlora_is_better_in_every_row(test_run):
+    """One sign convention per column: from the two reproduced values of each row, QLoRA is better when its number is
+    lower (parameters, size, FLOPs, time, perplexity) or higher (MFU, tokens per second); the Improvement has that
+    sign. Perplexity's is (s - q) / s of the files, recomputed here."""
+    import pandas as pd
+    audit = pd.read_csv(test_run / "results/tables/table12.csv")
+    checked = 0
+    for row, cells in audit.groupby("row"):
+        by_column = cells.set_index("column")
+        if "Improvement (% or points)" not in by_column.index or "Standard FT" not in by_column.index:
+            continue
+        s, q = by_column.loc["Standard FT", "reproduced"], by_column.loc["QLoRA", "reproduced"]
+        higher_is_better = row.startswith(("MFU", "Tokens per second"))
+        better = (q > s) if higher_is_better else (q < s)
+        improvement = by_column.loc["Improvement (% or points)", "reproduced"]
+        if s != q:
+            assert (improvement > 0) == better, (row, s, q, improvement)
+            checked += 1
+    assert checked >= 8
+    for protocol in ("paper", "token"):
+        value = lambda v: read_metric(test_run / f"results/metrics/{v}/perplexity_{protocol}.json")["value"]  # noqa: E731
+        row = audit[audit["row"] == f"Perplexity, {'paper protocol' if protocol == 'paper' else 'token-level'}"]
+        shown = row[row["column"] == "Improvement (% or points)"]["reproduced"].iloc[0]
+        assert shown == pytest.approx(100 * (value("full") - value("qlora")) / value("full"))
+
+
+@pytest.mark.slow
+def test_no_cell_of_the_pdf_shows_latex_syntax(test_run):
+    """No table cell's LaTeX escapes a caret, dollar or backslash into print; the PDF shows no caret exponent."""
+    for tex in sorted((test_run / "results/tables").glob("table*.tex")):
+        assert not re.search(r"\\textasciicircum|\\\$|\\textbackslash", tex.read_text()), tex.name
+    text = pdf_text(test_run / "report/report.pdf")
+    assert not re.search(r"10\s*\^", text) and "ˆ" not in text
+
+
+@pytest.mark.slow
+def test_every_ratio_cell_links_to_the_file_it_divides(test_run):
+    """In the HTML tables a Ratio cell links to the same file as the Reproduced cell of its row and column, and its
+    title gives the formula with that file's value and the paper value's entry."""
+    import html as html_module
+    import pandas as pd
+    page = (test_run / "report/report.html").read_text()
+    checked = 0
+    for number in range(1, 13):
+        audit = pd.read_csv(test_run / f"results/tables/table{number:02d}.csv")
+        table = re.search(rf'<table id="T_table{number}".*?</table>', page, re.S)[0]
+        if ">Ratio<" not in table:  # a wide table leaves the ratios out (metrics.yaml: ratios: false)
+            continue
+        for _, line in audit[audit["ratio"].notna()].iterrows():
+            source = line["source"]
+            links = re.findall(rf'<a class="num" href="\.\./{re.escape(source)}" title="([^"]*)">([^<]*×)</a>', table)
+            assert links, (number, line["row"], line["column"])
+            titles = [html_module.unescape(t) for t, _ in links]
+            paper = float(line["paper"])
+            shown = {repr(paper), repr(int(paper))} if paper.is_integer() else {repr(paper)}
+            assert any(any(f"/ {p} =" in t for p in shown) and line["paper_id"] in t for t in titles), (number, titles)
+            checked += 1
+    assert checked > 15

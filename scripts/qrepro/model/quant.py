@@ -1,9 +1,58 @@
 """bitsandbytes 4-bit loading, with no silent fallback, and the CPU eval-repacking guard."""
 from __future__ import annotations
 
+import importlib.util
+import logging
+import sys
+
 import torch
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+# bitsandbytes' optimised CPU 4-bit matmul (bitsandbytes/backends/cpu/ops.py, 0.50): on a CPU with AVX512-BF16,
+# importing bitsandbytes calls kernels.get_kernel(CPU_4BIT_KERNEL_REPO).gemm_4bit_forward, which downloads the kernel
+# from the Hugging Face hub, and on failure logs a warning and keeps gemm_4bit_forward_kernel = None
+CPU_4BIT_KERNEL_REPO = "kernels-community/quantization-bitsandbytes"
+CPU_OPS_MODULE = "bitsandbytes.backends.cpu.ops"
+
+
+class _Warnings(logging.Handler):
+    """The warnings bitsandbytes' CPU backend logs when it is imported (attached before it is)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_CPU_OPS_WARNINGS = _Warnings()
+logging.getLogger(CPU_OPS_MODULE).addHandler(_CPU_OPS_WARNINGS)
+
+
+def cpu_4bit_kernel(cuda: bool) -> dict:
+    """What bitsandbytes decided in this process about its optimised CPU 4-bit matmul, read from bitsandbytes itself:
+    status "loaded", "not loaded" (tried and failed: reason), "not attempted" (no AVX512-BF16) or "not used (CUDA)"."""
+    import bitsandbytes.functional as bnb_functional
+    avx512_bf16 = bool(bnb_functional.has_avx512bf16())
+    ops = sys.modules.get(CPU_OPS_MODULE)
+    if ops is None:
+        raise RuntimeError(f"{CPU_OPS_MODULE} was not imported: bitsandbytes {_bnb_version()} has no CPU backend here")
+    attempted = hasattr(ops, "gemm_4bit_forward_kernel")  # set only where bitsandbytes tried to load it
+    loaded = getattr(ops, "gemm_4bit_forward_kernel", None) is not None
+    failures = [m for m in _CPU_OPS_WARNINGS.messages if "gemm_4bit_forward" in m]
+    status = ("not used (CUDA)" if cuda else "loaded" if loaded else "not loaded" if attempted else "not attempted")
+    return {"status": status, "cpu_avx512_bf16": avx512_bf16, "attempted": attempted, "loaded": loaded,
+            "hub_repository": CPU_4BIT_KERNEL_REPO,
+            "kernels_package_installed": importlib.util.find_spec("kernels") is not None,
+            "warning_logged": failures[0] if failures else None,
+            "bitsandbytes": _bnb_version()}
+
+
+def _bnb_version() -> str:
+    import bitsandbytes
+    return bitsandbytes.__version__
 
 
 class QuantizationUnavailableError(RuntimeError):

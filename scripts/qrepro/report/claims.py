@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from qrepro.metrics_io import MetricStore
+from qrepro.report.links import metric_title, paper_title
 from qrepro.report.placeholders import fill, parts
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
@@ -49,6 +50,8 @@ class Run:
         return {"label": self.label, "paper_architecture": self.paper_architecture, "paper_recipe": self.paper_recipe,
                 "cuda": self.cuda, "gpu": self.gpu, "total_params": self.metrics.value("architecture", "total_params"),
                 "total_params_source": str(self.metrics.paths[("architecture", "total_params")]),
+                "total_params_title": metric_title(str(self.metrics.paths[("architecture", "total_params")]),
+                                                   self.metrics.record("architecture", "total_params")),
                 "pretrained_paper_model": self.pretrained_paper_model, "paper_data": self.paper_data,
                 "random_weights": self.random_weights}
 
@@ -87,8 +90,21 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
             "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
             "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
             "sources": [shown.metrics.paths[("comparison", claim["value"])]],
+            "title": metric_title(shown.metrics.paths[("comparison", claim["value"])], record),
+            "value_label": claim.get("value_label"),
+            "shown_with": [shown_value(shown.metrics, name, label, claim["published_text"])
+                           for name, label in claim.get("shown_with", {}).items()],
             "direction": [{**direction_evidence(shown.metrics, name, claim["direction"]["sign"]), "label": label}
                           for name, label in claim.get("direction", {}).get("comparisons", {}).items()]}
+
+
+def shown_value(m: MetricStore, comparison: str, label: str, published_text: str) -> dict:
+    """A comparison file the claims table shows beside the judged value, labelled, without judging it."""
+    record = m.record("comparison", comparison)
+    return {"label": label, "comparison": comparison, "value": record["value"], "unit": record["unit"],
+            "text": as_precise_as(record["value"], published_text),
+            "title": metric_title(m.paths[("comparison", comparison)], record),
+            "interval": record.get("interval"), "source": m.paths[("comparison", comparison)]}
 
 
 def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
@@ -108,6 +124,7 @@ def direction_evidence(m: MetricStore, comparison: str, sign: str) -> dict:
     return {"comparison": comparison, "value": record["value"], "unit": record["unit"], "interval": interval,
             "null": null, "outcome": outcome, "source": m.paths[("comparison", comparison)],
             "contaminated": bool(record.get("contaminated")),
+            "title": metric_title(m.paths[("comparison", comparison)], record),
             "format": f"f{distinct_decimals([interval['low'], interval['high']], null) if interval else 2}"}
 
 
@@ -157,11 +174,12 @@ def published_figure(spec: dict, paper: dict[str, dict], where: str) -> dict:
     if "paper" in spec:
         value = paper[spec["paper"]]["value"]
         return {"published": value, "published_text": str(value), "published_derived": False,
-                "published_ids": [spec["paper"]]}
+                "published_ids": [spec["paper"]], "published_title": paper_title(paper[spec["paper"]])}
     if spec.get("derived") == "ratio" and len(spec.get("of", [])) == 2:
         a, b = (paper[key]["value"] for key in spec["of"])
         return {"published": a / b, "published_text": f"{a / b:.2f}", "published_derived": True,
-                "published_ids": list(spec["of"])}
+                "published_ids": list(spec["of"]),
+                "published_title": f"{a!r} / {b!r}: " + " / ".join(paper_title(paper[key]) for key in spec["of"])}
     raise ValueError(f"{where}: published must be {{paper: ID}} or {{derived: ratio, of: [ID, ID]}}, not {spec}")
 
 

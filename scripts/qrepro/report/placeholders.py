@@ -119,6 +119,29 @@ class Values:
             return ", ".join(map(str, value))
         return fmt(value * scale if scale != 1 else value, kind)
 
+    def level(self, key: str) -> str:
+        """The confidence level of the file's interval, in percent (95)."""
+        return f"{100 * self._record(key)['interval']['level']:.0f}"
+
+    def count(self, key: str, entry: str) -> str:
+        """How many items a list in the file's details holds (details.saves_at_steps: the saves)."""
+        return fmt(len(self._record(key)["details"][entry]), "int")
+
+    def listed(self, key: str, entry: str) -> str:
+        """The items of a list in the file's details, joined."""
+        return ", ".join(map(str, self._record(key)["details"][entry]))
+
+    def nested_value(self, key: str, entry: str):
+        """A value deeper in the file's details: entry "observed_load.outside_cores_mean"."""
+        value = self._record(key)["details"]
+        for part in entry.split("."):
+            value = value[part]
+        return value
+
+    def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> str:
+        value = self.nested_value(key, entry)
+        return fmt(value * scale if scale != 1 else value, kind)
+
 
 class PaperValues:
     """The paper's own numbers for the prose: pv.f("t10_change", "+f2") is paper/paper_values.yaml's t10_change."""

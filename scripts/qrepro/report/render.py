@@ -12,6 +12,7 @@ import jinja2.ext
 from jinja2.lexer import Token
 from markupsafe import Markup, escape
 
+from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title
 from qrepro.report.placeholders import Values
 
 _LATEX_SPECIALS = {
@@ -19,6 +20,9 @@ _LATEX_SPECIALS = {
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "×": r"$\times$", "²": r"\textsuperscript{2}",
     "—": "---", "–": "--", "→": r"$\rightarrow$", "≤": r"$\leq$", "≥": r"$\geq$", "α": r"$\alpha$",
+    # superscripts, as a paper value is printed (2×10⁻⁵): set raised, never as a literal caret
+    "⁻": r"\textsuperscript{\textminus}", **{chr(c): rf"\textsuperscript{{{d}}}" for d, c in
+                                             zip("0123456789", (0x2070, 0xB9, 0xB2, 0xB3, *range(0x2074, 0x207A)))},
 }
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIALS))
 
@@ -93,11 +97,11 @@ class LinkedValues:
     def __getattr__(self, name):
         return getattr(self.values, name)
 
-    def _link(self, key: str, text: str) -> Markup:
+    def _link(self, key: str, text: str, field: str | None = None, shown=None, extra: str = "") -> Markup:
+        """The one link helper's link (qrepro.report.links): to the file, titled with its method and inputs."""
         scope, metric = key.split("/")
         record, path = self.values.m.record(scope, metric), self.values.m.paths[(scope, metric)]
-        title = f"{path}: {record['value']!r} {record['unit']}. {record['method']}"
-        return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, title, text)
+        return Markup(html_link(text, path, metric_title(path, record, field, shown) + extra))
 
     def f(self, key: str, kind: str, scale: float = 1) -> Markup:
         return self._link(key, self.values.f(key, kind, scale))
@@ -106,23 +110,36 @@ class LinkedValues:
         return self._link(key, self.values.size(key, kind))
 
     def bound(self, key: str, side: str, kind: str, entry: str | None = None) -> Markup:
-        scope, metric = key.split("/")
-        path = self.values.m.paths[(scope, metric)]
         interval = self.values.interval_of(key, entry)
         field = f"details.{entry}" if entry else "interval"
-        title = f"{path}: {field}.{side} = {interval[side]!r} ({interval['level']:.0%}: {interval['method']})"
-        return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, title,
-                                                                             self.values.bound(key, side, kind, entry))
+        return self._link(key, self.values.bound(key, side, kind, entry), f"{field}.{side}", interval[side],
+                          f" Interval ({interval['level']:.0%}): {interval['method']}")
 
     def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1):
         text = self.values.detail(key, entry, kind, scale)
         if kind == "text":
             return text
         scope, metric = key.split("/")
-        path = self.values.m.paths[(scope, metric)]
-        value = self.values.m.record(scope, metric)["details"][entry]
-        return Markup('<a class="num" href="../{}" title="{}">{}</a>').format(path, f"{path}: details.{entry} = {value!r}",
-                                                                              text)
+        return self._link(key, text, f"details.{entry}", self.values.m.record(scope, metric)["details"][entry])
+
+    def level(self, key: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.level(key), "interval.level",
+                          self.values.m.record(scope, metric)["interval"]["level"])
+
+    def count(self, key: str, entry: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.count(key, entry), f"details.{entry}",
+                          self.values.m.record(scope, metric)["details"][entry])
+
+    def listed(self, key: str, entry: str) -> Markup:
+        scope, metric = key.split("/")
+        return self._link(key, self.values.listed(key, entry), f"details.{entry}",
+                          self.values.m.record(scope, metric)["details"][entry])
+
+    def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> Markup:
+        return self._link(key, self.values.nested(key, entry, kind, scale), f"details.{entry}",
+                          self.values.nested_value(key, entry))
 
 
 class LinkedPaperValues:
@@ -131,11 +148,12 @@ class LinkedPaperValues:
     def __init__(self, paper_values):
         self.paper_values = paper_values
 
+    def __getattr__(self, name):
+        return getattr(self.paper_values, name)
+
     def f(self, key: str, kind: str) -> Markup:
-        from qrepro.report.tables import paper_detail
-        text = self.paper_values.f(key, kind)
-        return Markup('<a class="num paper" href="../paper/paper_values.yaml" title="{}">{}</a>').format(
-            paper_detail(self.paper_values.paper[key]), text)
+        return Markup(html_link(self.paper_values.f(key, kind), PAPER_VALUES, paper_title(self.paper_values.paper[key]),
+                                "num paper"))
 
 
 def prose(env: jinja2.Environment, context: dict) -> dict:
@@ -201,7 +219,7 @@ def _latex_markup() -> dict:
             **_elements(latex_breakable, RawLatex, code=(r"\texttt{", "}")),
             "math": lambda source: RawLatex(f"${source}$"),
             "section_ref": lambda target: RawLatex(rf"Section~\ref{{sec:{target}}}"),
-            "linked": lambda text, path, title: RawLatex(rf"\href{{../{path}}}{{{latex_escape(text)}}}"),
+            "linked": lambda text, path, title: RawLatex(latex_link(latex_escape(text), path)),
             "table_ref": lambda number: RawLatex(f"Table~{int(number)}"),
             "linebreak": lambda: RawLatex("\\\\")}
 
@@ -217,8 +235,7 @@ def _html_markup() -> dict:
                         note=('<p class="note">', "</p>\n")),
             "math": math_html,
             "section_ref": section_ref,
-            "linked": lambda text, path, title: Markup('<a class="num" href="../{}" title="{}">{}</a>').format(
-                path, title, text),
+            "linked": lambda text, path, title: Markup(html_link(text, path, title)),
             "table_ref": lambda number: Markup('<a href="#t{0}">Table {0}</a>').format(int(number)),
             "linebreak": lambda: Markup("<br>")}
 

@@ -12,8 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title, ratio_title
 from qrepro.report.placeholders import CONTAMINATED_MARK, DASH, fill, fmt
 from qrepro.metrics_io import MetricStore
+
+# the sub-columns under each column: the reproduced value, the paper's, a value only the authors' notebook printed
+# (paper/paper_values.yaml, table "notebook"), and reproduced / published
+SUBCOLUMNS = ("Reproduced", "Paper", "Notebook", "Ratio")
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Cell:
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
     interval: tuple[float, float] | None = None  # the file's uncertainty interval (low, high), shown after the value
     seeds: tuple[float, int] | None = None  # (sd, n) over training seeds where they differ: "mean ± sd (n=3)"
+    record: dict | None = None     # the metric file's record (None for a hyperparameter)
+    withheld: str | None = None    # why a paper value named in the catalogue does not stand beside this one
     contaminated: bool = False     # the file is marked contaminated: the value, and its ratio, carry the mark
 
     @property
@@ -61,34 +68,46 @@ class Table:
     rows: list[tuple[str, dict[str, Cell]]]
     ratios: bool = True            # a Ratio column beside each paper column (a wide table may leave them out)
 
-    def display_frame(self, paper: dict, show=None) -> pd.DataFrame:
+    def display_frame(self, paper: dict, show=None, ratio_below: bool = False) -> pd.DataFrame:
         """The table as the report shows it: per column the reproduced value, the paper's (as the paper printed it)
         and their ratio. show(role, cell, text, published) writes a cell in the report's format (role: reproduced,
-        paper, ratio); by default as plain text."""
+        paper, ratio); by default as plain text. ratio_below: the ratio on a second line of the published value's
+        cell, not a column of its own (the PDF: a narrower table)."""
         show = show or (lambda role, cell, text, published: text)
         data = {}
         for column in self.columns:
-            for sub in ("Reproduced", "Paper", "Ratio"):
+            for sub in SUBCOLUMNS:
                 data[(column, sub)] = []
+        below_ratio = set()  # the (column, sub) whose cells hold a ratio below the published value
         for _, cells in self.rows:
             for column in self.columns:
                 cell = cells.get(column)
-                if cell is None:
-                    values = [DASH, DASH, DASH]
-                else:
+                values = dict.fromkeys(SUBCOLUMNS, DASH)
+                if cell is not None:
                     published = paper.get(cell.paper_id) if cell.paper_id else None
                     ratio = cell.ratio(paper)
-                    values = [show("reproduced", cell, cell.text(), published),
-                              show("paper", cell, paper_text(published), published) if published else DASH,
-                              show("ratio", cell, f"{ratio:.3g}×{cell.mark}", published) if ratio is not None
-                              else DASH]
-                for sub, text in zip(("Reproduced", "Paper", "Ratio"), values):
-                    data[(column, sub)].append(text)
+                    values["Reproduced"] = show("reproduced", cell, cell.text(), published)
+                    if published:
+                        values[published_column(published)] = show("paper", cell, paper_text(published), published)
+                    if ratio is not None:
+                        values["Ratio"] = show("ratio", cell, f"{ratio:.3g}×{cell.mark}", published)
+                    if ratio is not None and ratio_below and self.ratios:
+                        column_of = published_column(published)
+                        below_ratio.add((column, column_of))
+                        below = values.pop("Ratio")
+                        values[column_of] = stacked(values[column_of], below) if show is latex_cell else \
+                            f"{values[column_of]} ({below})"
+                        values["Ratio"] = DASH
+                for sub in SUBCOLUMNS:
+                    data[(column, sub)].append(values[sub])
         # a column whose cells no paper value stands beside shows the reproduced values alone
         empty = [key for key, values in data.items() if key[1] != "Reproduced" and all(v == DASH for v in values)
                  or key[1] == "Ratio" and not self.ratios]
-        frame = pd.DataFrame({key: values for key, values in data.items() if key not in empty},
-                             index=[label for label, _ in self.rows])
+        shown = {key: values for key, values in data.items() if key not in empty}
+        if ratio_below and self.ratios:  # the published column's header names the ratio below its values
+            shown = {(column, f"{sub} (ratio)" if (column, sub) in below_ratio else sub): values
+                     for (column, sub), values in shown.items()}
+        frame = pd.DataFrame(shown, index=[label for label, _ in self.rows])
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         frame.index.name = None
         return frame
@@ -104,7 +123,10 @@ class Table:
                 lines.append({"table": self.number, "row": label, "column": column, "reproduced": cell.value,
                               "interval_low": low, "interval_high": high, "seeds_sd": sd, "seeds_n": n,
                               "paper": published["value"] if published else None, "ratio": cell.ratio(paper),
-                              "paper_id": cell.paper_id, "source": cell.source, "contaminated": cell.contaminated})
+                              "paper_id": cell.paper_id,
+                              "published_by": published_column(published).lower() if published else None,
+                              "paper_withheld": cell.withheld, "source": cell.source,
+                              "contaminated": cell.contaminated})
         return pd.DataFrame(lines)
 
 
@@ -120,13 +142,37 @@ CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggre
                          r"|(?P<scope>\w+)/(?P<metric>\w+)(?:\*(?P<scale>[0-9.e+-]+))?)$")
 
 
-def cell(spec: str, sources: Sources) -> Cell:
-    """A Cell from its catalogue spec, "SOURCE|FORMAT[|PAPER_ID]" (see the header of the tables section)."""
+def published_column(entry: dict) -> str:
+    """Where a published value stands: under Paper, or under Notebook for one only the authors' notebook printed."""
+    return "Notebook" if entry["table"] == "notebook" else "Paper"
+
+
+def withheld_because(entry: dict, metrics: MetricStore, paper: dict) -> str | None:
+    """Why this run's number may not stand beside a paper value (its entry's beside_only_when), or None."""
+    condition = entry.get("beside_only_when")
+    if not condition:
+        return None
+    scope, metric = condition["file"].split("/")
+    wanted = paper[condition["equals"]]["value"] * condition["scale"]
+    found = metrics.record(scope, metric).get("details", {}).get(condition["details"]) \
+        if metrics.has(scope, metric) else None
+    if found is not None and abs(found - wanted) <= 1e-9 * abs(wanted):
+        return None
+    return (f"{condition['file']}: details.{condition['details']} = {found!r}, not {condition['equals']} x "
+            f"{condition['scale']:g} = {wanted!r}")
+
+
+def cell(spec: str, sources: Sources, paper: dict | None = None) -> Cell:
+    """A Cell from its catalogue spec, "SOURCE|FORMAT[|PAPER_ID]" (see the header of the tables section). A paper
+    value whose condition (beside_only_when) this run does not meet is withheld: no paper value, no ratio."""
     source, kind, *paper_id = spec.split("|")
     match = CELL_SOURCE.match(source)
     if match is None or len(paper_id) > 1:
         raise ValueError(f"table cell {spec!r}: not SOURCE|FORMAT[|PAPER_ID]")
     pid = paper_id[0] if paper_id else None
+    withheld = withheld_because(paper[pid], sources.metrics, paper) if pid and paper and pid in paper else None
+    if withheld:
+        pid = None
     if match["variant"]:
         value = sources.hyperparameters[match["variant"]].get(match["key"])
         if match["aggregate"] == "count":
@@ -141,8 +187,8 @@ def cell(spec: str, sources: Sources) -> Cell:
     if match["scale"] and isinstance(value, (int, float)):
         value = value * float(match["scale"])
     path = sources.metrics.paths[key]
-    shown = f" (shown × {match['scale']})" if match["scale"] else ""
-    detail = f"{path}: {record['value']!r} {record['unit']}{shown}. {record['method']}"
+    shown = f" Shown × {match['scale']}." if match["scale"] else ""
+    detail = metric_title(path, record) + shown
     interval = None
     if "interval" in record:
         bounds = record["interval"]
@@ -161,7 +207,9 @@ def cell(spec: str, sources: Sources) -> Cell:
         detail += (" Contaminated: every attempt observed outside load"
                    + (f" (from {', '.join(record['details']['contaminated_inputs'])})"
                       if "contaminated_inputs" in record.get("details", {}) else "") + ".")
-    return Cell(value, kind, path, pid, detail, interval, seeds, contaminated)
+    if withheld:
+        detail += f" No paper value beside it: {withheld}."
+    return Cell(value, kind, path, pid, detail, interval, seeds, record, withheld, contaminated)
 
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -173,7 +221,7 @@ def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None
         label, cells, when = (row[0], row[1], None) if isinstance(row, list) else (row["label"], row["cells"],
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
-            rows.append((label, {column: cell(text, sources) for column, text in cells.items()}))
+            rows.append((label, {column: cell(text, sources, paper) for column, text in cells.items()}))
     return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
                  spec.get("ratios", True))
 
@@ -199,16 +247,24 @@ def paper_text(entry: dict) -> str:
     return f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def paper_detail(entry: dict) -> str:
-    return (f"paper/paper_values.yaml: {entry['id']} = {entry['value']} {entry['unit']} (paper's Table {entry['table']}, "
-            f"{entry['row']}, {entry['column']})")
+paper_detail = paper_title  # the one title of a paper value (qrepro.report.links)
+
+
+def stacked(published: str, ratio: str) -> str:
+    """A published value (LaTeX) with its ratio on a smaller second line."""
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{published}\\{{\scriptsize {ratio}}}\end{{tabular}}"
+
+
+# a text cell longer than this many characters wraps in the PDF (an optimizer as it ran), so the table stays narrow
+WRAP_TEXT = 24
 
 
 def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
-    """A cell in LaTeX: a reproduced value links to its file (relative to report/, where the PDF is built)."""
+    """A cell in LaTeX: a reproduced value and a ratio link to the file (relative to report/, where the PDF is built);
+    a long text wraps."""
     from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
-        value = rf"\href{{../{cell.source}}}{{{latex_escape(fmt(cell.value, cell.kind) + cell.mark)}}}"
+        value = latex_link(latex_escape(fmt(cell.value, cell.kind) + cell.mark), cell.source)
         # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
         lines = [value]
         if cell.seeds is not None:
@@ -219,30 +275,66 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
         if len(lines) > 1:
             stacked = r"\\".join(lines)
             return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{stacked}\end{{tabular}}"
-        return rf"\href{{../{cell.source}}}{{{latex_escape(text)}}}"
+        if isinstance(cell.value, str) and len(text) > WRAP_TEXT:
+            return latex_link(rf"\parbox[t]{{9em}}{{\raggedleft {latex_escape(text)}}}", cell.source)
+        return latex_link(latex_escape(text), cell.source)
+    if role == "ratio" and cell.source:
+        return latex_link(latex_escape(text), cell.source)
     return latex_escape(text)
 
 
 def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
-    """A cell in HTML: every number names its source on hover; a reproduced value links to its file, a paper value to
-    paper/paper_values.yaml, a ratio names both."""
-    from html import escape
+    """A cell in HTML, through the one link helper (qrepro.report.links): a reproduced value links to its file, titled
+    with its method and inputs; a paper value to paper/paper_values.yaml, titled with its entry; a ratio to the file
+    it divides, titled with the formula and the paper value's entry."""
     if role == "reproduced":
-        return f'<a class="num" href="../{escape(cell.source)}" title="{escape(cell.detail)}">{escape(text)}</a>'
+        return html_link(text, cell.source, cell.detail)
     if role == "paper":
-        return (f'<a class="num paper" href="../paper/paper_values.yaml" title="{escape(paper_detail(published))}">'
-                f"{escape(text)}</a>")
-    title = f"{cell.source} / paper value {published['id']} (paper/paper_values.yaml)"
-    return f'<span class="num" title="{escape(title)}">{escape(text)}</span>'
+        return html_link(text, PAPER_VALUES, paper_title(published), "num paper")
+    ratio = cell.ratio({published["id"]: published})
+    if cell.record is None:  # a hyperparameter: its file has no method
+        title = f"ratio = reproduced / published = {cell.value!r} / {published['value']!r} = {ratio!r}. " \
+                f"Reproduced: {cell.detail}. Published: {paper_title(published)}"
+    else:
+        title = ratio_title(cell.source, cell.record, cell.value, published, ratio)
+    return html_link(text, cell.source, title)
+
+
+# row labels longer than this wrap, in a column as wide as the page leaves beside the value columns (estimated at
+# \footnotesize: POINTS_PER_CHARACTER, with 3 pt gaps), within LABEL_WIDTHS of the text width (TEXT_WIDTH_PT, A4 with
+# 2 cm margins); the LaTeX template measures the result and turns the page only when it still does not fit
+LONG_LABEL, LABEL_WIDTHS, TEXT_WIDTH_PT, POINTS_PER_CHARACTER = 24, (0.14, 0.5), 482.0, 4.4
+
+
+def _text_width(text: str) -> float:
+    """Characters a cell's text takes: a value with its interval below it (smaller) is as wide as its wider line."""
+    if len(str(text)) > WRAP_TEXT and not any(ch.isdigit() for ch in str(text)[:1]):
+        return 20  # a long text wraps at 9em (latex_cell)
+    value, _, below = str(text).partition(" (")
+    return max(len(value), 0.8 * (len(below) + 2) if below else 0)
+
+
+def label_column(table: Table, paper: dict) -> str:
+    """The LaTeX column of the row labels: as wide as the longest one, or a wrapping column for long ones."""
+    longest = max((len(label) for label, _ in table.rows), default=0)
+    if longest <= LONG_LABEL:
+        return "l"
+    plain = table.display_frame(paper, ratio_below=True)
+    spans = pd.Series(plain.columns.get_level_values(0)).value_counts()
+    characters = sum(max([len(sub), len(column) / spans[column]] + [_text_width(t) for t in plain[(column, sub)]])
+                     for column, sub in plain.columns)
+    free = 1 - (characters * POINTS_PER_CHARACTER + 6 * len(plain.columns) + 6) / TEXT_WIDTH_PT
+    width = min(max(free, LABEL_WIDTHS[0]), LABEL_WIDTHS[1])
+    return rf">{{\raggedright\arraybackslash}}p{{{width:.2f}\linewidth}}"
 
 
 def write_table(table: Table, paper: dict, csv_path: str, tex_path: str, html_path: str) -> int:
     """The table as CSV (audit: every value with its source and paper value), LaTeX and HTML; returns the number of
     value columns shown (the LaTeX template puts a wide table on a landscape page)."""
     table.audit_frame(paper).to_csv(csv_path, index=False)
-    latex = table.display_frame(paper, latex_cell)
+    latex = table.display_frame(paper, latex_cell, ratio_below=True)
     styler = latex.style.format(escape=None).format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    tex = styler.to_latex(hrules=True, multicol_align="c", column_format="l" + "r" * latex.shape[1])
+    tex = styler.to_latex(hrules=True, multicol_align="c", column_format=label_column(table, paper) + "r" * latex.shape[1])
     with open(tex_path, "w") as handle:
         handle.write(tex)
     html_frame = table.display_frame(paper, html_cell)

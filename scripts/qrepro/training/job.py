@@ -20,6 +20,7 @@ from qrepro.dependencies import library_files
 from qrepro.load import MachineLoad, combined, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.model.llama import count_parameters
+from qrepro.model.quant import cpu_4bit_kernel
 from qrepro.runlog import alone_evidence, package_versions
 from qrepro.runtime import claim_checkpoint_dir, device_and_precision, fingerprint, seed_everything, set_threads
 from qrepro.training import resources, variants
@@ -228,6 +229,7 @@ def run(job: FinetuneJob) -> None:
     rerun_fields = {"attempts": len(reruns["attempts"]), "reruns_allowed": reruns["reruns_allowed"], "training": True,
                     "threshold": p.timing["outside_load_cores"], "contaminated": contaminated}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
+    kernel = cpu_4bit_kernel(cuda)  # what bitsandbytes decided in this process about its CPU 4-bit matmul
     write_metrics(p.metrics, {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
@@ -253,6 +255,7 @@ def run(job: FinetuneJob) -> None:
         "train_loss_first": dict(value=first_train_loss(history), inputs=sources),
         "train_loss_final": dict(value=final_train_loss(history), inputs=sources),
         "precision": dict(value=variants.precision_that_ran(trainer), inputs=[]),
+        "cpu_4bit_kernel": dict(value=kernel["status"], inputs=[], details=kernel),
         "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in reports), inputs=sources,
                                      method_fields={"cuda": cuda}, details={**memory.details, **alone}),
     })

@@ -67,8 +67,10 @@ def _context(reference: bool) -> dict:
 
 
 # page one's facts (qrepro/report/summary.py), every caveat and every kind of headline present
-_DIFFERENCES = [{"what": what, "key": ODD, "ran": ODD, "paper": ODD}
-                for what in ("steps", "precision", "sequence length", "packing", "checkpoints", "paged optimizer")]
+_DIFFERENCES = [{"what": what, "key": ODD, "ran": ODD, "paper": ODD, "variant": variant}
+                for what, variant in (("hyperparameter", "both"), ("hyperparameter", "qlora"), ("precision", None),
+                                      ("sequence length", None), ("packing", None), ("checkpoints", None),
+                                      ("paged optimizer", None))]
 SUMMARY = {
     "claims": 7, "recipe_differences": _DIFFERENCES,
     "tally": [{"verdict": "reproduced", "count": 1, "groups": [{"basis": "architecture", "run": None, "numbers": [2]}]},

@@ -61,12 +61,22 @@ def _store(values: dict, timed: dict | None = None) -> MetricStore:
 def _base(changes: dict | None = None) -> dict:
     """A run at the paper's setup in every fact the caveats read (no caveat of scale or recipe)."""
     return {("architecture", "total_params"): 1000, ("paper_architecture", "total_params"): 1000,
-            ("full", "train_steps"): 500, ("full", "precision"): "fp16", ("dataset", "max_seq_length"): 512,
+            ("full", "precision"): "fp16", ("dataset", "max_seq_length"): 512,
             ("dataset", "packing"): False, ("full", "train_time_s"): (1.0, {"saves_at_steps": [500]}), **(changes or {})}
 
 
-HP = {"full": {"learning_rate": 2e-4, "optim": "adamw_torch", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 2},
-      "qlora": {"learning_rate": 2e-4, "optim": "adamw_torch", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 4}}
+def _paper_hyperparameters(variant: str) -> dict:
+    """hyperparameters.json of a run at the paper's Tables 3 and 4 (read from paper/paper_values.yaml)."""
+    hp = {"max_steps": PAPER[f"t3_steps_{variant}"], "per_device_train_batch_size": PAPER[f"t3_batch_{variant}"],
+          "per_device_eval_batch_size": PAPER[f"t3_eval_batch_{variant}"], "learning_rate": PAPER[f"t3_lr_{variant}"],
+          "gradient_accumulation_steps": PAPER[f"t3_accum_{variant}"], "warmup_steps": PAPER[f"t3_warmup_{variant}"],
+          "optim": "adamw_torch", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 2}
+    if variant == "qlora":
+        hp |= {"lora_r": PAPER["t4_lora_r"], "lora_alpha": PAPER["t4_lora_alpha"], "lora_dropout": PAPER["t4_lora_dropout"]}
+    return hp
+
+
+HP = {variant: _paper_hyperparameters(variant) for variant in ("full", "qlora")}
 RUN = {"model_source": "hub", "init": "pretrained", "seeds": [1, 2, 3]}
 
 
@@ -74,8 +84,22 @@ def _kinds(store, run=RUN, hp=HP, claims=()) -> dict:
     return {c["kind"]: c for c in caveats(store, run, list(claims), hp, SETUP, PAPER_VALUES)}
 
 
-def test_no_caveat_where_no_condition_holds():
-    assert _kinds(_store(_base())) == {}
+def test_at_the_papers_setup_the_only_caveat_is_its_own_learning_rates():
+    """Several seeds, the paper's architecture and recipe, no outside load, no claim left to a GPU."""
+    assert list(_kinds(_store(_base()))) == ["learning_rates"]
+    assert _kinds(_store(_base()))["learning_rates"]["as_paper"] is True
+
+
+def test_the_recipe_differences_are_the_tables_3_and_4_numbers_a_run_did_not_use():
+    hp = {"full": {**HP["full"], "warmup_steps": 4, "max_steps": 24},
+          "qlora": {**HP["qlora"], "warmup_steps": 4, "max_steps": 24, "lora_r": 8}}
+    found = {(d["key"], d["variant"]): (d["ran"], d["paper"]) for d in _kinds(_store(_base()), hp=hp)["scale"]["differences"]}
+    assert found == {("warmup_steps", "both"): (4, PAPER["t3_warmup_full"]), ("max_steps", "both"): (24, PAPER["t3_steps_full"]),
+                     ("lora_r", "qlora"): (8, PAPER["t4_lora_r"])}
+    hp["qlora"]["warmup_steps"] = 5  # the variants differ from the paper differently: one entry each
+    found = [(d["key"], d["variant"], d["ran"]) for d in _kinds(_store(_base()), hp=hp)["scale"]["differences"]
+             if d["key"] == "warmup_steps"]
+    assert found == [("warmup_steps", "full", 4), ("warmup_steps", "qlora", 5)]
 
 
 def test_the_scale_caveat_names_each_difference_from_the_papers_recipe():
@@ -85,12 +109,14 @@ def test_the_scale_caveat_names_each_difference_from_the_papers_recipe():
     assert scale["stand_in"] and scale["pretrained_here"]
     assert [(d["what"], d["ran"], d["paper"]) for d in scale["differences"]] == [
         ("sequence length", 64, 512), ("checkpoints", 3, 1)]
-    paged = {**HP, "qlora": {**HP["qlora"], "optim": "paged_adamw_8bit", "optimizer_ran": "AdamW8bit"}}
+    paged = {**HP, "qlora": {**HP["qlora"], "optim": "paged_adamw_8bit", "optimizer_ran": "AdamW8bit",
+                             "optimizer_state_tensors": 4}}
     scale = _kinds(_store(_base()), hp=paged)["scale"]
     assert not scale["stand_in"] and [d["what"] for d in scale["differences"]] == ["paged optimizer"]
 
 
-@pytest.mark.parametrize("full, qlora, shown", [(2e-5, 2e-4, True), (2e-4, 2e-4, False), (1e-3, 1e-4, True)])
+@pytest.mark.parametrize("full, qlora, shown", [(PAPER["t3_lr_full"], PAPER["t3_lr_qlora"], True), (2e-4, 2e-4, False),
+                                               (1e-3, 1e-4, True)])
 def test_the_learning_rate_caveat_appears_exactly_when_the_variants_rates_differ(full, qlora, shown):
     hp = {"full": {**HP["full"], "learning_rate": full}, "qlora": {**HP["qlora"], "learning_rate": qlora}}
     found = _kinds(_store(_base()), hp=hp)

@@ -80,12 +80,40 @@ def tally(claims: list[dict]) -> list[dict]:
     return rows
 
 
-def recipe_differences(m: MetricStore, hyperparameters: dict, paper: dict) -> list[dict]:
-    """Where this run's training recipe differs from the paper's (configs/paper.yaml), read from the files: what, the
-    file it is read from (None: hyperparameters.json), this run's value and the paper's."""
-    found = []
-    for what, key, paper_value in (("steps", "full/train_steps", paper["max_steps"]),
-                                   ("precision", "full/precision", paper["precision"]),
+# hyperparameters.json fields and the paper's Table 3 entries (t3_<entry>_<variant>) and Table 4 entries (t4_<entry>)
+TABLE3 = {"max_steps": "steps", "per_device_train_batch_size": "batch", "per_device_eval_batch_size": "eval_batch",
+          "gradient_accumulation_steps": "accum", "learning_rate": "lr", "warmup_steps": "warmup"}
+TABLE4 = {"lora_r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout"}
+
+
+def hyperparameter_differences(hyperparameters: dict, paper_values: dict[str, dict]) -> list[dict]:
+    """The numbers of the paper's Tables 3 and 4 that a run's hyperparameters.json (read back from its
+    TrainingArguments and LoraConfig) does not match: one entry per field, variant "both" where the two variants
+    ran the same value against the same paper value."""
+    found: dict[str, dict] = {}
+    for variant in ("full", "qlora"):
+        table = {field: f"t3_{entry}_{variant}" for field, entry in TABLE3.items()}
+        if variant == "qlora":
+            table |= {field: f"t4_{entry}" for field, entry in TABLE4.items()}
+        for field, paper_id in table.items():
+            ran, published = hyperparameters[variant][field], paper_values[paper_id]["value"]
+            if ran == published:
+                continue
+            same = found.get(field)
+            if same and same["ran"] == ran and same["paper"] == published:
+                same["variant"] = "both"
+            else:
+                found[field if field not in found else f"{field} {variant}"] = {
+                    "what": "hyperparameter", "key": field, "variant": variant, "ran": ran, "paper": published}
+    return list(found.values())
+
+
+def recipe_differences(m: MetricStore, hyperparameters: dict, paper: dict, paper_values: dict[str, dict]) -> list[dict]:
+    """Where this run's training recipe differs from the paper's, read from the files: the numbers of its Tables 3
+    and 4, the precision and sequence length (configs/paper.yaml), packing, the checkpoints saved and the paged
+    optimizer. Each: what, the file or field it is read from, this run's value and the paper's."""
+    found = hyperparameter_differences(hyperparameters, paper_values)
+    for what, key, paper_value in (("precision", "full/precision", paper["precision"]),
                                    ("sequence length", "dataset/max_seq_length", paper["max_length"]),
                                    ("packing", "dataset/packing", False)):
         if m.has(*key.split("/")) and m.value(*key.split("/")) != paper_value:
@@ -95,7 +123,8 @@ def recipe_differences(m: MetricStore, hyperparameters: dict, paper: dict) -> li
         found.append({"what": "checkpoints", "key": "full/train_time_s", "ran": len(saves), "paper": 1})
     qlora = hyperparameters["qlora"]
     if "paged" in qlora["optim"] and qlora["optimizer_paged_tensors"] < qlora["optimizer_state_tensors"]:
-        found.append({"what": "paged optimizer", "key": None, "ran": qlora["optimizer_ran"], "paper": qlora["optim"]})
+        found.append({"what": "paged optimizer", "key": "optimizer_ran", "ran": qlora["optimizer_ran"],
+                      "paper": qlora["optim"]})
     return found
 
 
@@ -121,7 +150,7 @@ def caveats(m: MetricStore, run: dict, claims: list[dict], hyperparameters: dict
     paper's setup (configs/paper.yaml), paper_values: its published numbers (paper/paper_values.yaml)."""
     found = []
     stand_in = m.value("architecture", "total_params") != m.value("paper_architecture", "total_params")
-    differences = recipe_differences(m, hyperparameters, paper)
+    differences = recipe_differences(m, hyperparameters, paper, paper_values)
     if stand_in or differences:
         found.append({"kind": "scale", "stand_in": stand_in, "pretrained_here": run["model_source"] == "pretrain",
                       "differences": differences})
@@ -147,4 +176,4 @@ def summary(m: MetricStore, run: dict, claims: list[dict], hyperparameters: dict
     """Everything page one says, as facts (templates/prose.j2, summary_*)."""
     return {"tally": tally(claims), "claims": len(claims), "headlines": [headline(m, h) for h in HEADLINES],
             "caveats": caveats(m, run, claims, hyperparameters, paper, paper_values),
-            "recipe_differences": recipe_differences(m, hyperparameters, paper)}
+            "recipe_differences": recipe_differences(m, hyperparameters, paper, paper_values)}

@@ -67,7 +67,8 @@ def _context(reference: bool) -> dict:
 
 
 # page one's facts (qrepro/report/summary.py), every caveat and every kind of headline present
-_DIFFERENCES = [{"what": what, "key": ODD, "ran": ODD, "paper": ODD, "variant": variant}
+_DIFFERENCES = [{"what": what, "key": ODD, "ran": ODD, "paper": ODD, "variant": variant, "paper_id": ODD,
+                 "path": "results/metrics/full/train_time_s.json"}
                 for what, variant in (("hyperparameter", "both"), ("hyperparameter", "qlora"), ("precision", None),
                                       ("sequence length", None), ("packing", None), ("checkpoints", None),
                                       ("paged optimizer", None))]

@@ -104,7 +104,8 @@ def hyperparameter_differences(hyperparameters: dict, paper_values: dict[str, di
                 same["variant"] = "both"
             else:
                 found[field if field not in found else f"{field} {variant}"] = {
-                    "what": "hyperparameter", "key": field, "variant": variant, "ran": ran, "paper": published}
+                    "what": "hyperparameter", "key": field, "variant": variant, "ran": ran, "paper": published,
+                    "paper_id": paper_id}
     return list(found.values())
 
 
@@ -120,7 +121,8 @@ def recipe_differences(m: MetricStore, hyperparameters: dict, paper: dict, paper
             found.append({"what": what, "key": key, "ran": m.value(*key.split("/")), "paper": paper_value})
     saves = m.record("full", "train_time_s")["details"].get("saves_at_steps", [])
     if saves != [paper["max_steps"]]:
-        found.append({"what": "checkpoints", "key": "full/train_time_s", "ran": len(saves), "paper": 1})
+        found.append({"what": "checkpoints", "key": "full/train_time_s", "ran": len(saves), "paper": 1,
+                      "path": str(m.paths[("full", "train_time_s")])})
     qlora = hyperparameters["qlora"]
     if "paged" in qlora["optim"] and qlora["optimizer_paged_tensors"] < qlora["optimizer_state_tensors"]:
         found.append({"what": "paged optimizer", "key": "optimizer_ran", "ran": qlora["optimizer_ran"],

@@ -79,7 +79,40 @@ def _context(reference: bool) -> dict:
                           "optimizer_ran": ODD, "lora_r": 16, "lora_alpha": 32}},
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {},
-            "outline": {"numbers": {"claims": "7", "scale": "9"}}, "radar_standard": ODD}
+            "outline": {"numbers": {"claims": "7", "scale": "9", "reference": "8"}}, "radar_standard": ODD,
+            "summary": SUMMARY}
+
+
+# page one's facts (qrepro/report/summary.py), every caveat and every kind of headline present
+_DIFFERENCES = [{"what": what, "key": ODD, "ran": ODD, "paper": ODD, "variant": variant, "paper_id": ODD,
+                 "path": "results/metrics/full/train_time_s.json"}
+                for what, variant in (("hyperparameter", "both"), ("hyperparameter", "qlora"), ("precision", None),
+                                      ("sequence length", None), ("packing", None), ("checkpoints", None),
+                                      ("paged optimizer", None))]
+SUMMARY = {
+    "claims": 7, "recipe_differences": _DIFFERENCES,
+    "tally": [{"verdict": "reproduced", "count": 1, "groups": [{"basis": "architecture", "run": None, "numbers": [2]}]},
+              {"verdict": "not reproduced", "count": 1, "groups": [{"basis": "reference", "run": ODD, "numbers": [1]}]},
+              {"verdict": "inconclusive", "count": 0, "groups": []},
+              {"verdict": "not comparable", "count": 2, "groups": [
+                  {"basis": "needs gpu_paper_architecture", "run": None, "numbers": [4]},
+                  {"basis": "needs paper_setup", "run": None, "numbers": [5]}]}],
+    "headlines": [{"id": hid, "key": ODD, "unit": unit, "null": 0.0, "side": "above", "paper_way": True,
+                   "paper": paper, "interval": interval, "excludes_null": excludes, "exact": exact,
+                   "contaminated": [ODD]}
+                  for hid, unit, paper, interval, excludes, exact in (
+                      ("perplexity", "%", ODD, {"low": 1.0, "high": 2.0, "level": 0.95}, True, False),
+                      ("training", "%", ODD, {"low": -1.0, "high": 2.0, "level": 0.95}, False, False),
+                      ("peak_memory", "x", None, None, None, False),
+                      ("inference", "x", ODD, None, None, False),
+                      ("compression", "x", ODD, None, None, True),
+                      ("trainable", "%", ODD, None, None, True))],
+    "caveats": [{"kind": "scale", "stand_in": True, "pretrained_here": True, "differences": _DIFFERENCES},
+                {"kind": "random_weights"},
+                {"kind": "learning_rates", "full": 2e-5, "qlora": 2e-4, "ratio": 10.0, "as_paper": True},
+                {"kind": "one_seed", "seed": ODD},
+                {"kind": "outside_load", "jobs": [{"keys": [ODD, ODD], "path": "results/metrics/q/t.json", "cores": 0.5}]},
+                {"kind": "gpu_claims", "numbers": [4, 5]}]}
 
 
 def _paragraphs(env, context) -> dict:

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from qrepro.metrics_io import MetricStore, read_json, sha256
 from qrepro.report.placeholders import PaperValues, Values
 from qrepro.report.render import RawLatex
+from qrepro.report.summary import summary
 from qrepro.runlog import package_versions
 
 REPORTED_PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "accelerate", "tokenizers", "snakemake",
@@ -66,7 +67,8 @@ def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, cl
     return {"run": run_description(run, metrics), "v": Values(metrics), "pv": PaperValues(paper_values),
             "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims, "claim_reasons": claim_reasons,
             "hyperparameters": hyperparameters, "paper": paper, "provenance": provenance, "reference": reference,
-            "outline": outline, "radar_standard": radar_standard}
+            "outline": outline, "radar_standard": radar_standard,
+            "summary": summary(metrics, run, claims, hyperparameters, paper, paper_values)}
 
 
 def provenance(*, git_commit: str, config_digest: str, manifest: dict[str, str], m: MetricStore) -> dict:

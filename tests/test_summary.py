@@ -52,8 +52,10 @@ def _store(values: dict, timed: dict | None = None) -> MetricStore:
     for timing, entries in ((False, values), (True, timed or {})):
         for (scope, metric), entry in entries.items():
             value, details = entry if isinstance(entry, tuple) else (entry, {})
+            details = dict(details)
+            flag = {"contaminated": details.pop("contaminated")} if "contaminated" in details else {}  # top level
             store.records[(scope, metric)] = {"value": value, "unit": "%" if metric.endswith("percent") else "1",
-                                              "timing": timing, "details": details, "method": "made up"}
+                                              "timing": timing, "details": details, "method": "made up", **flag}
             store.paths[(scope, metric)] = f"results/metrics/{scope}/{metric}.json"
     return store
 

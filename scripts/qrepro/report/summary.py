@@ -42,7 +42,7 @@ def side(value: float, null: float) -> str:
 def contaminated(record: dict) -> bool:
     """Whether a timed file says outside load was observed while it was measured (or marks itself contaminated)."""
     details = record.get("details", {})
-    return bool(details.get("contaminated") or details.get("outside_load_observed")
+    return bool(record.get("contaminated") or details.get("outside_load_observed")
                 or details.get("observed_load", {}).get("outside_load_observed"))
 
 

@@ -59,7 +59,7 @@ def test_every_default_key_has_a_comment():
 
 @pytest.mark.parametrize("override, message", [
     ({"training": {"qlora": {"lerning_rate": 1e-4}}}, "'lerning_rate' was unexpected"),
-    ({"data": {"source": "web"}}, "'web' is not one of ['synthetic', 'hf', 'local']"),
+    ({"data": {"source": "web"}}, "'web' is not one of ['bundled', 'synthetic', 'hf', 'local']"),
     ({"training": {"qlora": {"learning_rate": -1.0}}}, "-1.0 is less than or equal to the minimum of 0"),
     ({"training": {"max_steps": "many"}}, "'many' is not of type 'integer'"),
 ])

@@ -24,7 +24,7 @@ BAD_CONFIGS = [
     ("training:\n  qlora:\n    learning_rate: -0.001\n", "-0.001 is less than or equal to the minimum of 0"),
     ("training:\n  max_steps: 0\n", "0 is less than the minimum of 1"),
     ("training:\n  full:\n    batch_size: 0\n", "0 is less than the minimum of 1"),
-    ("data:\n  source: web\n", "'web' is not one of ['synthetic', 'hf', 'local']"),
+    ("data:\n  source: web\n", "'web' is not one of ['bundled', 'synthetic', 'hf', 'local']"),
     ("model:\n  source: ftp\n", "'ftp' is not one of ['pretrain', 'hub', 'local']"),
     ("training:\n  qlora:\n    quantization:\n      quant_type: int3\n", "'int3' is not one of ['nf4', 'fp4']"),
     ("training:\n  qlora:\n    optim: adam_magic\n", "'adam_magic' is not one of"),

@@ -15,7 +15,7 @@ job = snakemake  # noqa: F821
 def model_inputs(kind: str) -> list[str]:
     """The files a model is loaded from: the base model (QLoRA's NF4 base) and its trained files."""
     variant = kind.removesuffix("_merged")
-    return ([inp.base_model] if variant != "full" else []) + [inp.tokenizer] + list(inp[variant])
+    return ([inp.base_model] if variant != "full" else []) + [inp.tokenizer] + list(getattr(inp, variant))
 
 
 def records(kind: str, result: dict, alone: dict, dtype: str, cuda: bool) -> dict:
@@ -52,7 +52,7 @@ with log_to(job.log[0]):
     for kind in p.models:
         variant = kind.removesuffix("_merged")
         models[kind], tokenizer, dtype, cuda = prepare_eval(
-            kind, inp.base_model if variant != "full" else None, list(inp[variant]), inp.tokenizer, p.quantization,
+            kind, inp.base_model if variant != "full" else None, list(getattr(inp, variant)), inp.tokenizer, p.quantization,
             p.dtype, job.threads)
     with MachineLoad() as load:
         results = time_rounds(models, tokenizer, p.prompts, p.new_tokens, p.repetitions)

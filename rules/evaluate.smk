@@ -223,16 +223,19 @@ if SEEDED:
 
 rule inference:
     output:
-        CATALOGUE.outputs("inference", "{model}"),
+        CATALOGUE.outputs("inference"),
     input:
-        unpack(evaluated_model),
+        # every timed model in this one job: the base model (QLoRA's NF4 base), each variant's trained files
+        base_model=rules.base_model.output.model,
         tokenizer=rules.tokenizer.output.tokenizer,
+        **{variant: model_files(variant) for variant in VARIANTS},
     params:
+        models=INFERENCE_MODELS,  # timed in interleaved rounds, their order rotated each round
         quantization=quantization(),
         dtype=config["evaluation"]["dtype"],
         prompts=config["evaluation"]["prompts"],
-        # the prompts the paper timed this model on (QLoRA's for qlora_merged): its Table 11 protocol
-        paper_prompts=lambda wildcards: config["evaluation"]["paper_prompts"][wildcards.model.removesuffix("_merged")],
+        # the prompts the paper timed each model on (QLoRA's for qlora_merged): its Table 11 protocol
+        paper_prompts=config["evaluation"]["paper_prompts"],
         new_tokens=config["evaluation"]["new_tokens"],
         repetitions=config["evaluation"]["repetitions"],
         timing=config["timing"],
@@ -245,12 +248,10 @@ rule inference:
         mem_mb=8000,
         gpu=config["gpus"],
         runtime=240,
-    wildcard_constraints:
-        model="|".join(INFERENCE_MODELS),
     log:
-        f"{LOGS}/inference_{{model}}.log",
+        f"{LOGS}/inference.log",
     benchmark:
-        f"{BENCH}/inference_{{model}}.tsv"
+        f"{BENCH}/inference.tsv"
     conda:
         CONDA_ENV
     script:

@@ -1,5 +1,6 @@
-"""Rule inference: greedy generation speed for full, qlora and qlora_merged (Table 11)."""
-from qrepro.evaluation.inference import paper_protocol, time_generation
+"""Rule inference: greedy generation speed of full, qlora and qlora_merged (Table 11), all loaded in this one job and
+timed in interleaved rounds, their order rotated each round (qrepro.evaluation.inference.time_rounds)."""
+from qrepro.evaluation.inference import paper_protocol, time_rounds
 from qrepro import uncertainty
 from qrepro.load import MachineLoad
 from qrepro.metrics_io import write_metrics
@@ -9,30 +10,54 @@ from qrepro.runlog import alone_evidence, log_to
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 job = snakemake  # noqa: F821
-kind = job.wildcards.model
-with log_to(job.log[0]):
-    model, tokenizer, dtype, cuda = prepare_eval(kind, inp.get("base_model"), inp.model, inp.tokenizer,
-                                                 p.quantization, p.dtype, job.threads)
-    with MachineLoad() as load:
-        result = time_generation(model, tokenizer, p.prompts, p.new_tokens, p.repetitions)
-    alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed runs: their interval
-    alone["observed_load"] = load.report(p.timing["outside_load_cores"])
-    run_interval, run_bootstrap = uncertainty.median_bootstrap(
-        result["run_times_s"], "timed run", "run_times_s", p.bootstrap, "timed runs",
-        strata=result["run_prompts"], strata_field="run_prompts")
-    paper = paper_protocol(result, p.paper_prompts, p.new_tokens)
-    source = [path for path in (inp.get("base_model"), inp.tokenizer) if path] + list(inp.model)
+
+
+def model_inputs(kind: str) -> list[str]:
+    """The files a model is loaded from: the base model (QLoRA's NF4 base) and its trained files."""
+    variant = kind.removesuffix("_merged")
+    return ([inp.base_model] if variant != "full" else []) + [inp.tokenizer] + list(getattr(inp, variant))
+
+
+def records(kind: str, result: dict, alone: dict, dtype: str, cuda: bool) -> dict:
+    """The four metric records of one model."""
+    pairing = f"rule inference, models {', '.join(result['timed_together']['models'])}, rounds from " \
+              f"{result['timed_together']['started']}"
+    bootstraps = {name: uncertainty.median_bootstrap(
+        result[samples], "timed run", samples, p.bootstrap, described, groups=result["run_rounds"],
+        groups_field="run_rounds", pairing=pairing)
+        for name, samples, described in (("time", "run_times_s", "timed runs"),
+                                         ("rate", "run_tokens_per_s", "runs' tokens/s"))}
+    paper = paper_protocol(result, p.paper_prompts[kind.removesuffix("_merged")], p.new_tokens)
     fields = {"new_tokens": p.new_tokens, "dtype": dtype, "cuda": cuda, "threads": job.threads,
-              "repetitions": p.repetitions, "prompts": len(p.prompts),
+              "repetitions": p.repetitions, "prompts": len(p.prompts), "models": len(p.models),
               "outside_load": alone["observed_load"]["outside_load_observed"],
               "outside_cores": alone["observed_load"]["outside_cores_mean"]}
-    details = {**result, **alone}
-    write_metrics(p.metrics, {
-        "inference_time_s": dict(value=result["median_s"], inputs=source, method_fields=fields, interval=run_interval,
-                                 details={**details, "bootstrap": run_bootstrap}),
-        "tokens_per_s": dict(value=result["tokens_per_s"], inputs=source, method_fields=fields, details=details),
-        "inference_time_paper_s": dict(value=paper["mean_s"], inputs=source, details={**paper, **alone},
-                                       method_fields={**fields, "paper_prompts": paper["prompts"]}),
-        "tokens_per_s_paper": dict(value=paper["tokens_per_s"], inputs=source, details={**paper, **alone},
-                                   method_fields={**fields, "paper_prompts": paper["prompts"]}),
-    })
+    details = {**result, **alone, "dtype": dtype}  # dtype: what ran, for the report's labels
+    source = model_inputs(kind)
+    paper_fields = {**fields, "paper_prompts": paper["prompts"]}
+    return {
+        "inference_time_s": dict(value=result["median_s"], inputs=source, method_fields=fields,
+                                 interval=bootstraps["time"][0], details={**details, "bootstrap": bootstraps["time"][1]}),
+        "tokens_per_s": dict(value=result["tokens_per_s"], inputs=source, method_fields=fields,
+                             interval=bootstraps["rate"][0], details={**details, "bootstrap": bootstraps["rate"][1]}),
+        "inference_time_paper_s": dict(value=paper["mean_s"], inputs=source, details={**paper, **alone, "dtype": dtype},
+                                       method_fields=paper_fields),
+        "tokens_per_s_paper": dict(value=paper["tokens_per_s"], inputs=source, details={**paper, **alone, "dtype": dtype},
+                                   method_fields=paper_fields),
+    }
+
+
+with log_to(job.log[0]):
+    models = {}
+    for kind in p.models:
+        variant = kind.removesuffix("_merged")
+        models[kind], tokenizer, dtype, cuda = prepare_eval(
+            kind, inp.base_model if variant != "full" else None, list(getattr(inp, variant)), inp.tokenizer, p.quantization,
+            p.dtype, job.threads)
+    with MachineLoad() as load:
+        results = time_rounds(models, tokenizer, p.prompts, p.new_tokens, p.repetitions)
+    alone = alone_evidence(job.threads, job.resources.scheduler_cores)  # after the timed runs: their interval
+    alone["observed_load"] = load.report(p.timing["outside_load_cores"])
+    written = {kind: records(kind, results[kind], alone, dtype, cuda) for kind in p.models}
+    for kind, kind_records in written.items():
+        write_metrics({path: spec for path, spec in p.metrics.items() if spec["scope"] == kind}, kind_records)

@@ -228,8 +228,12 @@ def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
             assert record["interval"]["low"] <= record["value"] <= record["interval"]["high"], c.name
         medians = [(read_metric(test_run / path).get("details") or {}).get("bootstrap", {}).get("statistic") == "median"
                    for path in metric_inputs]
-        if all(medians):  # two medians of separate runs: an unpaired interval, never silently none
-            assert "unpaired" in record["interval"]["method"], c.name
+        if all(medians):  # two medians: paired by round when one job timed both (inference), else unpaired (two
+            # training runs); never silently none
+            boots = [read_metric(test_run / path)["details"]["bootstrap"] for path in metric_inputs]
+            one_job = all(boot.get("groups") for boot in boots) and boots[0]["pairing"] == boots[1]["pairing"]
+            assert ("paired by round" if one_job else "unpaired") in record["interval"]["method"], c.name
+            assert one_job == (c.a[1] in ("inference_time_s", "tokens_per_s")), c.name
 
 
 def test_every_number_the_prose_names_is_a_declared_metric():
@@ -279,8 +283,11 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)
     assert "q/k/v" not in executed(variant="full", gradient_checkpointing=False)
     generation, _ = _render("qlora", "tokens_per_s", new_tokens=50, dtype="fp16", cuda=False, threads=2,
-                            repetitions=3, prompts=3, outside_load=False, outside_cores=0.01)
-    assert "in fp16 on CPU (2 thread(s)), one warm-up then 3 timed runs for each of the paper's 3 prompts" in generation
+                            repetitions=3, prompts=3, models=3, outside_load=False, outside_cores=0.01)
+    assert "Median over the 9 runs" in generation
+    assert ("in fp16 on CPU (2 thread(s)), the 3 models loaded in one job and timed in 3 interleaved rounds after one "
+            "warm-up run per model and prompt: in each round every model runs each of the paper's 3 prompts once") \
+        in generation
     assert _render("data_card", "pretrain_rows")[0].endswith(" null when the source has no pretraining split.")
     assert _render("data_card", "train_rows")[0] == "Rows of the split as loaded, empty rows included."
 

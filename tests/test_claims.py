@@ -126,6 +126,15 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
                                         "unit": spec.unit if spec else "1"}
         store.paths[(scope, name)] = f"{scope}/{name}.json"
     store.records[("device", "peak_flops")] = {"value": 1.0, "details": {"cuda": cuda, "gpu": "NVIDIA H200" if cuda else None}}
+    for claim in claims:  # {details:scope/metric:key}: that file's details entry (the merged model's dtype)
+        for match in PLACEHOLDER.finditer(claim["evidence"]):
+            if match.lastgroup == "details":
+                ref, entry = match["details"].removeprefix("details:").rsplit(":", 1)
+                scope, name = ref.split("/")
+                record = store.records.setdefault((scope, name), {"value": 1.0, "timing": False, "details": {},
+                                                                  "unit": CATALOGUE.specs[(scope, name)].unit})
+                record["details"][entry] = "fp32"
+                store.paths[(scope, name)] = f"{scope}/{name}.json"
     return store
 
 

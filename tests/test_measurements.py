@@ -214,6 +214,49 @@ def test_inference_counts_the_tokens_really_generated():
     assert forced["tokens_per_s"] == pytest.approx(5 / forced["median_s"], rel=0.5)
 
 
+class _Encoded(dict):
+    def to(self, device):
+        return self
+
+
+class _LoggingModel:
+    """A stand-in for a model that records every generate call: which model ran, in what order."""
+    device = torch.device("cpu")
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def eval(self):
+        return self
+
+    def generate(self, input_ids, max_new_tokens, **kwargs):
+        self.log.append((self.name, int(input_ids[0, 0])))
+        return torch.cat([input_ids, torch.zeros(1, max_new_tokens, dtype=torch.long)], dim=1)
+
+
+def test_inference_rounds_rotate_the_models_order_and_time_every_prompt_once_per_round():
+    """time_rounds: one warm-up per model and prompt, then round r runs the models in the order rotated by r - 1,
+    each on every prompt once; each run is labelled with its prompt, round and place in the round."""
+    from qrepro.evaluation.inference import rotated_orders, time_rounds
+
+    names = ["full", "qlora", "qlora_merged"]
+    assert rotated_orders(names, 4) == [["full", "qlora", "qlora_merged"], ["qlora", "qlora_merged", "full"],
+                                        ["qlora_merged", "full", "qlora"], ["full", "qlora", "qlora_merged"]]
+    log = []
+    tokenizer = lambda prompt, return_tensors: _Encoded(input_ids=torch.tensor([[int(prompt)]]))  # noqa: E731
+    tokenizer.eos_token_id = 0
+    models = {name: _LoggingModel(name, log) for name in names}
+    results = time_rounds(models, tokenizer, ["1", "2"], new_tokens=3, rounds=4)
+    warm, timed = log[:6], log[6:]
+    assert warm == [(name, prompt) for name in names for prompt in (1, 2)]
+    assert timed == [(name, prompt) for order in rotated_orders(names, 4) for name in order for prompt in (1, 2)]
+    qlora = results["qlora"]
+    assert qlora["run_rounds"] == [1, 1, 2, 2, 3, 3, 4, 4] and qlora["run_prompts"] == [1, 2] * 4
+    assert qlora["run_places"] == [2, 2, 1, 1, 3, 3, 2, 2]
+    assert qlora["generated_tokens_per_run"] == [3] * 8 and qlora["runs"] == 8
+    assert qlora["timed_together"]["round_orders"] == rotated_orders(names, 4)
+
+
 def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
     the way model_size measures it: the adapters come back in fp32."""

@@ -2,6 +2,7 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,6 +112,16 @@ def test_measurement_files_are_consistent(test_run):
     for variant in ("full", "qlora", "qlora_merged"):
         details = record(variant, "tokens_per_s")["details"]
         assert details["generated_tokens_per_run"] == [50] * details["runs"]  # counted from the output ids
+    # one job timed every model in the same rounds: the slowdown's interval draws the same rounds for both (numpy)
+    qlora, full = (record(v, "inference_time_s")["details"] for v in ("qlora", "full"))
+    assert qlora["timed_together"] == full["timed_together"] and qlora["run_rounds"] == full["run_rounds"]
+    rounds, boot = max(full["run_rounds"]), full["bootstrap"]
+    draws = np.random.default_rng(boot["seed"]).integers(0, rounds, size=(boot["replicates"], rounds))
+    medians = [np.median(np.asarray(d["run_times_s"]).reshape(rounds, -1)[draws].reshape(len(draws), -1), axis=1)
+               for d in (qlora, full)]
+    slowdown = record(c, "inference_slowdown_x")["interval"]
+    assert (slowdown["low"], slowdown["high"]) == pytest.approx(tuple(np.percentile(medians[0] / medians[1], [2.5, 97.5])))
+    assert "paired by round" in slowdown["method"]
     qlora_size = record("qlora", "model_size_memory_mb")
     assert qlora_size["details"]["adapter_dtypes"] == ["float32"] and "float32" in qlora_size["method"]
     assert qlora_size["details"]["adapter_bytes"] == 4 * m("qlora", "trainable_params")

@@ -39,7 +39,7 @@ class _OddValues:
 
     def details(self, key):
         return {"cuda": False, "gpu": None, "saves_at_steps": [1, 2], "evaluations_at_steps": [1],
-                "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4,
+                "ran_alone": True, "processes": [{"reserved_cores": ODD}], "runs": 20, "prompts": 4, "dtype": ODD,
                 "observed_load": {"outside_cores_mean": 0.25, "outside_load_observed": True, "threshold_cores": 0.1},
                 "outlier_multiple_of_p90": 3, "outlier_count": ODD, "peak_flops": 1.0,
                 "status": "not loaded", "warning_logged": ODD, "hub_repository": ODD}

@@ -244,3 +244,73 @@ def test_sum_by_cluster_makes_a_bootstrap_over_whole_clusters():
     indices = np.array([[0, 0, 2], [1, 2, 2]])
     replicates = uncertainty.perplexity_replicates(units["nll"], units["tokens"], indices)
     assert replicates == pytest.approx([np.exp((3 + 3 + 9) / (3 + 3 + 9)), np.exp((3 + 9 + 9) / (3 + 9 + 9))])
+
+
+def _round_record(scope: str, times: list[float], rounds: list[int], pairing: str = "job 1") -> dict:
+    boot = {"statistic": "median", "samples": "run_times_s", "unit": "timed run", "replicates": 1000, "seed": 4,
+            "level": 0.95, "block": 1, "strata": None, "groups": "run_rounds", "pairing": pairing}
+    return {"scope": scope, "metric": "inference_time_s",
+            "details": {"run_times_s": times, "run_rounds": rounds, "bootstrap": boot}}
+
+
+def _drifting_rounds(rng, rounds: int, prompts: int, speed: float) -> tuple[list[float], list[int], np.ndarray]:
+    """Run times of two models timed in the same rounds: each round's drift (shared by both models) times a model's
+    speed, plus run noise. Returns b's times, their round labels and the drift, for a's to share."""
+    drift = rng.lognormal(0, 0.3, rounds)
+    times = [speed * drift[r] * rng.lognormal(0, 0.02) for r in range(rounds) for _ in range(prompts)]
+    return times, [r + 1 for r in range(rounds) for _ in range(prompts)], drift
+
+
+def test_the_round_paired_interval_is_the_same_rounds_drawn_for_both_models_by_hand():
+    """Two models timed in 8 rounds of 4 prompts: the comparison's interval recomputed with numpy alone: draw 8 round
+    indices with replacement per resample (numpy's generator, the record's seed), take each model's runs of those
+    rounds, the median of each, their ratio, the central 95%."""
+    rng = np.random.default_rng(21)
+    rounds, prompts = 8, 4
+    drift = rng.lognormal(0, 0.3, rounds)
+    labels = [r + 1 for r in range(rounds) for _ in range(prompts)]
+    a = [1.3 * drift[r - 1] * rng.lognormal(0, 0.02) for r in labels]
+    b = [1.0 * drift[r - 1] * rng.lognormal(0, 0.02) for r in labels]
+    ratio = FORMULAS["ratio"][1]
+    interval = median_interval(_round_record("qlora", a, labels), _round_record("full", b, labels), ratio)
+    draws = np.random.default_rng(4).integers(0, rounds, size=(1000, rounds))
+    by_round = lambda x: np.asarray(x).reshape(rounds, prompts)  # noqa: E731  (labels are in round order)
+    medians = [np.median(by_round(x)[draws].reshape(1000, -1), axis=1) for x in (a, b)]
+    assert (interval["low"], interval["high"]) == pytest.approx(tuple(np.percentile(medians[0] / medians[1], [2.5, 97.5])))
+    assert "paired by round" in interval["method"] and "8 rounds" in interval["method"]
+    assert "not what varies between jobs" in interval["method"]
+    # the drift both models share cancels in the ratio: 1.3 lies inside a narrow interval
+    assert interval["low"] < 1.3 < interval["high"] and interval["high"] - interval["low"] < 0.1
+    # one model's own interval: the same drawn rounds (the same seed)
+    own, record = uncertainty.median_bootstrap(b, "timed run", "run_times_s",
+                                               {"replicates": 1000, "seed": 4, "level": 0.95}, "timed runs",
+                                               groups=labels, groups_field="run_rounds", pairing="job 1")
+    assert (own["low"], own["high"]) == pytest.approx(tuple(np.percentile(medians[1], [2.5, 97.5])))
+    assert record["groups"] == "run_rounds" and record["pairing"] == "job 1"
+    assert "drift between rounds within this one job" in own["method"]
+
+
+def test_drift_between_rounds_widens_a_models_own_interval_beyond_the_runs_noise():
+    """Resampling whole rounds carries the drift between rounds into a median's interval; resampling runs within
+    prompts (the old scheme) sees only as much spread as the runs show, and is narrower on drifting data."""
+    rng = np.random.default_rng(3)
+    times, labels, _ = _drifting_rounds(rng, 10, 4, 1.0)
+    settings = {"replicates": 2000, "seed": 0, "level": 0.95}
+    by_round, _ = uncertainty.median_bootstrap(times, "timed run", "run_times_s", settings, "timed runs",
+                                               groups=labels, groups_field="run_rounds", pairing="j")
+    prompts = [1 + i % 4 for i in range(len(times))]
+    within, _ = uncertainty.median_bootstrap(times, "timed run", "run_times_s", settings, "timed runs",
+                                             strata=prompts, strata_field="run_prompts")
+    assert by_round["high"] - by_round["low"] >= within["high"] - within["low"]
+
+
+def test_rounds_of_different_jobs_are_not_paired_and_unequal_rounds_are_refused():
+    labels = [1, 1, 2, 2, 3, 3]
+    a, b = _round_record("qlora", [1.0] * 6, labels, "job 1"), _round_record("full", [1.0] * 6, labels, "job 2")
+    with pytest.raises(ValueError, match="different jobs"):
+        median_interval(a, b, FORMULAS["ratio"][1])
+    with pytest.raises(ValueError, match="unequal size"):
+        uncertainty.resample_positions(5, 10, np.random.default_rng(0), groups=[1, 1, 2, 2, 2])
+    positions = uncertainty.resample_positions(6, 200, np.random.default_rng(0), groups=labels)
+    pairs = positions.reshape(200, 3, 2)  # every drawn round brings both of its runs, side by side
+    assert (pairs[:, :, 1] == pairs[:, :, 0] + 1).all() and (pairs[:, :, 0] % 2 == 0).all()

@@ -131,8 +131,8 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
     Its interval: with several training seeds (an input carries `seeds`), the t interval of the seed-paired values of
     the formula (seed_comparison), a perplexity comparison's test-set bootstrap then in details.test_set_interval;
     with one seed, the bootstrap interval of the formula: paired for perplexities (details.bootstrap; their audit
-    files, path -> content, in `audits`), unpaired for two medians of separate runs whose samples their files carry
-    (step times, inference runs)."""
+    files, path -> content, in `audits`); for two medians whose samples their files carry, paired by round where one
+    job timed both in interleaved rounds (inference runs), unpaired for separate runs (step times)."""
     out = {}
     for c in comparisons:
         text, fn = FORMULAS[c.kind]
@@ -348,8 +348,9 @@ def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: fl
 
 
 def median_interval(a: dict, b: dict, fn) -> dict | None:
-    """The bootstrap interval of fn(a, b) for two medians of separate runs, each resampled on its own from the
-    samples its file carries (details.bootstrap.samples); None unless both are such medians."""
+    """The bootstrap interval of fn(a, b) for two medians whose samples their files carry (details.bootstrap.samples):
+    paired round by round where both were timed in the same rounds of one job (bootstrap.groups, the same
+    bootstrap.pairing), each resampled on its own otherwise (separate runs); None unless both are such medians."""
     boot_a, boot_b = (r.get("details", {}).get("bootstrap") for r in (a, b))
     if not boot_a or not boot_b or boot_a.get("statistic") != "median" or boot_b.get("statistic") != "median":
         return None
@@ -357,8 +358,11 @@ def median_interval(a: dict, b: dict, fn) -> dict | None:
     if any(boot_a[k] != boot_b[k] for k in same):
         raise ValueError(f"{a['scope']}/{a['metric']} and {b['scope']}/{b['metric']} were not resampled alike")
     samples_a, samples_b = a["details"][boot_a["samples"]], b["details"][boot_b["samples"]]
+    if boot_a.get("groups") and boot_b.get("groups"):
+        return round_paired_interval(a, b, fn)
     schemes = tuple({"block": boot.get("block", 1),
-                     "strata": record["details"][boot["strata"]] if boot.get("strata") else None}
+                     "strata": record["details"][boot["strata"]] if boot.get("strata") else None,
+                     "groups": record["details"][boot["groups"]] if boot.get("groups") else None}
                     for boot, record in ((boot_a, a), (boot_b, b)))
     low, high = uncertainty.independent_interval(samples_a, samples_b, fn, boot_a["replicates"], boot_a["seed"],
                                                  boot_a["level"], schemes)
@@ -369,8 +373,31 @@ def median_interval(a: dict, b: dict, fn) -> dict | None:
     return uncertainty.interval(low, high, boot_a["level"], method)
 
 
+def round_paired_interval(a: dict, b: dict, fn) -> dict:
+    """fn(a, b) for two medians timed in the same rounds of one job, both resampled by the same drawn rounds
+    (uncertainty.paired_median_interval). Two round-timed medians of different jobs cannot be paired: refused."""
+    boot_a, boot_b = a["details"]["bootstrap"], b["details"]["bootstrap"]
+    if boot_a["pairing"] != boot_b["pairing"] or not boot_a["pairing"]:
+        raise ValueError(f"{a['scope']}/{a['metric']} ({boot_a['pairing']}) and {b['scope']}/{b['metric']} "
+                         f"({boot_b['pairing']}) were timed in rounds of different jobs: their rounds cannot be paired; "
+                         "time both models in one job")
+    samples_a, samples_b = a["details"][boot_a["samples"]], b["details"][boot_b["samples"]]
+    rounds_a, rounds_b = a["details"][boot_a["groups"]], b["details"][boot_b["groups"]]
+    low, high = uncertainty.paired_median_interval(samples_a, rounds_a, samples_b, rounds_b, fn, boot_a["replicates"],
+                                                   boot_a["seed"], boot_a["level"])
+    rounds = len(set(rounds_a))
+    method = (f"bootstrap of the two medians, paired by round: both models were timed in the same {rounds} rounds of "
+              f"one job ({boot_a['pairing']}); each resample draws {rounds} rounds with replacement and takes both "
+              f"models' {boot_a['unit']}s in them ({len(samples_a)} and {len(samples_b)} in all), "
+              f"{boot_a['replicates']} resamples, seed {boot_a['seed']}; the formula applied to each pair of resampled "
+              f"medians; {uncertainty.ROUND_NOISE}")
+    return uncertainty.interval(low, high, boot_a["level"], method)
+
+
 def _scheme_text(boot: dict) -> str:
     """How one median's samples are resampled (its details.bootstrap record), in words."""
+    if boot.get("groups"):
+        return f"whole groups of details.{boot['groups']}"
     if boot.get("block", 1) > 1:
         return f"circular blocks of {boot['block']}"
     return f"within each group of details.{boot['strata']}" if boot.get("strata") else "independently"

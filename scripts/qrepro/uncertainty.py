@@ -1,6 +1,8 @@
 """Test-set uncertainty: a percentile bootstrap over the units a perplexity sums (test rows for the paper's
 protocol, sliding windows for token-level perplexity), paired across models; and the spread over training seeds
-(seed_summary, t_interval). Shared layer: numpy (scipy for the t quantile), no torch.
+(seed_summary, t_interval); and the median of timed samples (median_bootstrap): iid, in blocks, within strata,
+or by whole rounds of a job that timed several models, paired round by round (paired_median_interval). Shared layer:
+numpy (scipy for the t quantile), no torch.
 
 Paired: every model's replicates use the same resampled units (the same indices, from the same seed and unit
 count), so a comparison of two perplexities is computed replicate by replicate and its interval reflects only what
@@ -65,13 +67,20 @@ def block_length(samples: int) -> int:
 
 
 def resample_positions(samples: int, replicates: int, rng: np.random.Generator, block: int = 1,
-                       strata: list | None = None) -> np.ndarray:
+                       strata: list | None = None, groups: list | None = None) -> np.ndarray:
     """replicates x samples positions drawn with replacement. block > 1: a circular block bootstrap (consecutive
     runs of `block` positions from random starts, wrapping at the end), for series whose neighbours are correlated.
     strata (one label per sample): each label's positions resampled among themselves, so every replicate keeps
-    each label's count (e.g. the timed runs of each prompt)."""
+    each label's count (e.g. the timed runs of each prompt). groups (one label per sample, every group the same
+    size, e.g. the round each timed run belongs to): whole groups drawn with replacement (the iid draws over the
+    groups), each drawn group bringing all its samples, so what the samples of one group share (drift between
+    rounds) varies between replicates; two series with the same group labels, resampled from generators seeded
+    alike, draw the same groups (paired_median_interval)."""
     if samples < 2:
         raise ValueError(f"a bootstrap needs at least 2 samples, got {samples}")
+    if groups is not None:
+        members = group_members(groups, samples)
+        return members[resample_positions(len(members), replicates, rng)].reshape(replicates, -1)
     if strata is not None:
         labels = np.asarray(strata)
         if len(labels) != samples:
@@ -87,43 +96,97 @@ def resample_positions(samples: int, replicates: int, rng: np.random.Generator, 
     return ((starts[:, :, None] + np.arange(block)) % samples).reshape(replicates, -1)[:, :samples]
 
 
+def group_members(groups: list, samples: int) -> np.ndarray:
+    """groups x size positions: row g holds the positions of the g-th group label in sorted order (round 1, 2, ...),
+    so two series labelled by the same rounds line up row by row."""
+    labels = np.asarray(groups)
+    if len(labels) != samples:
+        raise ValueError(f"{len(labels)} group labels for {samples} samples")
+    members = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    if len({len(m) for m in members}) != 1:
+        raise ValueError(f"groups of unequal size {sorted({len(m) for m in members})}: resampling whole groups "
+                         "would change the sample count")
+    if len(members) < 2:
+        raise ValueError(f"a bootstrap over groups needs at least 2 groups, got {len(members)}")
+    return np.stack(members)
+
+
 def median_replicates(samples: list[float], replicates: int, rng: np.random.Generator, block: int = 1,
-                      strata: list | None = None) -> np.ndarray:
-    """The median of each of `replicates` resamples of the samples (resample_positions: iid, blocks or strata)."""
+                      strata: list | None = None, groups: list | None = None) -> np.ndarray:
+    """The median of each of `replicates` resamples of the samples (resample_positions: iid, blocks, strata or
+    groups)."""
     values = np.asarray(samples, dtype=np.float64)
     if values.ndim != 1 or len(values) < 2:
         raise ValueError(f"a bootstrap of a median needs at least 2 samples, got {values.shape}")
-    return np.median(values[resample_positions(len(values), replicates, rng, block, strata)], axis=1)
+    return np.median(values[resample_positions(len(values), replicates, rng, block, strata, groups)], axis=1)
 
 
 def median_interval(samples: list[float], replicates: int, seed: int, level: float, block: int = 1,
-                    strata: list | None = None) -> tuple[float, float]:
+                    strata: list | None = None, groups: list | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of the median (resample_positions says how the samples are drawn)."""
-    return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed), block, strata),
-                               level)
+    return percentile_interval(median_replicates(samples, replicates, np.random.default_rng(seed), block, strata,
+                                                 groups), level)
 
 
 def median_bootstrap(samples: list[float], unit: str, samples_field: str, settings: dict, described: str,
-                     block: int = 1, strata: list | None = None, strata_field: str | None = None) -> tuple[dict, dict]:
+                     block: int = 1, strata: list | None = None, strata_field: str | None = None,
+                     groups: list | None = None, groups_field: str | None = None,
+                     pairing: str | None = None) -> tuple[dict, dict]:
     """A median's `interval` field and the details.bootstrap record that lets a comparison resample it again
     (derived.median_interval). settings: config evaluation.bootstrap; described: the samples in words, for the
-    method ("timed optimizer steps"); block or strata (in details.<strata_field>): how they are resampled."""
-    low, high = median_interval(samples, settings["replicates"], settings["seed"], settings["level"], block, strata)
-    if block > 1:
-        how = (f"circular block bootstrap over the {len(samples)} {described} in the order they ran, blocks of {block} "
-               f"consecutive ones (about n^(1/3): neighbours are correlated, and blocks keep that)")
-    elif strata is not None:
-        counts = {label: strata.count(label) for label in dict.fromkeys(strata)}
-        how = (f"percentile bootstrap over the {len(samples)} {described}, resampled within each of the "
-               f"{len(counts)} {strata_field.removeprefix('run_').rstrip('s')}s (each keeps its "
-               f"{'/'.join(map(str, sorted(set(counts.values()))))} {unit}s)")
+    method ("timed optimizer steps"); block, strata (in details.<strata_field>) or groups (in
+    details.<groups_field>: rounds of one job that timed several models, `pairing` naming that job so that only
+    medians of the same job are paired): how they are resampled."""
+    low, high = median_interval(samples, settings["replicates"], settings["seed"], settings["level"], block, strata,
+                                groups)
+    if groups is not None:
+        how = round_text(len(samples), len(set(groups)), described)
+        noise = ROUND_NOISE
     else:
-        how = f"percentile bootstrap over the {len(samples)} {described}, taken as independent"
-    method = (f"{how}, {settings['replicates']} resamples, seed {settings['seed']}; within-run noise only: it does not "
-              "hold what changes from one run, process or machine to another")
+        noise = ("within-run noise only: it does not hold what changes from one run, process or machine to "
+                 "another")
+        if block > 1:
+            how = (f"circular block bootstrap over the {len(samples)} {described} in the order they ran, blocks of "
+                   f"{block} consecutive ones (about n^(1/3): neighbours are correlated, and blocks keep that)")
+        elif strata is not None:
+            counts = {label: strata.count(label) for label in dict.fromkeys(strata)}
+            how = (f"percentile bootstrap over the {len(samples)} {described}, resampled within each of the "
+                   f"{len(counts)} {strata_field.removeprefix('run_').rstrip('s')}s (each keeps its "
+                   f"{'/'.join(map(str, sorted(set(counts.values()))))} {unit}s)")
+        else:
+            how = f"percentile bootstrap over the {len(samples)} {described}, taken as independent"
+    method = f"{how}, {settings['replicates']} resamples, seed {settings['seed']}; {noise}"
     record = {"statistic": "median", "samples": samples_field, "unit": unit, "replicates": settings["replicates"],
               "seed": settings["seed"], "level": settings["level"], "block": block, "strata": strata_field}
+    if groups is not None:
+        record.update(groups=groups_field, pairing=pairing)
     return interval(low, high, settings["level"], method), record
+
+
+# what an interval over the rounds of one timing job holds, and what it does not
+ROUND_NOISE = ("it holds the run-to-run noise and the drift between rounds within this one job (the rounds "
+               "interleave the models, their order rotated each round); not what varies between jobs, builds or "
+               "machines")
+
+
+def round_text(samples: int, rounds: int, described: str) -> str:
+    """How a median's samples are resampled by whole rounds, in words."""
+    return (f"percentile bootstrap over the {rounds} rounds of the job: each resample draws {rounds} rounds with "
+            f"replacement and takes all of this model's {described} in them ({samples} in all, {samples // rounds} "
+            f"per round)")
+
+
+def paired_median_interval(samples_a: list[float], groups_a: list, samples_b: list[float], groups_b: list, fn,
+                           replicates: int, seed: int, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval of fn(median a, median b) for two models timed in the same rounds of one job:
+    every replicate draws the same rounds for both (generators seeded alike, the same round labels), so drift
+    that moves both models within a round moves both medians, and fn sees it."""
+    if sorted(set(groups_a)) != sorted(set(groups_b)):
+        raise ValueError(f"rounds {sorted(set(groups_a))} and {sorted(set(groups_b))} differ: nothing to pair")
+    return percentile_interval(fn(median_replicates(samples_a, replicates, np.random.default_rng(seed),
+                                                    groups=groups_a),
+                                  median_replicates(samples_b, replicates, np.random.default_rng(seed),
+                                                    groups=groups_b)), level)
 
 
 def independent_interval(samples_a: list[float], samples_b: list[float], fn, replicates: int, seed: int,

@@ -214,14 +214,14 @@ def cell(spec: str, sources: Sources, paper: dict | None = None) -> Cell:
 
 def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
     """One table from its catalogue entry: rows whose `when` file is absent are left out; placeholders in the caption
-    are filled from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
+    and row labels are filled from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
     m = sources.metrics
     rows = []
     for row in spec["rows"]:
         label, cells, when = (row[0], row[1], None) if isinstance(row, list) else (row["label"], row["cells"],
                                                                                    row.get("when"))
         if when is None or m.has(*when.split("/")):
-            rows.append((label, {column: cell(text, sources, paper) for column, text in cells.items()}))
+            rows.append((fill(label, m, paper, reference), {column: cell(text, sources, paper) for column, text in cells.items()}))
     return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
                  spec.get("ratios", True))
 

@@ -81,7 +81,8 @@ def test_resampling_clusters_are_articles_or_else_rows():
     rows = [" \n", " = A = \n", " \n", " text \n", " = = Section = = \n", " more \n", " = x = \n", " \n", " = B = \n",
             " \n", " b \n"]
     # " = x = " inside a paragraph (no blank row before it) does not open an article
-    assert resampling_clusters(rows) == ([0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2], "article")
+    # the blank row before the first heading belongs to the first article
+    assert resampling_clusters(rows) == ([1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2], "article")
     assert resampling_clusters([" a \n", " b \n"]) == ([0, 1], "row")
 
 

@@ -22,11 +22,12 @@ def article_starts(rows: list[str]) -> list[int]:
 
 
 def article_ids(rows: list[str]) -> list[int]:
-    """Each row's article: 0 before the first heading, then one more at every heading."""
+    """Each row's article, counted from 1 at every heading; rows before the first heading (WikiText's files open with
+    a blank row) belong to the first article."""
     starts, ids, current = set(article_starts(rows)), [], 0
     for i in range(len(rows)):
         current += i in starts
-        ids.append(current)
+        ids.append(max(current, 1))
     return ids
 
 

@@ -283,8 +283,12 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)
     assert "q/k/v" not in executed(variant="full", gradient_checkpointing=False)
     generation, _ = _render("qlora", "tokens_per_s", new_tokens=50, dtype="fp16", cuda=False, threads=2,
-                            repetitions=3, prompts=3, models=3, outside_load=False, outside_cores=0.01)
+                            repetitions=3, prompts=3, models=3, outside_load=False, outside_cores=0.01, training=False,
+                            attempts=2, reruns_allowed=2, threshold=0.1, contaminated=False)
     assert "Median over the 9 runs" in generation
+    assert ("a job whose observed outside load is above 0.1 cores (timing.outside_load_cores) redoes its timed work, "
+            "up to 2 more time(s)") in generation
+    assert "Attempt 2 was kept: the 1 before it observed outside load and were discarded" in generation
     assert ("in fp16 on CPU (2 thread(s)), the 3 models loaded in one job and timed in 3 interleaved rounds after one "
             "warm-up run per model and prompt: in each round every model runs each of the paper's 3 prompts once") \
         in generation

@@ -24,7 +24,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
     paper = perplexity.paper_protocol(model, tokenizer, texts, p.max_length, p.paper_samples)
     token = perplexity.token_level(model, tokenizer, texts, p.max_length, p.stride, p.batch_size, line_breaks, clusters)
     row = perplexity.per_row(model, tokenizer, texts, p.max_length, p.stride, p.batch_size, line_breaks)
-    by_cluster = lambda nll, tokens, owners: uncertainty.sum_by_cluster(nll, tokens, owners)  # noqa: E731
     # the units each perplexity sums: the paper's exp(mean row loss) is exp(sum / count) with one "token" per row
     audit = {"paper": {"unit": "test row", "nll": paper.pop("row_losses"), "tokens": [1] * paper["samples"],
                        "scored": f"the paper's protocol scores (the first {paper['samples']} non-empty rows of the "
@@ -33,12 +32,14 @@ with log_to(snakemake.log[0]):  # noqa: F821
                        cluster_unit: token["window_article"],  # each window's cluster, as token_article sums them
                        "scored": "of the test split, taken as independent (neighbouring windows of one article are "
                                  "correlated, so this interval is too narrow; the one by article is the one to read)"},
-             "token_article": {"unit": cluster_unit, **by_cluster(token.pop("window_nll"), token.pop("window_tokens"),
-                                                                   token.pop("window_article")),
+             "token_article": {"unit": cluster_unit,
+                               **uncertainty.sum_by_cluster(token.pop("window_nll"), token.pop("window_tokens"),
+                                                            token.pop("window_article")),
                                "scored": f"of the test split, each {cluster_unit} with the windows whose first scored "
                                          "token is in it (whole articles move together)"},
-             "row": {"unit": cluster_unit, **by_cluster(row.pop("row_nll"), row.pop("row_tokens"),
-                                                         [clusters[i] for i in row.pop("row_index")]),
+             "row": {"unit": cluster_unit,
+                     **uncertainty.sum_by_cluster(row.pop("row_nll"), row.pop("row_tokens"),
+                                                  [clusters[i] for i in row.pop("row_index")]),
                      "scored": f"of the test split, each {cluster_unit} with its rows"}}
     with open(out.audit, "w") as handle:
         json.dump(audit, handle)

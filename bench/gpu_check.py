@@ -30,7 +30,7 @@ def one_variant(args) -> None:
 
     from qrepro.evaluation.device_peak import cuda_peak
     from qrepro.model.analytic import model_flops_per_token
-    from qrepro.model.llama import meta_parameter_counts
+    from qrepro.model.anatomy import describe
     from qrepro.training.probe import run_probe
 
     config = profile(args.configfile)
@@ -40,8 +40,7 @@ def one_variant(args) -> None:
     result = run_probe(args.base, args.variant, hp, precision, True, args.steps, args.warmup, seq_len, config["seed"],
                        args.work)
     lora = hp["lora"] if args.variant == "qlora" else None
-    model_config, _, lora_params = meta_parameter_counts(args.base, lora)
-    flops_per_token = model_flops_per_token(model_config, seq_len, args.variant, lora_params)
+    flops_per_token = model_flops_per_token(describe(args.base, lora), seq_len, args.variant)
     peak, accelerator, gpu = cuda_peak()
     peak_source = f"spec-sheet dense fp16/bf16 peak of {accelerator} ({gpu})"
     result.update({"gpu": torch.cuda.get_device_name(), "mfu_percent": 100 * flops_per_token * result["tokens_per_s"] / peak,

@@ -16,7 +16,8 @@ import torch
 from qrepro.evaluation.device_peak import measure_matmul_peak
 from qrepro.hardware import cpu_supports_bf16
 from qrepro.model.analytic import model_flops_per_token
-from qrepro.model.llama import count_parameters, llama_config, random_model
+from qrepro.model.anatomy import describe
+from qrepro.model.causal_lm import build_config, count_parameters, random_model
 
 
 def main() -> None:
@@ -24,12 +25,13 @@ def main() -> None:
     for name, default in (("hidden", 128), ("layers", 4), ("heads", 4), ("kv", 2), ("inter", 384), ("vocab", 2048),
                           ("seq", 128), ("batch", 2), ("steps", 20), ("threads", 1)):
         parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--model-type", dest="model_type", default="llama", help="llama | qwen2 | mistral | phi3 | gemma")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    arch = dict(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+    arch = dict(model_type=args.model_type, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
                 num_key_value_heads=args.kv, intermediate_size=args.inter, max_position_embeddings=args.seq,
                 tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    config = llama_config(arch, args.vocab, 1, 2)
+    config = build_config(arch, args.vocab, 1, 2)
     model = random_model(config, seed=0).train()
     total, _ = count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -50,7 +52,7 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     per_step = (time.perf_counter() - start) / args.steps
-    flops = model_flops_per_token(config, args.seq, "full") * args.batch * args.seq
+    flops = model_flops_per_token(describe(config), args.seq, "full") * args.batch * args.seq
     peak = measure_matmul_peak(dtype, args.threads)["best_flops"]
     print(f"{total / 1e6:.2f}M parameters, batch {args.batch} x seq {args.seq}: {per_step * 1e3:.1f} ms/step, "
           f"{args.batch * args.seq / per_step:.0f} tokens/s, MFU {100 * flops / per_step / peak:.1f}% "

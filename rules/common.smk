@@ -223,7 +223,7 @@ def weights_deleted_since_the_manifest(wildcards):
 
 
 def structure_inputs(wildcards):
-    if config["model"]["architecture"]["vocab_size"] is None:
+    if config["model"]["architecture"] and config["model"]["architecture"]["vocab_size"] is None:
         return {"tokenizer": rules.tokenizer.output.tokenizer}
     return {}
 

@@ -23,6 +23,9 @@ rule structure_metrics:
         unpack(structure_inputs),
     params:
         architecture=config["model"]["architecture"],
+        # read when architecture is null: the hub or local model's own config.json
+        model_location=config["model"]["hub_id"] if config["model"]["source"] == "hub" else config["model"]["local_path"],
+        revision=config["model"]["revision"],
         lora=config["training"]["qlora"]["lora"],
         double_quant=config["training"]["qlora"]["quantization"]["double_quant"],
         max_length=config["data"]["max_length"],
@@ -44,6 +47,8 @@ use rule structure_metrics as paper_structure_metrics with:
         "configs/paper.yaml",
     params:
         architecture=PAPER_PROFILE["model"]["architecture"],
+        model_location=None,  # the paper profile declares its architecture: never read from the hub
+        revision=None,
         lora=PAPER_PROFILE["training"]["qlora"]["lora"],
         double_quant=PAPER_PROFILE["training"]["qlora"]["quantization"]["double_quant"],
         max_length=PAPER_PROFILE["data"]["max_length"],

@@ -9,6 +9,8 @@ rule probe_base:
         unpack(structure_inputs),
     params:
         architecture=config["model"]["architecture"],
+        model_location=config["model"]["hub_id"] if config["model"]["source"] == "hub" else config["model"]["local_path"],
+        revision=config["model"]["revision"],
         weights_dtype=config["probe"]["weights_dtype"],
         seed=config["seed"],
     resources:

@@ -8,7 +8,7 @@ from qrepro.data.tokenizer import finish
 from qrepro.evaluation.flop_count import counted_step_flops
 from qrepro.evaluation.records import analytic_flops_records
 from qrepro.metrics_io import write_metrics
-from qrepro.model.llama import count_parameters
+from qrepro.model.anatomy import describe
 from qrepro.model.quant import DTYPES
 from qrepro.runlog import log_to
 from qrepro.runtime import device_and_precision, seed_everything, set_threads
@@ -23,15 +23,11 @@ with log_to(snakemake.log[0]):  # noqa: F821
     cuda, precision = device_and_precision(p.precision)
     tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
     model = build(variant, inp.base_model, p.hp, precision, cuda)
-    total, trainable = count_parameters(model)
-    lora_params = trainable if variant == "qlora" else 0
+    lora = p.hp.get("lora") if variant == "qlora" else None
     stats = json.loads(open(inp.stats).read())["splits"]["train"]
     seq_len = stats["tokens_with_padding"] // stats["samples"]
     sequences = p.hp["batch_size"] * p.hp["gradient_accumulation_steps"]
     source = [inp.base_model, inp.stats]
-    records = analytic_flops_records(model.config, p.hp.get("lora"), lora_params, variant, seq_len, sequences,
-                                     stats["tokens"] / stats["tokens_with_padding"],
-                                     p.hp["gradient_checkpointing"], source)
     # One real optimizer step: the first batch x accumulation samples of the training split.
     data = load_from_disk(inp.tokenized)["train"]
     collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
@@ -42,6 +38,9 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if cuda and variant == "full":
         model = model.to(device)
     counted = counted_step_flops(model, batches, autocast)
+    records = analytic_flops_records(describe(inp.base_model, lora), lora, variant, seq_len, sequences,
+                                     stats["tokens"] / stats["tokens_with_padding"], p.hp["gradient_checkpointing"],
+                                     counted["total"], source)
     records["flops_per_step_counted"] = dict(
         value=counted["total"], inputs=source + [inp.tokenizer, inp.tokenized],
         details={"micro_batches": len(batches), "sequences": sequences, "seq_len": seq_len,

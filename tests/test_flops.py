@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from qrepro.evaluation.flop_count import counted_step_flops
 from qrepro.model import analytic
 from conftest import LORA_TARGETS
-from qrepro.model.llama import llama_config, random_model
+from qrepro.model.causal_lm import llama_config, random_model
 from qrepro.training.variants import build_full, build_qlora
 
 ARCH = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=384,

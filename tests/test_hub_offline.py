@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from qrepro.data.splits import load_corpus
 from qrepro.data.checks import DataValidationError
 from qrepro.hub import HubUnavailableError
-from qrepro.model.llama import load_pretrained
+from qrepro.model.causal_lm import load_pretrained
 from qrepro.data.tokenizer import from_model, model_tokenizer_revision
 
 model_id, model_rev, data_rev, other_rev, out = sys.argv[1:]

@@ -10,7 +10,7 @@ import torch
 from conftest import LORA_TARGETS
 from qrepro.data.tokenizer import train_bpe
 from qrepro.evaluation.inference import time_rounds
-from qrepro.model.llama import llama_config, random_model
+from qrepro.model.causal_lm import llama_config, random_model
 from qrepro.model.loading import load_for_eval
 from qrepro.runtime import set_threads
 

@@ -8,7 +8,7 @@ from qrepro.evaluation.footprint import memory_bytes
 from qrepro.evaluation.perplexity import line_break_ids, paper_protocol, per_row, token_level
 from conftest import PAPER
 from qrepro.model import analytic
-from qrepro.model.llama import llama_config, random_model
+from qrepro.model.causal_lm import llama_config, random_model
 
 N, TRAINABLE = PAPER["t2_total_params"], PAPER["t6_trainable_qlora"]
 
@@ -47,7 +47,7 @@ def test_nf4_storage_bits_on_a_real_bitsandbytes_layer(double_quant, bits):
 
 
 def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
-    from qrepro.model.llama import count_parameters
+    from qrepro.model.causal_lm import count_parameters
     from qrepro.model.loading import load_4bit_base
     arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                 intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
@@ -261,7 +261,7 @@ def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
     the way model_size measures it: the adapters come back in fp32."""
     from conftest import LORA_TARGETS
-    from qrepro.model.llama import count_parameters
+    from qrepro.model.causal_lm import count_parameters
     from qrepro.model.loading import load_for_eval
     from qrepro.training.variants import build_qlora
     arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -3,7 +3,7 @@ import torch
 
 from conftest import LORA_TARGETS, PAPER
 from qrepro.hardware import cpu_supports_bf16
-from qrepro.model.llama import (count_parameters, expected_lora_params, llama_config, meta_parameter_counts,
+from qrepro.model.causal_lm import (count_parameters, expected_lora_params, llama_config, meta_parameter_counts,
                                 random_model)
 from qrepro.model.quant import disable_cpu_weight_repacking
 

@@ -59,7 +59,7 @@ def test_paper_profile_refuses_to_train_without_cuda(paper_copy):
 
 def test_hub_errors_name_the_local_options():
     from qrepro.data.splits import hf_raw
-    from qrepro.model.llama import load_pretrained
+    from qrepro.model.causal_lm import load_pretrained
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(HubUnavailableError, match=r"HF_HUB_OFFLINE=1 is set.*data.source: local"):
         hf_raw("wikitext", "wikitext-2-raw-v1", None)

@@ -9,7 +9,7 @@ import pytest
 from conftest import LORA_TARGETS, PAPER, ROOT, snakemake
 from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
-from qrepro.model.llama import expected_lora_params, llama_config
+from qrepro.model.causal_lm import expected_lora_params, llama_config
 
 TEST_CONFIG = merged_profile(ROOT / "config.yaml", ROOT / "configs/test.yaml")  # what the test_run fixture runs
 

@@ -198,7 +198,7 @@ def test_no_unsafe_loading_or_shell_calls_in_the_code():
 
 
 def test_memory_guard_refuses_what_cannot_fit():
-    from qrepro.model.llama import llama_config
+    from qrepro.model.causal_lm import llama_config
     from qrepro.training.resources import GIB, InsufficientMemoryError, guard, training_memory_estimate
     arch = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
                 intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False, rms_norm_eps=1e-5,

@@ -184,7 +184,7 @@ def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from qrepro.model.llama import llama_config, random_model
+    from qrepro.model.causal_lm import llama_config, random_model
     from qrepro.training.trainer import PaperEvaluationSchedule
 
     def slow_collator(features):

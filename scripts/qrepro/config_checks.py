@@ -23,15 +23,12 @@ def problems(config: dict, cuda: bool | None = None, check_device: bool = True) 
     data, model, training = config["data"], config["model"], config["training"]
     arch = model["architecture"]
 
-    if arch["hidden_size"] % arch["num_attention_heads"]:
-        found.append(f"model.architecture.num_attention_heads={arch['num_attention_heads']} must divide "
-                     f"hidden_size={arch['hidden_size']}")
-    if arch["num_attention_heads"] % arch["num_key_value_heads"]:
-        found.append(f"model.architecture.num_key_value_heads={arch['num_key_value_heads']} must divide "
-                     f"num_attention_heads={arch['num_attention_heads']}")
-    if data["max_length"] > arch["max_position_embeddings"]:
-        found.append(f"data.max_length={data['max_length']} exceeds the model's maximum positions "
-                     f"(model.architecture.max_position_embeddings={arch['max_position_embeddings']})")
+    if arch is None:
+        if model["source"] == "pretrain" or model["init"] == "random":
+            found.append("model.architecture is null, but model.source=pretrain (or model.init=random) builds the "
+                         "model from it; declare it (model_type, sizes) or load a hub/local model")
+    else:
+        found += _architecture_problems(arch, data["max_length"])
     if training["step_time_warmup"] >= training["max_steps"]:
         found.append(f"training.step_time_warmup={training['step_time_warmup']} leaves no step to time out of "
                      f"training.max_steps={training['max_steps']}; lower it")
@@ -63,6 +60,20 @@ def problems(config: dict, cuda: bool | None = None, check_device: bool = True) 
     if check_device and not config["allow_cpu"] and not cuda:
         found.append("allow_cpu=false (this profile is meant for a CUDA GPU) and no CUDA device is visible; "
                      "run on a GPU machine, or override with --config allow_cpu=True")
+    return found
+
+
+def _architecture_problems(arch: dict, max_length: int) -> list[str]:
+    found = []
+    if "head_dim" not in arch and arch["hidden_size"] % arch["num_attention_heads"]:
+        found.append(f"model.architecture.num_attention_heads={arch['num_attention_heads']} must divide "
+                     f"hidden_size={arch['hidden_size']} (or declare head_dim, where the family takes one)")
+    if arch["num_attention_heads"] % arch["num_key_value_heads"]:
+        found.append(f"model.architecture.num_key_value_heads={arch['num_key_value_heads']} must divide "
+                     f"num_attention_heads={arch['num_attention_heads']}")
+    if max_length > arch["max_position_embeddings"]:
+        found.append(f"data.max_length={max_length} exceeds the model's maximum positions "
+                     f"(model.architecture.max_position_embeddings={arch['max_position_embeddings']})")
     return found
 
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import LORA_TARGETS, copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.model.llama import llama_config, random_model
+from qrepro.model.causal_lm import llama_config, random_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 from qrepro.model import analytic
 
 
-def architecture_records(config, total_params: int, source: list[str]) -> dict:
-    values = {"total_params": total_params, "hidden_size": config.hidden_size, "num_layers": config.num_hidden_layers,
-              "num_attention_heads": config.num_attention_heads, "num_key_value_heads": config.num_key_value_heads,
+def architecture_records(facts, source: list[str]) -> dict:
+    from qrepro.model.anatomy import head_dim
+    config = facts.config
+    values = {"model_family": facts.family, "total_params": facts.total_params, "hidden_size": config.hidden_size,
+              "num_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads,
+              "num_key_value_heads": config.num_key_value_heads, "head_dim": head_dim(config),
               "intermediate_size": config.intermediate_size, "vocab_size": config.vocab_size,
               "tie_word_embeddings": bool(config.tie_word_embeddings)}
     return {name: dict(value=value, inputs=source) for name, value in values.items()}
 
 
-def notebook_numbers(config, total_params: int, lora_params: int) -> dict:
+def notebook_numbers(facts) -> dict:
     """What the paper's notebook printed (paper/PROTOCOL.md), from the architecture alone.
 
     bitsandbytes stores two 4-bit weights per uint8 element, so numel() over a QLoRA model counts each
     quantized projection at half its size; prepare_model_for_kbit_training upcasts every parameter that is
     not 4-bit (embeddings, lm_head, norms) to fp32, and the LoRA weights are fp32. peft's
     print_trainable_parameters counts a Params4bit at twice its numel, i.e. at its logical size."""
-    bnb = analytic.bnb_footprint_bytes(config, total_params, double_quant=True)
+    total_params, lora_params = facts.total_params, facts.trainable_params
+    bnb = analytic.bnb_footprint_bytes(facts, double_quant=True)
     packed_base = bnb["quantized_params"] // 2 + bnb["unquantized_params"]
     notebook_total = packed_base + lora_params
     size_bytes = bnb["quantized_params"] // 2 + 4 * bnb["unquantized_params"] + 4 * lora_params
@@ -30,15 +34,17 @@ def notebook_numbers(config, total_params: int, lora_params: int) -> dict:
             "trainable_percent_peft": 100 * lora_params / peft_total}
 
 
-def structure_records(config, total_params: int, lora_params: int, seq_len: int, double_quant: bool,
-                      source: list[str]) -> dict:
-    """Tables 5-7 from the architecture alone: the paper's formulas, the real NF4 footprint, and the numbers
-    the paper's notebook printed. Ratios between these are written by the comparisons rule."""
+def structure_records(facts, seq_len: int, double_quant: bool, source: list[str]) -> dict:
+    """Tables 5-7 from the architecture alone (facts: the model on the meta device, LoRA as peft resolved it): the
+    paper's formulas, the real NF4 footprint, and the numbers the paper's notebook printed. Ratios between these are
+    written by the comparisons rule."""
+    total_params, lora_params = facts.total_params, facts.trainable_params
     paper = analytic.paper_sizes_mb(total_params, lora_params)
     flops = analytic.paper_flops_per_step(total_params, lora_params, seq_len)
-    bnb = analytic.bnb_footprint_bytes(config, total_params, double_quant)
-    notebook = notebook_numbers(config, total_params, lora_params)
+    bnb = analytic.bnb_footprint_bytes(facts, double_quant)
+    notebook = notebook_numbers(facts)
     values = {
+        "lora_adapted_modules": ", ".join(facts.lora_names),
         "lora_trainable_params": lora_params,
         "lora_trainable_percent": 100 * lora_params / total_params,
         "size_fp16_mb_paper": paper["fp16"],
@@ -53,32 +59,45 @@ def structure_records(config, total_params: int, lora_params: int, seq_len: int,
         "trainable_percent_packed_notebook": notebook["trainable_percent_packed"],
         "total_params_peft": notebook["peft_total"],
         "trainable_percent_peft": notebook["trainable_percent_peft"],
-        "flops_per_token_full_analytic": analytic.model_flops_per_token(config, seq_len, "full"),
-        "flops_per_token_qlora_analytic": analytic.model_flops_per_token(config, seq_len, "qlora", lora_params),
-        "nf4_bits_per_weight": analytic.nf4_bits_per_weight(double_quant, max(analytic.linear_weights(config))),
+        "flops_per_token_full_analytic": analytic.model_flops_per_token(facts, seq_len, "full"),
+        "flops_per_token_qlora_analytic": analytic.model_flops_per_token(facts, seq_len, "qlora"),
+        "nf4_bits_per_weight": analytic.nf4_bits_per_weight(double_quant, max(facts.quantized_numels)),
     }
     records = {name: dict(value=value, inputs=source) for name, value in values.items()}
     records["size_qlora_bnb_mb"].update(details={**bnb, "lora_bytes": lora_params * 4},
                                         method_fields={"double_quant": double_quant})
+    records["lora_adapted_modules"].update(details={"modules": list(facts.lora_modules), "count": len(facts.lora_modules),
+                                                    "linear_layers": facts.linear_names})
+    caveats = analytic.model_formula_caveats(facts, seq_len)
+    for name in ("flops_per_token_full_analytic", "flops_per_token_qlora_analytic"):
+        records[name].update(details={"formula_caveats": caveats}, method_fields={"caveats": "; ".join(caveats)})
     return records
 
 
-def analytic_flops_records(config, lora: dict | None, lora_params: int, variant: str, seq_len: int,
-                           sequences_per_step: int, real_tokens_fraction: float, gradient_checkpointing: bool,
+def analytic_flops_records(facts, lora: dict | None, variant: str, seq_len: int, sequences_per_step: int,
+                           real_tokens_fraction: float, gradient_checkpointing: bool, counted: int,
                            source: list[str]) -> dict:
-    model = analytic.model_flops_per_token(config, seq_len, variant, lora_params)
-    executed = analytic.executed_flops_per_token(config, seq_len, variant, lora, gradient_checkpointing)
+    """Model and executed FLOPs per step by formula. Where the executed formula does not hold for this model's layout
+    (analytic.executed_formula_caveats), flops_per_step_executed is the counted value (counted), and says so."""
+    model = analytic.model_flops_per_token(facts, seq_len, variant)
+    caveats = analytic.executed_formula_caveats(facts, seq_len)
     tokens = sequences_per_step * seq_len
+    executed = (counted / tokens if caveats else
+                analytic.executed_flops_per_token(facts, seq_len, variant, lora["r"] if lora else 0,
+                                                  gradient_checkpointing))
     return {
-        "flops_per_step_analytic": dict(value=model * tokens, inputs=source, method_fields={"variant": variant},
-                                        details={"flops_per_token": model, "tokens_per_step": tokens}),
+        "flops_per_step_analytic": dict(
+            value=model * tokens, inputs=source,
+            method_fields={"variant": variant, "caveats": "; ".join(analytic.model_formula_caveats(facts, seq_len))},
+            details={"flops_per_token": model, "tokens_per_step": tokens}),
         "flops_per_step_analytic_real_tokens": dict(value=model * tokens * real_tokens_fraction, inputs=source,
                                                     details={"real_tokens_fraction": real_tokens_fraction}),
         "flops_per_step_executed": dict(
             value=executed * tokens, inputs=source,
-            method_fields={"variant": variant, "gradient_checkpointing": gradient_checkpointing},
+            method_fields={"variant": variant, "gradient_checkpointing": gradient_checkpointing,
+                           "counted_instead": "; ".join(caveats)},
             details={"flops_per_token": executed, "tokens_per_step": tokens,
-                     "gradient_checkpointing": gradient_checkpointing}),
+                     "gradient_checkpointing": gradient_checkpointing, "formula_caveats": caveats}),
     }
 
 

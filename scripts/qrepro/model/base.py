@@ -3,22 +3,39 @@ from __future__ import annotations
 
 import torch
 
-from qrepro.model.llama import llama_config, load_pretrained, random_model
+from qrepro.model.causal_lm import build_config, load_pretrained, random_model
 from qrepro.runtime import latest_checkpoint, seed_everything, set_threads
-
-STRUCTURAL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                   "intermediate_size", "tie_word_embeddings")
 
 
 class ArchitectureMismatchError(ValueError):
     pass
 
 
+def config_value(model_config, key: str):
+    """A declared architecture key as the loaded config holds it (transformers 5 keeps rope_theta and the rope scaling
+    in rope_parameters)."""
+    if key == "model_type":
+        return model_config.model_type
+    rope = getattr(model_config, "rope_parameters", None) or {}
+    if key == "rope_theta":
+        return rope.get("rope_theta", getattr(model_config, "rope_theta", None))
+    if key == "rope_scaling":
+        return {k: v for k, v in rope.items() if k != "rope_theta"} if rope.get("rope_type", "default") != "default" \
+            else None
+    return getattr(model_config, key, None)
+
+
 def check_architecture(model_config, declared: dict) -> None:
-    """A downloaded model's config must match the architecture the profile declares."""
-    keys = STRUCTURAL_KEYS + (("vocab_size",) if declared.get("vocab_size") else ())
-    wrong = {key: (declared[key], getattr(model_config, key, None)) for key in keys
-             if getattr(model_config, key, None) != declared[key]}
+    """A downloaded model's config must match every key of the architecture the profile declares."""
+    wrong = {}
+    for key, value in declared.items():
+        if key == "vocab_size" and value is None:
+            continue
+        found = config_value(model_config, key)
+        if key == "rope_scaling" and value is not None and found is not None:
+            found = {k: found.get(k) for k in value}  # the declared fields; transformers adds its defaults
+        if found != value:
+            wrong[key] = (value, found)
     if wrong:
         lines = ", ".join(f"{k}: config says {d}, model has {m}" for k, (d, m) in wrong.items())
         raise ArchitectureMismatchError(f"model.architecture does not match the loaded model ({lines})")
@@ -26,13 +43,14 @@ def check_architecture(model_config, declared: dict) -> None:
 
 def pretrain(tokenizer, tokenized_dir: str, arch: dict, pretrain_cfg: dict, seed: int, precision: str,
              cuda: bool, threads: int, work_dir: str):
-    """A small LlamaForCausalLM trained from scratch on the packed pretraining portion."""
+    """A small model of the declared family (architecture.model_type) trained from scratch on the packed
+    pretraining portion."""
     from datasets import load_from_disk
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     set_threads(threads)
     seed_everything(seed)
-    config = llama_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    config = build_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     model = random_model(config, seed)
     args = TrainingArguments(
         output_dir=work_dir, max_steps=pretrain_cfg["max_steps"],
@@ -56,4 +74,4 @@ def from_hub_or_disk(path_or_id: str, revision: str | None, declared: dict | Non
 
 def random_weights(arch: dict, vocab_size: int, seed: int, bos_token_id: int = 1, eos_token_id: int = 2):
     """The declared architecture with random weights (speed, memory and MFU runs without the hub)."""
-    return random_model(llama_config(arch, vocab_size, bos_token_id, eos_token_id), seed)
+    return random_model(build_config(arch, vocab_size, bos_token_id, eos_token_id), seed)

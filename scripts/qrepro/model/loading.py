@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from qrepro.model.artifacts import check_adapter, check_safetensors
-from qrepro.model.llama import load_pretrained
+from qrepro.model.causal_lm import load_pretrained
 from qrepro.model.quant import DTYPES, assert_quantized, bnb_config, require_bitsandbytes
 
 

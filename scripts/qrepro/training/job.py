@@ -19,7 +19,7 @@ from qrepro import uncertainty
 from qrepro.dependencies import library_files
 from qrepro.load import MachineLoad, combined, redo_while_loaded
 from qrepro.metrics_io import write_metrics
-from qrepro.model.llama import count_parameters
+from qrepro.model.causal_lm import count_parameters
 from qrepro.model.quant import cpu_4bit_kernel
 from qrepro.runlog import alone_evidence, package_versions
 from qrepro.runtime import claim_checkpoint_dir, device_and_precision, fingerprint, seed_everything, set_threads

@@ -10,8 +10,8 @@ class InsufficientMemoryError(MemoryError):
     pass
 
 
-def training_memory_estimate(config, total_params: int, trainable_params: int, variant: str, batch: int,
-                             seq_len: int, weights_bytes: int = 4, optimizer: str = "adamw_torch") -> dict:
+def training_memory_estimate(facts, variant: str, batch: int, seq_len: int, weights_bytes: int = 4,
+                             optimizer: str = "adamw_torch") -> dict:
     """A deliberately simple upper-bound style estimate, in bytes.
 
     full:  weights + gradients (weights_bytes each) + AdamW states (2 x fp32, or 2 x 1 byte for 8-bit)
@@ -19,11 +19,12 @@ def training_memory_estimate(config, total_params: int, trainable_params: int, v
     both:  activations ~ 34 x hidden x seq x batch x layers bytes (Korthikanti et al., 16-bit, no recompute)
            + logits (batch x seq x vocab x 4 bytes, twice for the loss)
     """
+    config, total_params = facts.config, facts.total_params
     state_bytes = 2 if "8bit" in optimizer else 8
     if variant == "full":
         params = total_params * (2 * weights_bytes + state_bytes)
     else:
-        params = bnb_footprint_bytes(config, total_params, True)["total_bytes"] + trainable_params * (4 + 4 + state_bytes)
+        params = bnb_footprint_bytes(facts, True)["total_bytes"] + facts.trainable_params * (4 + 4 + state_bytes)
     activations = 34 * config.hidden_size * seq_len * batch * config.num_hidden_layers
     logits = 2 * batch * seq_len * config.vocab_size * 4
     return {"parameters_and_states": params, "activations": activations + logits,
@@ -50,11 +51,8 @@ def guard(estimate: dict, available: int, where: str, what: str) -> None:
 
 def estimate_for_job(base_dir: str, variant: str, hp: dict, seq_len: int) -> dict:
     """The estimate for one fine-tuning job, from the base model's config alone (meta device, no weights)."""
-    from qrepro.model.llama import meta_parameter_counts
+    from qrepro.model.anatomy import describe
 
-    lora = hp["lora"] if variant == "qlora" else None
-    config, total, lora_params = meta_parameter_counts(base_dir, lora)
-    trainable = lora_params if lora else total
+    facts = describe(base_dir, hp["lora"] if variant == "qlora" else None)
     weights_bytes = 4 if variant == "qlora" or hp.get("weights_dtype", "fp32") == "fp32" else 2
-    return training_memory_estimate(config, total, trainable, variant, hp["batch_size"], seq_len,
-                                    weights_bytes, hp["optim"])
+    return training_memory_estimate(facts, variant, hp["batch_size"], seq_len, weights_bytes, hp["optim"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qrepro.model.llama import load_pretrained
+from qrepro.model.anatomy import check_lora_targets, lora_config
+from qrepro.model.causal_lm import load_pretrained
 from qrepro.model.quant import DTYPES, assert_quantized, bnb_config, disable_cpu_weight_repacking, require_bitsandbytes
 
 
@@ -22,7 +23,7 @@ def build_full(base_dir: str, weights_dtype: str, gradient_checkpointing: bool =
 
 def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, cuda: bool,
                 gradient_checkpointing: bool):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     require_bitsandbytes(cuda)
     dtype = compute_dtype(quantization, precision)
@@ -30,12 +31,11 @@ def build_qlora(base_dir: str, quantization: dict, lora: dict, precision: str, c
                             quantization_config=bnb_config(quantization["quant_type"],
                                                            quantization["double_quant"], dtype))
     assert_quantized(model)
+    check_lora_targets(model, lora["target_modules"])
     # The paper's notebook: prepare_model_for_kbit_training with its default, use_gradient_checkpointing=True
     # (peft's reentrant checkpointing; the Trainer is not asked to enable it again).
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    model = get_peft_model(model, LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias=lora["bias"],
-        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM"))
+    model = get_peft_model(model, lora_config(lora))
     if not cuda:
         disable_cpu_weight_repacking(model)
     return model
@@ -108,7 +108,8 @@ def resolved_hyperparameters(variant: str, trainer, model, hp: dict) -> dict:
             "lora_alpha": peft_config.lora_alpha,
             "lora_dropout": peft_config.lora_dropout,
             "lora_bias": peft_config.bias,
-            "target_modules": sorted(peft_config.target_modules),
+            "target_modules": sorted(peft_config.target_modules),  # as peft resolved them (all-linear: the names)
+            "adapted_modules": len(model.targeted_module_names),
         })
     else:
         resolved["weights_dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")

@@ -62,6 +62,8 @@ def test_every_default_key_has_a_comment():
     ({"data": {"source": "web"}}, "'web' is not one of ['bundled', 'synthetic', 'hf', 'local']"),
     ({"training": {"qlora": {"learning_rate": -1.0}}}, "-1.0 is less than or equal to the minimum of 0"),
     ({"training": {"max_steps": "many"}}, "'many' is not of type 'integer'"),
+    ({"model": {"architecture": {"model_type": "gpt2"}}}, "'gpt2' is not one of ['llama', 'qwen2', 'mistral', 'phi3', 'gemma']"),
+    ({"training": {"qlora": {"lora": {"target_modules": "all"}}}}, "'all' is not valid under any of the given schemas"),
 ])
 def test_schema_names_key_and_allowed_values(override, message):
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -69,7 +71,34 @@ def test_schema_names_key_and_allowed_values(override, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("family, key, value, allowed", [
+    ("llama", "sliding_window", 32, False), ("mistral", "sliding_window", 32, True), ("qwen2", "sliding_window", 32, True),
+    ("qwen2", "head_dim", 32, False), ("mistral", "head_dim", 32, True), ("gemma", "head_dim", 32, True),
+    ("phi3", "head_dim", 32, False), ("llama", "attention_bias", True, True), ("mistral", "attention_bias", True, False),
+    ("phi3", "original_max_position_embeddings", 128, True), ("llama", "original_max_position_embeddings", 128, False),
+])
+def test_schema_takes_the_keys_of_the_family_its_config_class_takes(family, key, value, allowed):
+    """The schema's per-family keys against transformers itself: the family's config class signature."""
+    import inspect
+
+    from transformers import CONFIG_MAPPING
+    assert (key in inspect.signature(CONFIG_MAPPING[family].__init__).parameters) == allowed
+    config = merged({"model": {"architecture": {"model_type": family, key: value}}})
+    if allowed:
+        validate(config)
+    else:
+        with pytest.raises(jsonschema.ValidationError) as err:
+            validate(config)
+        assert list(err.value.absolute_path) == ["model", "architecture", key]
+
+
+def test_lora_targets_take_all_linear_and_names():
+    validate(merged({"training": {"qlora": {"lora": {"target_modules": "all-linear"}}}}))
+    validate(merged({"training": {"qlora": {"lora": {"target_modules": ["qkv_proj", "gate_up_proj"]}}}}))
+
+
 @pytest.mark.parametrize("override, message", [
+    ({"model": {"architecture": None}}, "model.architecture is null, but model.source=pretrain"),
     ({"model": {"architecture": {"num_attention_heads": 3}}}, "num_attention_heads=3 must divide hidden_size=128"),
     ({"data": {"max_length": 512}}, "data.max_length=512 exceeds the model's maximum positions"),
     ({"training": {"precision": "fp16"}}, "training.precision=fp16 needs a CUDA device"),

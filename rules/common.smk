@@ -13,9 +13,13 @@ from qrepro.runlog import nvidia_smi
 
 # Everything but the device is checked at parse time. The device checks (fp16, or allow_cpu=false, without CUDA)
 # wait for onstart, and apply only when a job that runs on the accelerator (a rule with the `gpu` resource) will
-# run, unless the checks do not concern it (DEVICE_CHECK_EXEMPT, defined beside the exempt rule). Dry runs and
+# run, unless the checks do not concern it (DEVICE_CHECK_EXEMPT, below). Dry runs and
 # weight-free targets (structure, tables) work on any machine.
 config_checks.check(config, check_device=False)
+
+# Rules the device checks do not concern: the memory probe trains at probe.precision on whatever device there is, CPU
+# included at any scale (rules/probe.smk).
+DEVICE_CHECK_EXEMPT = {"memory_probe"}
 
 
 # On SLURM the jobs run on the cluster's nodes, not here: instead of this machine's device, the site settings and

@@ -26,8 +26,7 @@ rule probe_base:
 
 
 # The probe trains at probe.precision on whatever device there is, CPU included at any scale: the training-device
-# checks (training.precision, allow_cpu) do not concern it.
-DEVICE_CHECK_EXEMPT = {"memory_probe"}
+# checks (training.precision, allow_cpu) do not concern it (DEVICE_CHECK_EXEMPT, rules/common.smk).
 
 
 rule memory_probe:

@@ -1,4 +1,4 @@
-# The report: Tables 1-12 and Figures 1-2 from results/metrics, rendered to HTML and LaTeX/PDF.
+# The report: every table and figure (paper/metrics.yaml, templates/outline.yaml) from results/metrics, rendered to HTML and LaTeX/PDF.
 # Plot and render rules are kept apart from compute rules: editing a template or the style re-runs only these.
 
 

@@ -2,7 +2,7 @@
 timed in interleaved rounds, their order rotated each round (qrepro.evaluation.inference.time_rounds)."""
 from qrepro.evaluation.inference import paper_protocol, time_rounds
 from qrepro import uncertainty
-from qrepro.load import MachineLoad, redo_while_loaded
+from qrepro.machine_load import MachineLoad, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.model.loading import prepare_eval
 from qrepro.runlog import alone_evidence, log_to

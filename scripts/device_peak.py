@@ -3,7 +3,7 @@ import torch
 
 from qrepro.evaluation.device_peak import cuda_peak, measure_matmul_peak
 from qrepro.hardware import describe
-from qrepro.load import MachineLoad, redo_while_loaded
+from qrepro.machine_load import MachineLoad, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.model.quant import DTYPES
 from qrepro.runlog import alone_evidence, log_to

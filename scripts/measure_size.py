@@ -8,11 +8,11 @@ from qrepro.evaluation.footprint import disk_bytes, memory_bytes
 from qrepro.metrics_io import write_metrics
 from qrepro.model.loading import load_4bit_base, load_for_eval
 from qrepro.runlog import log_to
+from qrepro.units import MB
 
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 variant = snakemake.wildcards.variant  # noqa: F821
-MB = 1024 ** 2
 with log_to(snakemake.log[0]):  # noqa: F821
     cuda = torch.cuda.is_available()
     # The deployable form: full in 16 bit, QLoRA as its NF4 base plus the adapters as peft loads them.

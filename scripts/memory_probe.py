@@ -1,5 +1,5 @@
 """Rule memory_probe: peak training memory and step time of one variant at the configured architecture."""
-from qrepro.load import MachineLoad, redo_while_loaded
+from qrepro.machine_load import MachineLoad, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.runlog import alone_evidence, log_to
 from qrepro.runtime import device_and_precision, set_threads

@@ -105,11 +105,7 @@ def test_every_table_cell_names_a_declared_metric_and_a_known_paper_value():
                     hp_keys.add(match[1])
                 else:
                     assert match in CATALOGUE.specs, text
-    # every hyperparameter a table reads is one the finetune job writes (training.variants)
-    from qrepro.training import variants
-    import inspect
-    written = inspect.getsource(variants)
-    assert all(f'"{key}"' in written for key in hp_keys), hp_keys
+    # that the finetune job writes every hyperparameter a table reads: test_pipeline, on a real run's files
 
 
 def catalogue_cell(source):

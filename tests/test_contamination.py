@@ -1,11 +1,11 @@
 """Contaminated timings: a timed job redoes its work while the machine's outside load is above the threshold
-(qrepro.load.redo_while_loaded), and a timing no attempt of which was clean is marked, with everything computed from
+(qrepro.machine_load.redo_while_loaded), and a timing no attempt of which was clean is marked, with everything computed from
 it (qrepro.derived.mark_contaminated) and everywhere the report shows it. Fast: made-up observations and files."""
 import jsonschema
 import pytest
 
 from qrepro import derived
-from qrepro.load import MachineLoad, PlantedLoad, redo_while_loaded
+from qrepro.machine_load import MachineLoad, PlantedLoad, redo_while_loaded
 from qrepro.metrics_io import MetricStore, metric_record
 from qrepro.report import claims
 from qrepro.report.placeholders import CONTAMINATED_MARK, Values

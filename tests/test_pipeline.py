@@ -62,6 +62,18 @@ def test_training_ran_the_recipe_and_the_loss_went_down(test_run):
     assert pretrain["loss"].iloc[-1] < pretrain["loss"].iloc[0] - 1.0
 
 
+def test_the_finetune_job_writes_every_hyperparameter_a_table_reads(test_run):
+    from qrepro import catalogue
+    from qrepro.report.tables import CELL_SOURCE
+    read = {(m["variant"], m["key"]) for table in catalogue.load(ROOT / "paper/metrics.yaml").tables for row in table["rows"]
+            for text in (row[1] if isinstance(row, list) else row["cells"]).values()
+            for m in [CELL_SOURCE.match(text.split("|")[0])] if m and m["variant"]}
+    assert read, "the tables read hyperparameters"
+    for variant, key in read:
+        written = json.loads((test_run / f"results/train/{variant}/hyperparameters.json").read_text())
+        assert key in written, (variant, key)
+
+
 def test_qlora_weights_are_an_adapter_and_full_is_a_whole_model(test_run):
     qlora = test_run / "results/models/qlora"
     assert (qlora / "adapter_model.safetensors").exists() and (qlora / "adapter_config.json").exists()

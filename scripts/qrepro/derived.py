@@ -294,14 +294,14 @@ def merged_run_facts(details: list[dict], seeds: list[int]) -> dict:
     """What a timed metric's details say of its run, over the seeds' runs (several): every one ran alone or not, the
     load observed over all of them (core-seconds summed; each run's in seed_observed_load), their outlier steps
     (each tagged with its seed, counts and excess seconds summed). Only the facts the runs' details hold."""
-    from qrepro import load
+    from qrepro import machine_load
 
     merged = {}
     if all("ran_alone" in d for d in details):
         merged["ran_alone"] = all(d["ran_alone"] for d in details)
     if all("observed_load" in d for d in details):
         observed = [d["observed_load"] for d in details]
-        combined = {k: v for k, v in load.combined(observed, observed[0]["threshold_cores"]).items()
+        combined = {k: v for k, v in machine_load.combined(observed, observed[0]["threshold_cores"]).items()
                     if k not in ("segments", "load_average_1min")}
         combined["runs_with_outside_load"] = [seed for seed, o in zip(seeds, observed) if o["outside_load_observed"]]
         combined["how"] = (observed[0]["how"] + "; over the training seeds' runs: wall and CPU seconds summed (each "

@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit hash (hub revisions, dataset revisions)
 
 
 class HubUnavailableError(RuntimeError):
@@ -34,7 +34,7 @@ def snapshot_commit(repo_id: str, revision: str | None, filenames: tuple[str, ..
         cached = try_to_load_from_cache(repo_id, filename, revision=revision)
         if isinstance(cached, str):
             commit = Path(cached).parent.name
-            if _COMMIT.fullmatch(commit):
+            if COMMIT.fullmatch(commit):
                 return commit
     raise HubUnavailableError(
         f"{repo_id} at revision {revision or 'main'} has none of {', '.join(filenames)} in the hub cache "

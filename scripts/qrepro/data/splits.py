@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -15,11 +14,10 @@ from datasets import Dataset, DatasetDict, load_dataset
 from qrepro.data.bundled import read_carve_record
 from qrepro.data.checks import FINETUNE_SPLITS, DataValidationError, check_local_file, check_splits, local_split_files
 from qrepro.data.corpus import generate_corpus
-from qrepro.hub import hub_error
+from qrepro.hub import COMMIT, hub_error
 
 PACKING_ROWS = 1000  # rows packed together (run_clm's group_texts map batch); each group drops its own remainder
 PROVENANCE_FILE = "provenance.json"  # beside the saved splits: where the rows came from (read by the data card)
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -50,7 +48,7 @@ def hf_raw(name: str, config_name: str | None, revision: str | None) -> DatasetD
             "to files in data.local_dir")
     selected = DatasetDict({split: raw[split] for split in FINETUNE_SPLITS})
     loaded = hf_resolved_revision(selected, name, config_name)
-    if revision and _COMMIT.fullmatch(revision) and revision != loaded:
+    if revision and COMMIT.fullmatch(revision) and revision != loaded:
         # Offline, datasets reloads the newest cached copy whatever revision was asked for.
         raise DataValidationError(
             f"dataset {name} (config {config_name}): data.hf.revision pins {revision} but revision {loaded} was "
@@ -73,7 +71,7 @@ def hf_resolved_revision(raw: DatasetDict, name: str, config_name: str | None) -
             f"{len(folders)} cache folders ({', '.join(sorted(map(str, folders))) or 'none, it is in memory'}); "
             "load it from the hub cache (HF_DATASETS_CACHE)")
     folder = folders.pop()
-    if not _COMMIT.fullmatch(folder.name):
+    if not COMMIT.fullmatch(folder.name):
         raise DataValidationError(
             f"dataset {name} (config {config_name}) was loaded from the cache folder {folder}, which is not named "
             "after a hub commit (written by an older datasets version?); delete it and load the dataset again "

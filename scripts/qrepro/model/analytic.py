@@ -5,7 +5,8 @@ MB means 1024² bytes throughout, as in the paper.
 """
 from __future__ import annotations
 
-MB = 1024 ** 2
+from qrepro.units import MB
+
 PAPER_BATCH = 4              # the paper's FLOP formula hard-codes 4 sequences per step
 PAPER_QUANT_SPEEDUP = 0.25   # the paper's assumption that 4-bit ops cost a quarter: not a FLOP count
 BNB_BLOCKSIZE = 64           # bitsandbytes 4-bit: one absmax per 64 weights

@@ -17,7 +17,7 @@ from qrepro import SCRIPTS_DIR
 from qrepro.data.tokenizer import finish
 from qrepro import uncertainty
 from qrepro.dependencies import library_files
-from qrepro.load import MachineLoad, combined, redo_while_loaded
+from qrepro.machine_load import MachineLoad, combined, redo_while_loaded
 from qrepro.metrics_io import write_metrics
 from qrepro.model.causal_lm import count_parameters
 from qrepro.model.quant import cpu_4bit_kernel
@@ -173,42 +173,55 @@ def train_once(job: FinetuneJob, setup: dict, attempt: int) -> tuple[Attempt, di
 
 
 def run(job: FinetuneJob) -> None:
+    """The job in four steps: prepare, train (again while the machine was loaded), save, write the metric files."""
+    setup = prepare(job)
+    # outside load above the threshold: train again from the same start, up to timing.reruns more times; the kept
+    # (last) attempt's model is the one saved, and every attempt's observation stays in the files
+    kept, reruns = redo_while_loaded(lambda attempt: train_once(job, setup, attempt), job.params.timing,
+                                     plant=int(os.environ.get("RANK", "0")) == 0)
+    if not kept.trainer.is_world_process_zero():
+        return  # under accelerate launch, only rank 0 writes results
+    save_outputs(job, kept)
+    write_metrics(job.params.metrics, training_records(job, kept, reruns, setup["cuda"]))
+
+
+def prepare(job: FinetuneJob) -> dict:
+    """Threads, device and precision, tokenizer and data; claim the checkpoints; refuse a job that cannot fit in
+    memory or would not run alone. Returns what every attempt trains with."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    p, inp, out = job.params, job.input, job.output
-    variant = job.variant
-    processes = world_size()
-    set_threads(job.threads // processes)  # the job's cores, shared by its processes
+    p, inp = job.params, job.input
+    set_threads(job.threads // world_size())  # the job's cores, shared by its processes
     cuda, precision = device_and_precision(p.shared["precision"])
-    tokenizer = finish(AutoTokenizer.from_pretrained(inp.tokenizer))
     data = load_from_disk(inp.tokenized)
     eval_data = data["validation"]
     if p.shared["eval_max_samples"]:
         eval_data = eval_data.select(range(min(p.shared["eval_max_samples"], eval_data.num_rows)))
-
     if "LOCAL_RANK" not in os.environ:  # under accelerate launch the parent process already claimed them
         claim_checkpoints(job, precision)
-    estimate = resources.estimate_for_job(inp.base_model, variant, p.hp, p.max_length)
-    resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {variant}")
+    estimate = resources.estimate_for_job(inp.base_model, job.variant, p.hp, p.max_length)
+    resources.guard(estimate, *resources.available_bytes(cuda), what=f"fine-tuning {job.variant}")
     print(f"memory estimate: {estimate}")
     alone_evidence(job.threads, job.scheduler_cores)  # refuses at once a local job that would not run alone
-    setup = {"cuda": cuda, "precision": precision, "tokenizer": tokenizer, "train": data["train"], "eval": eval_data}
-    # outside load above the threshold: train again from the same start, up to timing.reruns more times; the kept
-    # (last) attempt's model is the one saved, and every attempt's observation stays in the files
-    kept, reruns = redo_while_loaded(lambda attempt: train_once(job, setup, attempt), p.timing,
-                                     plant=int(os.environ.get("RANK", "0")) == 0)
-    trainer, model, timer, memory = kept.trainer, kept.model, kept.timer, kept.memory
-    run_times, this_run, observed = kept.run_times, kept.this_run, kept.observed
+    return {"cuda": cuda, "precision": precision, "tokenizer": finish(AutoTokenizer.from_pretrained(inp.tokenizer)),
+            "train": data["train"], "eval": eval_data}
 
-    if not trainer.is_world_process_zero():
-        return  # under accelerate launch, only rank 0 writes results
-    variants.save_model(trainer.model, variant, str(Path(out.weights).parent))
+
+def save_outputs(job: FinetuneJob, kept: Attempt) -> None:
+    """The trained model (full) or adapter (QLoRA), the loss curve, and the hyperparameters as they ran."""
+    out = job.output
+    variants.save_model(kept.trainer.model, str(Path(out.weights).parent))
+    log_history_frame(kept.trainer.state.log_history).to_csv(out.log_history, index=False)
+    variants.write_json(out.hyperparameters, variants.resolved_hyperparameters(job.variant, kept.trainer, kept.model))
+
+
+def training_records(job: FinetuneJob, kept: Attempt, reruns: dict, cuda: bool) -> dict:
+    """The finetune job's metric files: parameters, times (with what the machine did meanwhile), losses, memory."""
+    p, inp = job.params, job.input
+    trainer, timer, run_times, observed = kept.trainer, kept.timer, kept.run_times, kept.observed
     history = trainer.state.log_history
-    log_history_frame(history).to_csv(out.log_history, index=False)
-    variants.write_json(out.hyperparameters, variants.resolved_hyperparameters(variant, trainer, model, p.hp))
-
-    total, trainable = count_parameters(model)
+    total, trainable = count_parameters(kept.model)
     steps = trainer.state.global_step
     if len(timer.durations) != steps:
         raise RuntimeError(f"{len(timer.durations)} step times for {steps} optimizer steps: a step went untimed")
@@ -220,7 +233,7 @@ def run(job: FinetuneJob) -> None:
         durations, "optimizer step", "timed_step_durations_s", p.bootstrap, "timed optimizer steps",
         block=uncertainty.block_length(len(durations)))
     # earlier processes (up to a resumed checkpoint), then every rank of this run
-    reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in this_run]
+    reports = timer.earlier + [{k: v for k, v in report.items() if v is not None} for report in kept.this_run]
     # every process that contributed steps must have run alone (runlog.alone_evidence): the scheduler's guarantee;
     # observed_load: what the machine did, which no scheduler guarantees; attempts: every training of this job
     alone = {"ran_alone": all(proc["ran_alone"] for proc in reports), "processes": reports, "observed_load": observed,
@@ -230,7 +243,7 @@ def run(job: FinetuneJob) -> None:
                     "threshold": p.timing["outside_load_cores"], "contaminated": contaminated}
     sources = [inp.base_model, inp.tokenizer, inp.tokenized]
     kernel = cpu_4bit_kernel(cuda)  # what bitsandbytes decided in this process about its CPU 4-bit matmul
-    write_metrics(p.metrics, {
+    return {
         "total_params": dict(value=total, inputs=[inp.base_model]),
         "trainable_params": dict(value=trainable, inputs=[inp.base_model]),
         "trainable_percent": dict(value=100.0 * trainable / total, inputs=[inp.base_model]),
@@ -257,8 +270,8 @@ def run(job: FinetuneJob) -> None:
         "precision": dict(value=variants.precision_that_ran(trainer), inputs=[]),
         "cpu_4bit_kernel": dict(value=kernel["status"], inputs=[], details=kernel),
         "peak_train_memory_mb": dict(value=max(proc["peak_memory_mb"] for proc in reports), inputs=sources,
-                                     method_fields={"cuda": cuda}, details={**memory.details, **alone}),
-    })
+                                     method_fields={"cuda": cuda}, details={**kept.memory.details, **alone}),
+    }
 
 
 if __name__ == "__main__":  # the worker entry under accelerate launch

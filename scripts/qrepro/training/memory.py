@@ -5,6 +5,8 @@ import threading
 
 import torch
 
+from qrepro.units import MB
+
 
 class PeakMemory:
     """Peak memory while the block runs.
@@ -57,18 +59,18 @@ class PeakMemory:
     @property
     def mb(self) -> float:
         """The reported figure: the allocator's peak on CUDA, the peak RSS above the baseline on CPU."""
-        return (self.peak_bytes if self.cuda else self.peak_bytes - self.baseline_bytes) / 1024 ** 2
+        return (self.peak_bytes if self.cuda else self.peak_bytes - self.baseline_bytes) / MB
 
     def current_mb(self) -> float:
         """The reported figure so far: while the block runs (for checkpoints), and its final value after it."""
         if self._done:
             return self.mb
         if self.cuda:
-            return torch.cuda.max_memory_allocated() / 1024 ** 2
-        return (max(self.peak_bytes, self._rss()) - self.baseline_bytes) / 1024 ** 2
+            return torch.cuda.max_memory_allocated() / MB
+        return (max(self.peak_bytes, self._rss()) - self.baseline_bytes) / MB
 
     @property
     def details(self) -> dict:
-        return {"baseline_mb": self.baseline_bytes / 1024 ** 2, "peak_mb": self.peak_bytes / 1024 ** 2,
-                "peak_above_baseline_mb": (self.peak_bytes - self.baseline_bytes) / 1024 ** 2,
+        return {"baseline_mb": self.baseline_bytes / MB, "peak_mb": self.peak_bytes / MB,
+                "peak_above_baseline_mb": (self.peak_bytes - self.baseline_bytes) / MB,
                 "source": "torch.cuda.max_memory_allocated" if self.cuda else "process RSS (psutil), 10 ms sampling"}

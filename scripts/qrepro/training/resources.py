@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from qrepro.model.analytic import bnb_footprint_bytes
-
-GIB = 1024 ** 3
+from qrepro.units import GIB
 
 
 class InsufficientMemoryError(MemoryError):

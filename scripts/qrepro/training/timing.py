@@ -28,8 +28,9 @@ class StepTimer(TrainerCallback):
     FILE = "timing.json"
 
     def __init__(self, cuda: bool = False, memory: "PeakMemory | None" = None,
-                 process: "Callable[[], dict] | None" = None):
+                 process: "Callable[[], dict] | None" = None, clock: "Callable[[], float]" = time.perf_counter):
         self.cuda = cuda
+        self.clock = clock                      # seconds, monotonic (tests pass a clock they advance themselves)
         self.memory = memory                    # its peak so far is stored with each checkpoint
         self.process = process or dict          # what this process reports about itself (e.g. that it ran alone),
                                                 # asked when a checkpoint is saved and at the end: it covers the run so far
@@ -48,7 +49,7 @@ class StepTimer(TrainerCallback):
             import torch
 
             torch.cuda.synchronize()
-        return time.perf_counter()
+        return self.clock()
 
     def resume(self, checkpoint: str | None) -> None:
         """Take over the durations, wall clock and process reports recorded in the checkpoint a run resumes from."""
@@ -69,11 +70,11 @@ class StepTimer(TrainerCallback):
 
     def start(self) -> None:
         """Called right before trainer.train(): the paper-protocol wall clock starts here."""
-        self._train_start = time.perf_counter()
+        self._train_start = self.clock()
 
     def wall_s(self) -> float:
         """Wall clock of the whole run so far: earlier processes up to their checkpoint, plus this one."""
-        return self.prior_wall_s + (time.perf_counter() - self._train_start)
+        return self.prior_wall_s + (self.clock() - self._train_start)
 
     def processes(self) -> list[dict]:
         """One report per process that contributed steps: earlier ones, then this one (its memory peak so far)."""

@@ -72,7 +72,7 @@ def optimizer_that_ran(trainer) -> dict:
             "optimizer_ran": f"{name}, state {'/'.join(dtypes)}, {paged} of {len(state)} state tensors paged"}
 
 
-def resolved_hyperparameters(variant: str, trainer, model, hp: dict) -> dict:
+def resolved_hyperparameters(variant: str, trainer, model) -> dict:
     """What actually ran (Tables 3 and 4), read back from the TrainingArguments, the optimizer the Trainer stepped,
     its accelerator's precision and the model."""
     args = trainer.args
@@ -116,7 +116,7 @@ def resolved_hyperparameters(variant: str, trainer, model, hp: dict) -> dict:
     return resolved
 
 
-def save_model(model, variant: str, out_dir: str) -> None:
+def save_model(model, out_dir: str) -> None:
     """full: the whole model as safetensors; qlora: the adapter weights plus adapter_config.json."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     # one unsharded file, so the rule can declare it (bigger than TinyLlama in fp32 still fits)

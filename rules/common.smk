@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from qrepro import catalogue, cluster, config_checks, hardware, profile
+from qrepro import catalogue, cluster, config_checks, hardware, profile, seeds
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -98,7 +98,7 @@ SCHEDULER_CORES = 0 if workflow.remote_exec else TIMED_JOB_THREADS
 # perplexity audits), one run after another, and rule aggregate_seeds writes results/metrics/<variant>/ as the mean
 # over the seeds (with their values, sd and an interval). What is measured on one trained model (size, FLOPs,
 # inference, MFU's step time aside) uses the first seed's run.
-SEEDS = profile.training_seeds(config)
+SEEDS = seeds.training_seeds(config)
 SEEDED = len(SEEDS) > 1
 RUN = f"{RESULTS}/seeds/{{seed}}" if SEEDED else RESULTS  # one seed's run folder: a pattern with {seed} when several
 SEED_TAG = "_seed{seed}" if SEEDED else ""  # in the names of a seed's log and benchmark files

@@ -206,7 +206,7 @@ if SEEDED:
             f"{BENCH}/perplexity_{{model}}{SEED_TAG}.tsv"
 
     # results/metrics/<variant>/: each of the variant's seeded metrics as the mean over the seeds' runs, with
-    # their values, sd and interval (qrepro.derived.seed_aggregate)
+    # their values, sd and interval (qrepro.seeds.seed_aggregate)
     rule aggregate_seeds:
         output:
             SEED_AGGREGATES,

@@ -1,6 +1,6 @@
 """Rule aggregate_seeds: one variant's training and perplexity files as the mean over the training seeds' runs
-(qrepro.derived.seed_aggregate): each seed's value, their sd and the t interval of the mean travel with it."""
-from qrepro.derived import seed_aggregate
+(qrepro.seeds.seed_aggregate): each seed's value, their sd and the t interval of the mean travel with it."""
+from qrepro.seeds import seed_aggregate
 from qrepro.metrics_io import metric_record, read_metric, write_record
 from qrepro.runlog import log_to
 

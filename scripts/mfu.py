@@ -1,6 +1,7 @@
 """Rule mfu: model FLOPs utilization and achieved TFLOP/s, the paper's way and the correct way (Table 8).
 The files it reads are the catalogue's `reads` for the mfu group (paper/metrics.yaml), the rule's named inputs."""
-from qrepro.derived import mark_contaminated, mean_over_seeds, seed_values
+from qrepro.derived import mark_contaminated
+from qrepro.seeds import mean_over_seeds, seed_values
 from qrepro.evaluation.records import mfu_records
 from qrepro.metrics_io import read_metric, write_metrics
 from qrepro.runlog import log_to
@@ -18,7 +19,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if training_seeds is None:  # one training run per variant
         records = mfu_records(flops, timed["steps"]["value"], timed["train_time"]["value"], timed["step_time"]["value"],
                               peak["value"], peak["method"], peak["details"], sources, p.t4_peak_tflops)
-    else:  # several: MFU of each seed's run (its times), then their mean (derived.mean_over_seeds)
+    else:  # several: MFU of each seed's run (its times), then their mean (seeds.mean_over_seeds)
         per_run = zip(*(seed_values(timed[n], training_seeds) for n in ("steps", "train_time", "step_time")))
         records = mean_over_seeds([mfu_records(flops, steps, train_time, step_time, peak["value"], peak["method"],
                                                peak["details"], sources, p.t4_peak_tflops)

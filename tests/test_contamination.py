@@ -4,7 +4,7 @@ it (qrepro.derived.mark_contaminated) and everywhere the report shows it. Fast: 
 import jsonschema
 import pytest
 
-from qrepro import derived
+from qrepro import derived, seeds
 from qrepro.machine_load import MachineLoad, PlantedLoad, redo_while_loaded
 from qrepro.metrics_io import MetricStore, metric_record
 from qrepro.report import claims
@@ -132,11 +132,11 @@ def test_a_value_derived_from_a_derived_value_stays_contaminated():
 def test_a_mean_over_seeds_is_contaminated_when_one_seed_run_is():
     runs = [_file("qlora", "train_time_s", v, contaminated=c) for v, c in ((10.0, False), (14.0, True), (12.0, False))]
     paths = [f"results/seeds/{s}/metrics/qlora/train_time_s.json" for s in (42, 43, 44)]
-    aggregate = derived.seed_aggregate(runs, [42, 43, 44], paths, 0.95)
+    aggregate = seeds.seed_aggregate(runs, [42, 43, 44], paths, 0.95)
     assert aggregate["value"] == pytest.approx(12.0) and aggregate["contaminated"] is True
     assert aggregate["details"]["contaminated_seeds"] == [43]
     assert metric_record(**aggregate)["contaminated"] is True
-    clean = derived.seed_aggregate([runs[0], runs[2]], [42, 44], [paths[0], paths[2]], 0.95)
+    clean = seeds.seed_aggregate([runs[0], runs[2]], [42, 44], [paths[0], paths[2]], 0.95)
     assert clean["contaminated"] is False and "contaminated" not in metric_record(**clean)
 
 

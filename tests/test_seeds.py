@@ -1,5 +1,5 @@
-"""Several training seeds (training.seeds): aggregates over the seeds' runs (derived.seed_aggregate) and comparisons
-paired by seed (derived.seed_comparison), checked against numpy and a t table; the seeded pipeline is checked in
+"""Several training seeds (training.seeds): aggregates over the seeds' runs (seeds.seed_aggregate) and comparisons
+paired by seed (seeds.seed_comparison), checked against numpy and a t table; the seeded pipeline is checked in
 test_pipeline.py."""
 import shutil
 
@@ -9,7 +9,8 @@ import pytest
 from conftest import ROOT, snakemake
 from qrepro import uncertainty
 from qrepro.config_checks import merged_profile
-from qrepro.derived import FORMULAS, paired_interval, seed_aggregate, seed_comparison
+from qrepro.derived import FORMULAS, paired_interval
+from qrepro.seeds import seed_aggregate, seed_comparison, seed_summary
 from qrepro.metrics_io import metric_record, read_metric, write_record
 from test_pipeline import TIMED_RULES, _job_events
 
@@ -60,9 +61,9 @@ def test_a_comparison_pairs_the_runs_by_seed():
     """The change of each seed's QLoRA run against the same seed's full run; its interval is the t interval of
     those three changes. Shared seed effects cancel: seed-paired changes barely vary although the runs do."""
     qlora = {"scope": "qlora", "metric": "m", "value": 0.0,
-             "seeds": uncertainty.seed_summary([42, 43, 44], [110.0, 121.0, 132.0])}
+             "seeds": seed_summary([42, 43, 44], [110.0, 121.0, 132.0])}
     full = {"scope": "full", "metric": "m", "value": 0.0,
-            "seeds": uncertainty.seed_summary([42, 43, 44], [100.0, 110.0, 120.5])}
+            "seeds": seed_summary([42, 43, 44], [100.0, 110.0, 120.5])}
     summary, interval = seed_comparison(qlora, full, FORMULAS["change"][1], 0.95)
     changes = np.array([10.0, 10.0, 100 * (132 / 120.5 - 1)])
     assert summary["values"] == pytest.approx(changes)
@@ -74,7 +75,7 @@ def test_a_comparison_pairs_the_runs_by_seed():
     summary, _ = seed_comparison(full, base, FORMULAS["change"][1], 0.95)
     assert summary["values"] == pytest.approx([-50.0, -45.0, -39.75])
     with pytest.raises(ValueError, match="cannot be paired by seed"):
-        seed_comparison(qlora, {**full, "seeds": uncertainty.seed_summary([1, 2, 3], [1.0, 2.0, 3.0])},
+        seed_comparison(qlora, {**full, "seeds": seed_summary([1, 2, 3], [1.0, 2.0, 3.0])},
                         FORMULAS["change"][1], 0.95)
 
 
@@ -213,7 +214,7 @@ def test_mfu_is_computed_for_each_seeds_run_and_averaged(seeded_run):
 def test_what_each_run_says_of_itself_is_merged_over_the_seeds():
     """Ran alone only if every run did; the load over all runs is their outside CPU seconds over their wall seconds
     (here 0.6 / 30 = 0.02 cores, below the threshold, although seed 43's run alone was at 0.5 / 10 = 0.05)."""
-    from qrepro.derived import merged_run_facts
+    from qrepro.seeds import merged_run_facts
 
     def run(wall, outside, alone, outliers):
         load = {"wall_s": wall, "timed_cpu_s": 2 * wall, "outside_cpu_s": outside, "steal_s": 0.0,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qrepro import uncertainty
+from qrepro import seeds, uncertainty
 from qrepro.metrics_io import MetricStore
 
 FORMULAS = {
@@ -140,7 +140,7 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
         record = out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
                                     details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},
                                              "b": {"metric": "/".join(c.b), "value": b}})
-        seeded = seed_comparison(m.record(*c.a), m.record(*c.b), fn, level)
+        seeded = seeds.seed_comparison(m.record(*c.a), m.record(*c.b), fn, level)
         paired = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {})
         by_window = paired_interval(m.record(*c.a), m.record(*c.b), fn, audits or {}, "bootstrap_by_window")
         if by_window:  # the interval that takes the windows as independent, beside the one by article
@@ -220,131 +220,6 @@ def paired_interval(a: dict, b: dict, fn, audits: dict[str, dict],
     if seeds > 1:
         method += f"; each resample's value is the mean over the {seeds} training seeds of the seed-paired values"
     return uncertainty.interval(low, high, boot_a["level"], method), sorted(set(files_a + files_b))
-
-
-def seed_comparison(a: dict, b: dict, fn, level: float) -> tuple[dict, dict | None] | None:
-    """With several training seeds: the formula applied to each seed's pair (a seed's a with the same seed's b; an
-    input with one value, such as the base model's, pairs with every seed), as a `seeds` field, and the t interval
-    of their mean (None where every seed gives the same value); None unless an input carries seeds."""
-    seeds_a, seeds_b = a.get("seeds"), b.get("seeds")
-    if not seeds_a and not seeds_b:
-        return None
-    if seeds_a and seeds_b and seeds_a["seeds"] != seeds_b["seeds"]:
-        raise ValueError(f"{a['scope']}/{a['metric']} (seeds {seeds_a['seeds']}) and {b['scope']}/{b['metric']} "
-                         f"(seeds {seeds_b['seeds']}) cannot be paired by seed")
-    seeds = (seeds_a or seeds_b)["seeds"]
-    values = [fn(x, y) for x, y in zip(seed_values(a, seeds), seed_values(b, seeds))]
-    what = ("the formula applied to each seed's pair of runs (seeds.values), paired by seed" if seeds_a and seeds_b
-            else "the formula applied to each seed's run and the one untrained value (seeds.values)")
-    return uncertainty.seed_spread(seeds, values, level, what)
-
-
-def seed_aggregate(records: list[dict], seeds: list[int], paths: list[str], level: float) -> dict:
-    """One metric over the training seeds' runs (their records and files, in seed order) as metric_record's
-    arguments: the mean as the value (the common value where it is not a number, which every seed must then
-    give), each seed's value in `seeds`, the t interval of the mean where the seeds differ (each seed's own interval
-    in details.seed_intervals) and the method saying so. Its other details are the first seed's run's; an audit
-    record (details.bootstrap) names every seed's audit, for the paired test-set interval of a comparison."""
-    first = records[0]
-    for record, path in zip(records, paths):
-        if (record["metric"], record["scope"], record["unit"]) != (first["metric"], first["scope"], first["unit"]):
-            raise ValueError(f"{path} is not the same metric as {paths[0]}")
-    values = [record["value"] for record in records]
-    summary, interval = uncertainty.seed_spread(seeds, values, level, "the runs' values")
-    same = len(set(map(str, values))) == 1
-    if "mean" in summary:
-        value = values[0] if same else summary["mean"]
-    elif same:
-        value = values[0]
-    else:
-        raise ValueError(f"{first['scope']}/{first['metric']} differs between training seeds and is not a number: "
-                         f"{dict(zip(seeds, values))}")
-    merged = merged_run_facts([r.get("details", {}) for r in records], seeds)
-    details = {**first.get("details", {}), **merged, "details_from_seed": seeds[0],
-               "seed_methods": {str(seed): record["method"] for seed, record in zip(seeds, records)}}
-    if any("interval" in record for record in records):
-        details["seed_intervals"] = {str(seed): record.get("interval") for seed, record in zip(seeds, records)}
-    for key in ("bootstrap", "bootstrap_by_window"):
-        if key in details and "audit" in details[key]:
-            boot = {k: v for k, v in details[key].items() if k != "audit"}
-            details[key] = {**boot, "audits": [record["details"][key]["audit"] for record in records]}
-    one_method = len({record["method"] for record in records}) == 1
-    facts = list(dict.fromkeys(RUN_FACTS[key] for key in merged if key in RUN_FACTS))
-    method = (f"{'Mean' if 'mean' in summary and not same else 'Value'} over {len(seeds)} training seeds' runs "
-              f"(seeds {', '.join(map(str, seeds))}; each run's value in seeds.values{', all equal' if same else ''}, "
-              f"its file in inputs, its method in details.seed_methods; "
-              f"{', '.join(facts) + ' in details, other' if facts else 'other'} "
-              f"details seed {seeds[0]}'s). "
-              + (f"Each run: {first['method']}" if one_method else
-                 f"Seed {seeds[0]}'s run (the others' methods differ in what they observed): {first['method']}"))
-    tainted = [seed for seed, record in zip(seeds, records) if record.get("contaminated")]
-    if tainted:  # a mean over runs one of which is contaminated is contaminated
-        details["contaminated_seeds"] = tainted
-    return dict(metric=first["metric"], scope=first["scope"], value=value, unit=first["unit"], method=method,
-                inputs=list(paths), timing=first["timing"], details=details, interval=interval, seeds=summary,
-                contaminated=bool(tainted))
-
-
-# what a timed metric's details say of its run, merged over the seeds' runs (merged_run_facts), in words
-RUN_FACTS = {"ran_alone": "whether every run ran alone", "observed_load": "the load observed over all runs",
-             "outliers": "the outlier steps of all runs", "step_outliers": "the outlier steps of all runs"}
-
-
-def merged_run_facts(details: list[dict], seeds: list[int]) -> dict:
-    """What a timed metric's details say of its run, over the seeds' runs (several): every one ran alone or not, the
-    load observed over all of them (core-seconds summed; each run's in seed_observed_load), their outlier steps
-    (each tagged with its seed, counts and excess seconds summed). Only the facts the runs' details hold."""
-    from qrepro import machine_load
-
-    merged = {}
-    if all("ran_alone" in d for d in details):
-        merged["ran_alone"] = all(d["ran_alone"] for d in details)
-    if all("observed_load" in d for d in details):
-        observed = [d["observed_load"] for d in details]
-        combined = {k: v for k, v in machine_load.combined(observed, observed[0]["threshold_cores"]).items()
-                    if k not in ("segments", "load_average_1min")}
-        combined["runs_with_outside_load"] = [seed for seed, o in zip(seeds, observed) if o["outside_load_observed"]]
-        combined["how"] = (observed[0]["how"] + "; over the training seeds' runs: wall and CPU seconds summed (each "
-                           "run's in seed_observed_load; runs_with_outside_load: the seeds whose own run was above "
-                           "the threshold)")
-        merged["observed_load"] = combined
-        merged["seed_observed_load"] = {str(seed): o for seed, o in zip(seeds, observed)}
-    for listed, count, excess in (("outliers", "outlier_count", "outlier_excess_s"),
-                                  ("step_outliers", None, "step_outlier_excess_s")):
-        if all(listed in d for d in details):
-            merged[listed] = [{**o, "seed": seed} for seed, d in zip(seeds, details) for o in d[listed]]
-            if count:
-                merged[count] = len(merged[listed])
-            if all(excess in d for d in details):
-                merged[excess] = sum(d[excess] for d in details)
-    if all("outlier_threshold_s" in d for d in details):
-        merged["outlier_threshold_s"] = {str(seed): d["outlier_threshold_s"] for seed, d in zip(seeds, details)}
-    return merged
-
-
-def seed_values(record: dict, seeds: list[int]) -> list:
-    """A metric's value for each training seed: its seeds.values (in `seeds` order), or its one value for all."""
-    if "seeds" not in record:
-        return [record["value"]] * len(seeds)
-    if record["seeds"]["seeds"] != list(seeds):
-        raise ValueError(f"{record['scope']}/{record['metric']} has seeds {record['seeds']['seeds']}, not {seeds}")
-    return list(record["seeds"]["values"])
-
-
-def mean_over_seeds(per_seed: list[dict[str, dict]], seeds: list[int], level: float) -> dict[str, dict]:
-    """Records a job computed once per training seed (name -> value, inputs, details...), as one record each: the
-    mean as the value, each seed's in `seeds`, the t interval where they differ (write_metrics' method says so)."""
-    out = {}
-    for name, first in per_seed[0].items():
-        summary, interval = uncertainty.seed_spread(seeds, [records[name]["value"] for records in per_seed], level,
-                                                    "the values computed from each seed's run")
-        out[name] = {**first, "value": summary["mean"], "seeds": summary,
-                     "details": {**first.get("details", {}), "details_from_seed": seeds[0],
-                                 "seed_details": {str(s): records[name].get("details", {})
-                                                  for s, records in zip(seeds, per_seed)}}}
-        if interval:
-            out[name]["interval"] = interval
-    return out
 
 
 def median_interval(a: dict, b: dict, fn) -> dict | None:

@@ -12,6 +12,8 @@ from typing import Any, Iterable
 
 import jsonschema
 
+from qrepro import seeds
+
 WORKFLOW_FILES = ("schemas/metric.schema.json",)  # read at run time (qrepro.dependencies)
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / WORKFLOW_FILES[0]
 # what the report writes after every number read from a file with contaminated: true (placeholders, tables, figures)
@@ -133,14 +135,8 @@ def write_metrics(declared: dict[str, dict], records: dict[str, dict]) -> list[d
         if isinstance(timing, str):  # depends on how the value was obtained
             timing = {"True": True, "False": False}[render_method({"method": timing}, fields)]
         method = render_method(spec, fields)
-        seeds = record.get("seeds")
-        if seeds and "mean" in seeds:  # computed once per training seed: the value is their mean
-            if not math.isclose(record["value"], seeds["mean"], rel_tol=1e-12, abs_tol=1e-300):
-                raise ValueError(f"metric {name}: its value {record['value']!r} is not its seeds' mean {seeds['mean']!r}")
-            equal = seeds["sd"] == 0
-            method = (f"{'The same' if equal else 'Mean'} over {seeds['n']} training seeds "
-                      f"({', '.join(map(str, seeds['seeds']))}): computed from each seed's run(s), each seed's value "
-                      f"in seeds.values. {method}")
+        if record.get("seeds"):  # computed once per training seed: the value is their mean
+            method = seeds.mean_method(name, record["value"], record["seeds"], method)
         complete[path] = metric_record(name, spec["scope"], record["value"], spec["unit"], method,
                                        record["inputs"], timing, record.get("details"), record.get("interval"),
                                        record.get("seeds"), bool(record.get("contaminated")))

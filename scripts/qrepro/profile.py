@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+from qrepro.seeds import training_seeds
+
 VARIANTS = ("full", "qlora")
 RECIPE_KEYS = ("precision", "max_steps", "warmup_steps", "eval_steps", "eval_max_samples", "save_steps", "max_grad_norm")
 VARIANT_RECIPE_KEYS = ("batch_size", "eval_batch_size", "learning_rate", "gradient_accumulation_steps", "optim",
@@ -51,11 +53,6 @@ def paper_setup(paper: dict) -> dict:
             "max_steps": paper["training"]["max_steps"], "eval_steps": paper["training"]["eval_steps"],
             "hf_name": paper["data"]["hf"]["name"], "hf_config": paper["data"]["hf"]["config"],
             "precision": paper["training"]["precision"], "load_dtype": paper["model"]["load_dtype"]}
-
-
-def training_seeds(config: dict) -> list[int]:
-    """The training seeds: training.seeds, or the one config seed when it is null (the paper's single run)."""
-    return list(config["training"]["seeds"] or [config["seed"]])
 
 
 def config_digest(config: dict) -> str:

@@ -150,7 +150,7 @@ PROBE_TARGETS = CATALOGUE.paths(target="memory")
 REFERENCE = profile.reference_dir(config["reference_run"])
 REFERENCE_METRICS = sorted(str(p) for p in Path(REFERENCE).glob("metrics/*/*.json")) if REFERENCE else []
 REFERENCE_PROVENANCE = [f"{REFERENCE}/provenance.json"] if REFERENCE else []
-TABLE_NUMBERS = [t["number"] for t in CATALOGUE.tables if REFERENCE or not t.get("reference")]
+TABLE_NUMBERS = [t.number for t in CATALOGUE.tables if REFERENCE or not t.reference]
 TABLE_FILES = {ext: [f"{RESULTS}/tables/table{n:02d}.{ext}" for n in TABLE_NUMBERS] for ext in ("csv", "tex", "html")}
 RUN_SETTINGS = profile.run_settings(config, PAPER_PROFILE)
 

@@ -15,7 +15,7 @@ from qrepro.dependencies import library_files
 from qrepro.metrics_io import MetricStore, read_metric, write_metrics
 from qrepro.paper import load_paper_values
 from qrepro.report.placeholders import fill
-from qrepro.report.tables import Sources, build_table, cell
+from qrepro.report.tables import Sources, build_table
 
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
 PAPER = load_paper_values(str(ROOT / "paper/paper_values.yaml"))
@@ -92,27 +92,17 @@ def test_expansions_comparisons_and_rule_outputs():
 
 
 def test_every_table_cell_names_a_declared_metric_and_a_known_paper_value():
-    hp_keys = set()
     for table in CATALOGUE.tables:
-        for row in table["rows"]:
-            cells = row[1] if isinstance(row, list) else row["cells"]
-            assert set(cells) <= set(table["columns"]), (table["number"], row)
-            for text in cells.values():
-                source, _, *paper_id = text.split("|")
-                assert not paper_id or paper_id[0] in PAPER, text
-                match = catalogue_cell(source)
-                if match[0] == "hp":
-                    hp_keys.add(match[1])
-                else:
-                    assert match in CATALOGUE.specs, text
+        for row, column, spec in table.cells():
+            assert column in table.columns, (table.number, row.label)
+            assert spec.paper_id is None or spec.paper_id in PAPER, spec.text
+            assert spec.variant or spec.metric_key in CATALOGUE.specs, spec.text
     # that the finetune job writes every hyperparameter a table reads: test_pipeline, on a real run's files
 
 
 def catalogue_cell(source):
-    from qrepro.report.tables import CELL_SOURCE
-    match = CELL_SOURCE.match(source)
-    assert match, source
-    return ("hp", match["key"]) if match["variant"] else (match["scope"], match["metric"])
+    """(scope, metric) of a cell's source written as in the catalogue, "scope/metric"."""
+    return catalogue.CellSpec.parse(f"{source}|g").metric_key
 
 
 def _store(tmp_path, values):
@@ -134,7 +124,7 @@ def test_a_table_from_its_spec(tmp_path):
                      ["Modules", {"A": "hp:qlora/target_modules#count|int|t4_target_modules",
                                   "B": "hp:qlora/target_modules#join|text"}],
                      {"label": "probe", "cells": {"A": "probe_full/peak|f0"}, "when": "probe_full/peak"}]}
-    table = build_table(spec, sources, PAPER)
+    table = build_table(catalogue.TableSpec.from_data(spec), sources, PAPER)
     assert table.caption == "Runs: 7"
     assert [label for label, _ in table.rows] == ["FLOPs", "Modules"]  # no probe file: no probe row
     flops = table.rows[0][1]["A"]
@@ -143,7 +133,7 @@ def test_a_table_from_its_spec(tmp_path):
     modules = table.rows[1][1]
     assert (modules["A"].value, modules["B"].value) == (2, "q_proj, v_proj")
     with pytest.raises(ValueError, match="SOURCE"):
-        cell("full/flops|g|a|b", sources)
+        catalogue.CellSpec.parse("full/flops|g|a|b")
 
 
 def test_placeholders_fill_values_paper_numbers_methods_and_details():
@@ -274,10 +264,13 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
     assert ppl.endswith("scored: 80.0% of the 51100 scored tokens are padding (fp16). Random weights (model.init: "
                         "random): not meaningful.")
     assert "not meaningful" not in _render("base", "perplexity_paper", dtype="fp16", init="pretrained", **padding)[0]
-    executed = lambda **f: _render("qlora", "flops_per_step_executed", **f)[0]  # noqa: E731
+    executed = lambda **f: _render("qlora", "flops_per_step_executed", **{"counted_instead": "", **f})[0]  # noqa: E731
     assert "first layer's q/k/v inputs need no gradient" in executed(variant="qlora", gradient_checkpointing=False)
     assert "recomputed by gradient checkpointing" in executed(variant="qlora", gradient_checkpointing=True)
     assert "q/k/v" not in executed(variant="full", gradient_checkpointing=False)
+    fused = executed(variant="qlora", gradient_checkpointing=True, counted_instead="decoder layers of qkv_proj, ...")
+    assert fused.startswith("Counted, not by formula") and "(decoder layers of qkv_proj, ...)" in fused
+    assert "Analytic" not in fused
     generation, _ = _render("qlora", "tokens_per_s", new_tokens=50, dtype="fp16", cuda=False, threads=2,
                             repetitions=3, prompts=3, models=3, outside_load=False, outside_cores=0.01, training=False,
                             attempts=2, reruns_allowed=2, threshold=0.1, contaminated=False)
@@ -311,11 +304,9 @@ def test_the_metric_reference_in_docs_is_generated_from_the_catalogue():
 def _cells():
     """(table number, row label, column, source, format, paper id or None) of every table cell."""
     for table in CATALOGUE.tables:
-        for row in table["rows"]:
-            label, cells = (row[0], row[1]) if isinstance(row, list) else (row["label"], row["cells"])
-            for column, text in cells.items():
-                source, kind, *paper_id = text.split("|")
-                yield table["number"], label, column, source, kind, (paper_id[0] if paper_id else None)
+        for row, column, spec in table.cells():
+            scale = f"*{spec.text.split('|')[0].split('*')[1]}" if spec.scale else ""
+            yield table.number, row.label, column, spec.source + scale, spec.kind, spec.paper_id
 
 
 def test_a_paper_value_stands_only_beside_the_same_quantity_measured_the_same_way():

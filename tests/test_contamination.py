@@ -9,6 +9,7 @@ from qrepro.machine_load import MachineLoad, PlantedLoad, redo_while_loaded
 from qrepro.metrics_io import MetricStore, metric_record
 from qrepro.report import claims
 from qrepro.report.placeholders import CONTAMINATED_MARK, Values
+from qrepro.catalogue import CellSpec
 from qrepro.report.tables import Sources, Table, cell
 
 M = CONTAMINATED_MARK
@@ -150,7 +151,8 @@ def test_the_report_marks_every_number_read_from_a_contaminated_file():
                                       "results/metrics/qlora/train_time_s.json"]
     # a table cell and its ratio to the paper's value (205.1 / 100 = 2.05)
     paper = {"t9_qlora": {"id": "t9_qlora", "value": 100.0, "unit": "s", "table": 9, "row": "r", "column": "c"}}
-    marked, clean = cell("qlora/train_time_s|f1|t9_qlora", Sources(m)), cell("full/train_time_s|f1", Sources(m))
+    marked = cell(CellSpec.parse("qlora/train_time_s|f1|t9_qlora"), Sources(m))
+    clean = cell(CellSpec.parse("full/train_time_s|f1"), Sources(m))
     assert marked.contaminated and not clean.contaminated
     frame = Table(9, "caption", ["Total"], [("QLoRA", {"Total": marked}), ("Standard", {"Total": clean})]) \
         .display_frame(paper)

@@ -64,10 +64,8 @@ def test_training_ran_the_recipe_and_the_loss_went_down(test_run):
 
 def test_the_finetune_job_writes_every_hyperparameter_a_table_reads(test_run):
     from qrepro import catalogue
-    from qrepro.report.tables import CELL_SOURCE
-    read = {(m["variant"], m["key"]) for table in catalogue.load(ROOT / "paper/metrics.yaml").tables for row in table["rows"]
-            for text in (row[1] if isinstance(row, list) else row["cells"]).values()
-            for m in [CELL_SOURCE.match(text.split("|")[0])] if m and m["variant"]}
+    read = {(spec.variant, spec.key) for table in catalogue.load(ROOT / "paper/metrics.yaml").tables
+            for _, _, spec in table.cells() if spec.variant}
     assert read, "the tables read hyperparameters"
     for variant, key in read:
         written = json.loads((test_run / f"results/train/{variant}/hyperparameters.json").read_text())

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 from qrepro.metrics_io import MetricStore
 from qrepro.paper import load_paper_values
+from qrepro.catalogue import TableSpec
 from qrepro.report.tables import SUBCOLUMNS, Sources, build_table, html_cell, latex_cell
 
 PAPER_VALUES = load_paper_values(ROOT / "paper/paper_values.yaml")
@@ -25,7 +26,7 @@ def _store(records: dict) -> MetricStore:
 
 def _table(rows: list, columns=("Value",), store=None, ratios=True):
     spec = {"number": 99, "caption": "test", "columns": list(columns), "rows": rows, "ratios": ratios}
-    return build_table(spec, Sources(store), PAPER_VALUES)
+    return build_table(TableSpec.from_data(spec), Sources(store), PAPER_VALUES)
 
 
 def _links(text: str) -> list[tuple[str, str, str]]:
@@ -92,7 +93,7 @@ def test_no_cell_puts_latex_syntax_into_the_pdf():
     spec = {"number": 3, "caption": "t", "columns": ["Standard FT", "QLoRA"],
             "rows": [["Learning Rate", {"Standard FT": "hp:full/learning_rate|sci|t3_lr_full",
                                         "QLoRA": "hp:qlora/learning_rate|sci|t3_lr_qlora"}]]}
-    frame = build_table(spec, sources, PAPER_VALUES).display_frame(PAPER_VALUES, latex_cell)
+    frame = build_table(TableSpec.from_data(spec), sources, PAPER_VALUES).display_frame(PAPER_VALUES, latex_cell)
     cells = [str(c) for c in frame.to_numpy().ravel()]
     assert any(r"10\textsuperscript{\textminus}\textsuperscript{5}" in c for c in cells), cells
     for c in cells:

@@ -20,6 +20,7 @@ import yaml
 from jinja2 import meta
 
 from qrepro.derived import Comparison, RadarPoint, radar_points
+from qrepro.metrics_io import metric_key
 
 RESULTS = "results"
 # results/metrics/<scope>/<name>.json; with several training seeds each seed's run writes its own under
@@ -44,6 +45,81 @@ class MetricSpec:
     @property
     def path(self) -> str:
         return f"{RESULTS}/metrics/{self.scope}/{self.name}.json"
+
+
+# a table cell's source: a metric file (scaled: "*1e-12") or a hyperparameter as it ran ("#count" / "#join" a list)
+CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggregate>count|join))?"
+                         r"|(?P<scope>\w+)/(?P<metric>\w+)(?:\*(?P<scale>[0-9.e+-]+))?)$")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One table cell as the catalogue declares it, "SOURCE|FORMAT[|PAPER_ID]", parsed once."""
+    text: str                        # as written in paper/metrics.yaml
+    kind: str                        # display format (qrepro.report.placeholders.fmt)
+    paper_id: str | None = None      # the paper value it stands beside
+    scope: str | None = None         # a metric file's scope and name ...
+    metric: str | None = None
+    scale: float | None = None       # ... shown multiplied by this
+    variant: str | None = None       # or a hyperparameter: results/train/<variant>/hyperparameters.json, key
+    key: str | None = None
+    aggregate: str | None = None     # count | join, for a list
+
+    @classmethod
+    def parse(cls, text: str) -> "CellSpec":
+        source, kind, *paper_id = text.split("|")
+        match = CELL_SOURCE.match(source)
+        if match is None or len(paper_id) > 1 or not kind:
+            raise CatalogueError(f"table cell {text!r}: not SOURCE|FORMAT[|PAPER_ID]")
+        return cls(text, kind, paper_id[0] if paper_id else None, match["scope"], match["metric"],
+                   float(match["scale"]) if match["scale"] else None, match["variant"], match["key"],
+                   match["aggregate"])
+
+    @property
+    def source(self) -> str:
+        """The source as written, scale and aggregate left out: scope/metric, or hp:variant/key."""
+        return f"hp:{self.variant}/{self.key}" if self.variant else f"{self.scope}/{self.metric}"
+
+    @property
+    def metric_key(self) -> tuple[str, str] | None:
+        return None if self.variant else (self.scope, self.metric)
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    label: str                              # may hold placeholders (qrepro.report.placeholders.fill)
+    cells: dict[str, CellSpec]
+    when: tuple[str, str] | None = None     # shown only where this metric file exists
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of the catalogue's `tables` section, parsed once: tables.py builds it, docs/metrics.md lists it."""
+    number: int
+    caption: str
+    columns: list[str]
+    rows: list[RowSpec]
+    ratios: bool = True                     # false: no Ratio columns (a wide table)
+    reference: bool = False                 # built from a committed GPU reference run's files
+
+    @classmethod
+    def from_data(cls, data: dict) -> "TableSpec":
+        rows = []
+        for row in data["rows"]:
+            label, cells, when = (row[0], row[1], None) if isinstance(row, list) else (row["label"], row["cells"],
+                                                                                       row.get("when"))
+            unknown = set(cells) - set(data["columns"])
+            if unknown:
+                raise CatalogueError(f"table {data['number']}, row {label!r}: columns {sorted(unknown)} are not "
+                                     f"among {data['columns']}")
+            rows.append(RowSpec(label, {column: CellSpec.parse(text) for column, text in cells.items()},
+                                metric_key(when) if when else None))
+        return cls(data["number"], data["caption"], list(data["columns"]), rows, data.get("ratios", True),
+                   data.get("reference", False))
+
+    def cells(self):
+        """(row, column, cell) of every cell."""
+        return [(row, column, spec) for row in self.rows for column, spec in row.cells.items()]
 
 
 class CatalogueError(ValueError):
@@ -82,11 +158,14 @@ class Catalogue:
             self._check_written(point.inputs(), f"radar point {point.name}")
             self._add(MetricSpec("comparison", point.name, "comparisons", "", point.method,
                                  self._any_timing(point.inputs())))
-        self.tables: list[dict] = data["tables"]
+        self.tables: list[TableSpec] = [TableSpec.from_data(t) for t in data["tables"]]
+        for table in self.tables:
+            self._check_written([c.metric_key for _, _, c in table.cells() if c.metric_key],
+                                f"table {table.number}")
 
     def _check_written(self, refs, reader: str) -> None:
         for ref in refs:
-            scope_metric = tuple(ref.split("/")) if isinstance(ref, str) else tuple(ref)
+            scope_metric = metric_key(ref)
             if scope_metric not in self.specs:
                 raise CatalogueError(f"{self.source}: {reader} reads {'/'.join(scope_metric)}, which no rule writes")
 
@@ -191,12 +270,9 @@ def markdown_reference(cat: Catalogue) -> str:
     (written by `snakemake docs`; a test keeps the committed file equal to this)."""
     shown: dict[str, list[int]] = {}
     for table in cat.tables:
-        for row in table["rows"]:
-            cells = row[1] if isinstance(row, list) else row["cells"]
-            for text in cells.values():
-                source = text.split("|")[0].split("*")[0]
-                if not source.startswith("hp:") and table["number"] not in shown.setdefault(source, []):
-                    shown[source].append(table["number"])
+        for _, _, spec in table.cells():
+            if spec.metric_key and table.number not in shown.setdefault(spec.source, []):
+                shown[spec.source].append(table.number)
 
     def tables(scope: str, name: str) -> str:
         return ", ".join(map(str, shown.get(f"{scope}/{name}", []))) or "—"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qrepro import seeds, uncertainty
-from qrepro.metrics_io import MetricStore
+from qrepro.metrics_io import MetricStore, metric_key
 
 FORMULAS = {
     "ratio": ("a / b", lambda a, b: a / b),
@@ -39,11 +39,6 @@ CONSISTENT_RADAR = {  # both variants, the better of the two = 1
     "lower": ("min(s, q) / value", lambda value, s, q: min(s, q) / value),
     "higher": ("value / max(s, q)", lambda value, s, q: value / max(s, q)),
 }
-
-
-def key(ref) -> tuple[str, str]:
-    """(scope, metric) from "scope/metric" or an already split pair."""
-    return tuple(ref.split("/")) if isinstance(ref, str) else tuple(ref)
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class Comparison:
         """From the catalogue's entry (a, b as "scope/metric") or a rule param (asdict: a, b as pairs)."""
         if data["kind"] not in FORMULAS:
             raise ValueError(f"comparison {data['name']}: unknown kind {data['kind']!r} (known: {sorted(FORMULAS)})")
-        return cls(data["name"], data["kind"], key(data["a"]), key(data["b"]), data["meaning"])
+        return cls(data["name"], data["kind"], metric_key(data["a"]), metric_key(data["b"]), data["meaning"])
 
 
 @dataclass(frozen=True)
@@ -120,7 +115,7 @@ def radar_points(radar: dict) -> list[RadarPoint]:
                 if formula not in (PAPER_RADAR if normalization == "paper" else CONSISTENT_RADAR):
                     raise ValueError(f"radar axis {axis['axis']}: unknown {normalization} formula {formula!r}")
                 points.append(RadarPoint(radar_name(normalization, variant, axis["axis"]), normalization, variant,
-                                         axis["axis"], key(spec["s"]), key(spec["q"]), formula))
+                                         axis["axis"], metric_key(spec["s"]), metric_key(spec["q"]), formula))
     return points
 
 

@@ -21,6 +21,16 @@ CONTAMINATED_MARK = "†"
 _SCHEMA = None
 
 
+def metric_key(ref) -> tuple[str, str]:
+    """(scope, metric) from "scope/metric" (a metric file's name under results/metrics/) or an already split pair."""
+    if not isinstance(ref, str):
+        return tuple(ref)
+    scope, slash, metric = ref.partition("/")
+    if not slash or not scope or not metric or "/" in metric:
+        raise ValueError(f"{ref!r} is not scope/metric")
+    return scope, metric
+
+
 class MetricFileError(ValueError):
     """A metric file is missing, truncated or does not match schemas/metric.schema.json."""
 

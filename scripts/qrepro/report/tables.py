@@ -6,7 +6,6 @@ from and the paper value it is compared with, so the CSV written for auditing ca
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,8 @@ import pandas as pd
 
 from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title, ratio_title
 from qrepro.report.placeholders import CONTAMINATED_MARK, DASH, fill, fmt
-from qrepro.metrics_io import MetricStore
+from qrepro.catalogue import CellSpec, TableSpec
+from qrepro.metrics_io import MetricStore, metric_key
 
 # the sub-columns under each column: the reproduced value, the paper's, a value only the authors' notebook printed
 # (paper/paper_values.yaml, table "notebook"), and reproduced / published
@@ -138,10 +138,6 @@ class Sources:
     hyperparameter_files: dict[str, str] = field(default_factory=dict)
 
 
-CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggregate>count|join))?"
-                         r"|(?P<scope>\w+)/(?P<metric>\w+)(?:\*(?P<scale>[0-9.e+-]+))?)$")
-
-
 def published_column(entry: dict) -> str:
     """Where a published value stands: under Paper, or under Notebook for one only the authors' notebook printed."""
     return "Notebook" if entry["table"] == "notebook" else "Paper"
@@ -152,7 +148,7 @@ def withheld_because(entry: dict, metrics: MetricStore, paper: dict) -> str | No
     condition = entry.get("beside_only_when")
     if not condition:
         return None
-    scope, metric = condition["file"].split("/")
+    scope, metric = metric_key(condition["file"])
     wanted = paper[condition["equals"]]["value"] * condition["scale"]
     found = metrics.record(scope, metric).get("details", {}).get(condition["details"]) \
         if metrics.has(scope, metric) else None
@@ -162,43 +158,39 @@ def withheld_because(entry: dict, metrics: MetricStore, paper: dict) -> str | No
             f"{condition['scale']:g} = {wanted!r}")
 
 
-def cell(spec: str, sources: Sources, paper: dict | None = None) -> Cell:
-    """A Cell from its catalogue spec, "SOURCE|FORMAT[|PAPER_ID]" (see the header of the tables section). A paper
-    value whose condition (beside_only_when) this run does not meet is withheld: no paper value, no ratio."""
-    source, kind, *paper_id = spec.split("|")
-    match = CELL_SOURCE.match(source)
-    if match is None or len(paper_id) > 1:
-        raise ValueError(f"table cell {spec!r}: not SOURCE|FORMAT[|PAPER_ID]")
-    pid = paper_id[0] if paper_id else None
+def cell(spec: CellSpec, sources: Sources, paper: dict | None = None) -> Cell:
+    """A Cell from its catalogue spec (qrepro.catalogue.CellSpec). A paper value whose condition (beside_only_when)
+    this run does not meet is withheld: no paper value, no ratio."""
+    pid = spec.paper_id
     withheld = withheld_because(paper[pid], sources.metrics, paper) if pid and paper and pid in paper else None
     if withheld:
         pid = None
-    if match["variant"]:
-        value = sources.hyperparameters[match["variant"]].get(match["key"])
-        if match["aggregate"] == "count":
+    if spec.variant:
+        value = sources.hyperparameters[spec.variant].get(spec.key)
+        if spec.aggregate == "count":
             value = len(value)
-        elif match["aggregate"] == "join":
+        elif spec.aggregate == "join":
             value = ", ".join(value)
-        path = sources.hyperparameter_files[match["variant"]]
-        return Cell(value, kind, path, pid, f"{path}: {match['key']} = {value}")
-    key = (match["scope"], match["metric"])
+        path = sources.hyperparameter_files[spec.variant]
+        return Cell(value, spec.kind, path, pid, f"{path}: {spec.key} = {value}")
+    key = spec.metric_key
     record = sources.metrics.record(*key)
     value = record["value"]
-    if match["scale"] and isinstance(value, (int, float)):
-        value = value * float(match["scale"])
+    scale = spec.scale or 1.0
+    if spec.scale and isinstance(value, (int, float)):
+        value = value * scale
     path = sources.metrics.paths[key]
-    shown = f" Shown × {match['scale']}." if match["scale"] else ""
+    shown = f" Shown × {spec.scale:g}." if spec.scale else ""
     detail = metric_title(path, record) + shown
     interval = None
     if "interval" in record:
         bounds = record["interval"]
-        scale = float(match["scale"]) if match["scale"] else 1.0
         interval = (bounds["low"] * scale, bounds["high"] * scale)
         detail += (f" {bounds['level']:.0%} interval {bounds['low']!r} to {bounds['high']!r}: {bounds['method']}.")
     seeds = None
     if record.get("seeds", {}).get("sd"):  # several training seeds whose values differ
         spread = record["seeds"]
-        seeds = (spread["sd"] * (float(match["scale"]) if match["scale"] else 1.0), spread["n"])
+        seeds = (spread["sd"] * scale, spread["n"])
         detail += f" Training seeds {spread['seeds']}: values {spread['values']}, sd {spread['sd']!r}."
     elif "seeds" in record:
         detail += f" The same in all {record['seeds']['n']} training seeds."
@@ -209,29 +201,24 @@ def cell(spec: str, sources: Sources, paper: dict | None = None) -> Cell:
                       if "contaminated_inputs" in record.get("details", {}) else "") + ".")
     if withheld:
         detail += f" No paper value beside it: {withheld}."
-    return Cell(value, kind, path, pid, detail, interval, seeds, record, withheld, contaminated)
+    return Cell(value, spec.kind, path, pid, detail, interval, seeds, record, withheld, contaminated)
 
 
-def build_table(spec: dict, sources: Sources, paper: dict, reference: str | None = None) -> Table:
+def build_table(spec: TableSpec, sources: Sources, paper: dict, reference: str | None = None) -> Table:
     """One table from its catalogue entry: rows whose `when` file is absent are left out; placeholders in the caption
     and row labels are filled from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
     m = sources.metrics
-    rows = []
-    for row in spec["rows"]:
-        label, cells, when = (row[0], row[1], None) if isinstance(row, list) else (row["label"], row["cells"],
-                                                                                   row.get("when"))
-        if when is None or m.has(*when.split("/")):
-            rows.append((fill(label, m, paper, reference), {column: cell(text, sources, paper) for column, text in cells.items()}))
-    return Table(spec["number"], fill(spec["caption"], m, paper, reference), spec["columns"], rows,
-                 spec.get("ratios", True))
+    rows = [(fill(row.label, m, paper, reference), {column: cell(c, sources, paper) for column, c in row.cells.items()})
+            for row in spec.rows if row.when is None or m.has(*row.when)]
+    return Table(spec.number, fill(spec.caption, m, paper, reference), spec.columns, rows, spec.ratios)
 
 
-def build_tables(specs: list[dict], sources: Sources, paper: dict, reference: Sources | None = None,
+def build_tables(specs: list[TableSpec], sources: Sources, paper: dict, reference: Sources | None = None,
                  reference_label: str | None = None) -> list[Table]:
     """Every table of the catalogue; those marked `reference` only when a reference run is given."""
     tables = []
     for spec in specs:
-        if not spec.get("reference"):
+        if not spec.reference:
             tables.append(build_table(spec, sources, paper))
         elif reference is not None:
             tables.append(build_table(spec, reference, paper, reference_label))

@@ -35,7 +35,20 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+# what Snakemake may do in a fast test (-m "not slow"): plan, lint or parse, never run a job
+PLANNING_ONLY = {"-n", "--dry-run", "--dryrun", "--lint", "--list-rules", "--list", "--summary", "--detailed-summary",
+                 "--dag", "--rulegraph"}
+_SLOW_TEST = {"allowed": True}  # set per test by the guard below
+
+
+class MarkItSlow(AssertionError):
+    pass
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    if not _SLOW_TEST["allowed"] and not PLANNING_ONLY & set(args):
+        raise MarkItSlow(f"this test runs Snakemake jobs (snakemake {' '.join(args)}): mark it "
+                         "@pytest.mark.slow, or only plan (-n) in the fast tier")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
                             capture_output=True, text=True, timeout=timeout)
@@ -74,13 +87,14 @@ def slurm_controller() -> str | None:
     return None
 
 
-# fixtures that build a whole DAG: a test that uses one is slow whether or not it says so
+# fixtures that build a whole DAG: a test that uses one (directly or through another fixture) is slow whether or not
+# it says so; so is a test that needs the cluster (scaleout)
 WHOLE_RUN_FIXTURES = {"test_run", "run_copy"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if WHOLE_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if WHOLE_RUN_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("scaleout"):
             item.add_marker(pytest.mark.slow)
     scaleout = [item for item in items if item.get_closest_marker("scaleout")]
     reason = slurm_controller() if scaleout else None
@@ -97,3 +111,11 @@ def hf_cache(tmp_path_factory):
     """The offline Hugging Face cache of tests/hub_cache.py: the paper profile's hub path without the hub."""
     from hub_cache import build_hf_cache
     return build_hf_cache(tmp_path_factory.mktemp("hf_home"))
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_run_no_snakemake_jobs(request):
+    """A test not marked slow that runs Snakemake jobs fails (MarkItSlow): the fast tier cannot silently grow a DAG."""
+    _SLOW_TEST["allowed"] = request.node.get_closest_marker("slow") is not None
+    yield
+    _SLOW_TEST["allowed"] = True

@@ -1,5 +1,6 @@
 """A Hugging Face cache built for the tests, offline (tests/test_hub_offline.py says how and why it is laid out
-this way): a tiny LLaMA and its tokenizer under a hub id at a fixed revision, and WikiText-shaped data."""
+this way): a tiny model (tests/tiny_models.py; LLaMA unless a test asks for another family) and its tokenizer under a
+hub id at a fixed revision, and WikiText-shaped data."""
 import hashlib
 import os
 import shutil
@@ -8,16 +9,18 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import ROOT
+from tiny_models import save_tiny_model, tiny_arch
 
 FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
-MODEL_ID = "qrepro-test/tiny-llama"
+MODEL_FAMILY = "llama"
+MODEL_ID = f"qrepro-test/tiny-{MODEL_FAMILY}"
 MODEL_REV = "0123456789abcdef0123456789abcdef01234567"
 DATA_REV = "fedcba9876543210fedcba9876543210fedcba98"
 OTHER_REV = "1111111111111111111111111111111111111111"
 SPLITS = ("train", "validation", "test")
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=128, max_position_embeddings=128)
-TINY_WITHOUT_POSITIONS = {k: v for k, v in TINY.items() if k != "max_position_embeddings"}
+TINY = tiny_arch(MODEL_FAMILY)  # the cached model's architecture (vocabulary: the tokenizer's, 512)
+TINY_WITHOUT_POSITIONS = {k: TINY[k] for k in (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
 
 
 def hf_rows(split: str) -> list[str]:
@@ -59,22 +62,17 @@ def _dataset_cache(cache: Path, work: Path, configs: dict[str, dict[str, pd.Data
     shutil.rmtree(repo)
 
 
-def build_hf_cache(root: Path) -> dict:
-    """A Hugging Face home under root: the tiny model at MODEL_REV in the hub cache, WikiText-shaped data (and three
-    broken variants of it) in the datasets cache, and the environment that points a process at it, offline."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def build_hf_cache(root: Path, family: str = MODEL_FAMILY) -> dict:
+    """A Hugging Face home under root: the family's tiny model at MODEL_REV in the hub cache (as
+    qrepro-test/tiny-<family>), WikiText-shaped data (and three broken variants of it) in the datasets cache, and the
+    environment that points a process at it, offline."""
     from qrepro.data.tokenizer import train_bpe
 
     stage = root / "stage"
     tokenizer = train_bpe((FIXTURE / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True), 512)
     tokenizer.save_pretrained(stage)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, **TINY)
-    LlamaForCausalLM(config).save_pretrained(stage, safe_serialization=True)
-    _hub_repo(root / "hub", MODEL_ID, MODEL_REV, stage)
+    save_tiny_model(stage, family, len(tokenizer), seed=0, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id)
+    _hub_repo(root / "hub", f"qrepro-test/tiny-{family}", MODEL_REV, stage)
     good = {split: pd.DataFrame({"text": hf_rows(split)}) for split in SPLITS}
     _dataset_cache(root / "datasets", root, {
         "wikitext-2-raw-v1": good,

@@ -10,9 +10,10 @@ import torch
 from conftest import LORA_TARGETS
 from qrepro.data.tokenizer import train_bpe
 from qrepro.evaluation.inference import time_rounds
-from qrepro.model.causal_lm import llama_config, random_model
+from qrepro.model.causal_lm import random_model
 from qrepro.model.loading import load_for_eval
 from qrepro.runtime import set_threads
+from tiny_models import tiny_config
 
 PROMPTS = ["The history of artificial intelligence", "The future of artificial intelligence is",
            "In the field of machine learning,", "Climate change has become"]
@@ -28,10 +29,9 @@ def test_identical_compute_models_time_alike_in_interleaved_rounds(tmp_path):
     set_threads(2)
     texts = [" ".join(PROMPTS)] * 50
     tokenizer = train_bpe(texts, vocab_size=512)
-    arch = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=384, max_position_embeddings=256, tie_word_embeddings=False, rms_norm_eps=1e-5,
-                rope_theta=1e4)
-    config = llama_config(arch, len(tokenizer), tokenizer.bos_token_id or 1, tokenizer.eos_token_id or 2)
+    # big enough that generation times are measured, not noise
+    config = tiny_config("llama", len(tokenizer), tokenizer.bos_token_id or 1, tokenizer.eos_token_id or 2,
+                         hidden_size=128, num_hidden_layers=4, intermediate_size=384)
     random_model(config, seed=0).save_pretrained(tmp_path / "base")
     random_model(config, seed=1).save_pretrained(tmp_path / "full")
     quant = dict(quant_type="nf4", double_quant=True, compute_dtype="fp32")

@@ -8,7 +8,8 @@ from qrepro.evaluation.footprint import memory_bytes
 from qrepro.evaluation.perplexity import line_break_ids, paper_protocol, per_row, token_level
 from conftest import PAPER
 from qrepro.model import analytic
-from qrepro.model.causal_lm import llama_config, random_model
+from qrepro.model.anatomy import describe
+from tiny_models import save_tiny_model, tiny_model as build_tiny_model
 
 N, TRAINABLE = PAPER["t2_total_params"], PAPER["t6_trainable_qlora"]
 
@@ -47,16 +48,12 @@ def test_nf4_storage_bits_on_a_real_bitsandbytes_layer(double_quant, bits):
 
 
 def test_analytic_bnb_footprint_equals_the_loaded_model(tmp_path):
-    from qrepro.model.causal_lm import count_parameters
+    """The paper's layout; tests/test_families.py checks the same for five families."""
     from qrepro.model.loading import load_4bit_base
-    arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
-                rope_theta=1e4)
-    random_model(llama_config(arch, 256, 1, 2), seed=0).save_pretrained(tmp_path)
+    save_tiny_model(tmp_path, "llama", 256)
     model = load_4bit_base(str(tmp_path), dict(quant_type="nf4", double_quant=True), "bf16", cuda=False)
-    total, _ = count_parameters(model)
     measured = memory_bytes(model)
-    assert measured["parameters"] + measured["quant_state"] == analytic.bnb_footprint_bytes(model.config, total, True)["total_bytes"]
+    assert measured["parameters"] + measured["quant_state"] == analytic.bnb_footprint_bytes(describe(str(tmp_path)), True)["total_bytes"]
 
 
 class _Tokenizer:
@@ -74,9 +71,7 @@ class _Tokenizer:
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                max_position_embeddings=256, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    return random_model(llama_config(arch, 64, 1, 0), seed=1).eval()
+    return build_tiny_model("llama", vocab=64, seed=1, eos=0).eval()
 
 
 def test_token_level_perplexity_is_exp_mean_nll(tiny_model):
@@ -155,9 +150,7 @@ def test_line_break_ids_and_window_articles_with_a_trained_bpe(tiny_model):
     assert breaks and all("\n" in tokenizer.decode([i]) and not tokenizer.decode([i]).strip() for i in breaks)
     assert not any("\n" in tokenizer.decode([i]) for i in range(len(tokenizer)) if i not in breaks)
     articles = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5]
-    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    model = random_model(llama_config(arch, len(tokenizer), 1, 2), seed=1).eval()
+    model = build_tiny_model("llama", vocab=len(tokenizer), seed=1).eval()
     result = token_level(model, tokenizer, rows, max_length=8, stride=4, masked_ids=breaks, row_articles=articles)
     enc = tokenizer("\n\n".join(rows), return_offsets_mapping=True)
     n = len(enc["input_ids"])
@@ -198,9 +191,7 @@ def test_inference_counts_the_tokens_really_generated():
     from qrepro.evaluation.inference import time_generation
 
     tokenizer = train_bpe(["the history of artificial intelligence", "climate change has become"] * 20, vocab_size=300)
-    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    tiny_model = random_model(llama_config(arch, len(tokenizer), 1, 2), seed=1).eval()
+    tiny_model = build_tiny_model("llama", vocab=len(tokenizer), seed=1).eval()
     prompt = "the history of"
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -261,21 +252,16 @@ def test_qlora_footprint_with_its_adapters_as_peft_loads_them(tmp_path):
     """size_qlora_bnb_mb's layout (NF4 base + 16-bit rest + fp32 LoRA) against a QLoRA model loaded for evaluation
     the way model_size measures it: the adapters come back in fp32."""
     from conftest import LORA_TARGETS
-    from qrepro.model.causal_lm import count_parameters
     from qrepro.model.loading import load_for_eval
     from qrepro.training.variants import build_qlora
-    arch = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                intermediate_size=384, max_position_embeddings=64, tie_word_embeddings=False, rms_norm_eps=1e-5,
-                rope_theta=1e4)
-    random_model(llama_config(arch, 256, 1, 2), seed=0).to(torch.bfloat16).save_pretrained(tmp_path / "base")
+    save_tiny_model(tmp_path / "base", "llama", 256, dtype=torch.bfloat16)
     quant = dict(quant_type="nf4", double_quant=True, compute_dtype="bf16")
     lora = dict(r=16, alpha=32, dropout=0.0, bias="none", target_modules=list(LORA_TARGETS))
     build_qlora(str(tmp_path / "base"), quant, lora, "bf16", cuda=False, gradient_checkpointing=False) \
         .save_pretrained(tmp_path / "adapter")
     model = load_for_eval("qlora", str(tmp_path / "base"), str(tmp_path / "adapter"), quant, "bf16", cuda=False)
-    total, _ = count_parameters(model)
     lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)  # frozen once loaded
     measured = memory_bytes(model)
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
-    expected = analytic.bnb_footprint_bytes(model.config, total, True)["total_bytes"] + 4 * lora_params
+    expected = analytic.bnb_footprint_bytes(describe(str(tmp_path / "base")), True)["total_bytes"] + 4 * lora_params
     assert measured["parameters"] + measured["quant_state"] == expected

@@ -3,45 +3,48 @@ import torch
 
 from conftest import LORA_TARGETS, PAPER
 from qrepro.hardware import cpu_supports_bf16
-from qrepro.model.causal_lm import (count_parameters, expected_lora_params, llama_config, meta_parameter_counts,
-                                random_model)
+from qrepro.model.anatomy import describe
+from qrepro.model.causal_lm import build_config, count_parameters, random_model
 from qrepro.model.quant import disable_cpu_weight_repacking
+from tiny_models import paper_architecture, save_tiny_model, tiny_arch, tiny_config
 
-ARCH = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=False,
-            rms_norm_eps=1e-5, rope_theta=10000.0)
-TINYLLAMA = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-                 intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False,
-                 rms_norm_eps=1e-5, rope_theta=10000.0)
+VOCAB = 256
+ARCH = tiny_arch("llama")  # hidden 64, 2 layers, KV projections 64 -> 32, intermediate 128
+H, L, I = ARCH["hidden_size"], ARCH["num_hidden_layers"], ARCH["intermediate_size"]
+KV = ARCH["num_key_value_heads"] * H // ARCH["num_attention_heads"]
+
+
+def _lora(targets, r=16):
+    return dict(r=r, alpha=2 * r, dropout=0.0, bias="none", target_modules=targets)
 
 
 def test_tinyllama_counts_match_the_paper_on_the_meta_device():
-    config = llama_config(TINYLLAMA, 32000, 1, 2)
+    arch = paper_architecture()
+    config = build_config(arch, arch["vocab_size"], 1, 2)
     with torch.device("meta"):
         model = random_model(config, seed=0)
     assert count_parameters(model) == (PAPER["t2_total_params"], PAPER["t2_total_params"])
-    assert expected_lora_params(config, LORA_TARGETS, r=16) == PAPER["t6_trainable_qlora"]
-    # the one helper the structure metrics, the memory guard and bench/gpu_check.py count with
+    # the one description the structure metrics, the memory guard and bench/gpu_check.py count with
     rng = torch.get_rng_state()
-    counted, total, lora = meta_parameter_counts(config, dict(target_modules=LORA_TARGETS, r=16))
-    assert (counted, total, lora) == (config, PAPER["t2_total_params"], PAPER["t6_trainable_qlora"])
-    assert meta_parameter_counts(config, None)[1:] == (PAPER["t2_total_params"], 0)
+    facts = describe(config, _lora(list(LORA_TARGETS)))
+    assert (facts.total_params, facts.trainable_params) == (PAPER["t2_total_params"], PAPER["t6_trainable_qlora"])
+    assert (describe(config).total_params, describe(config).trainable_params) == (PAPER["t2_total_params"], 0)
+    assert describe(config, _lora("all-linear")).trainable_params == PAPER["t6_trainable_qlora"]
+    assert len(facts.lora_modules) == 7 * arch["num_hidden_layers"] and facts.lora_names == sorted(LORA_TARGETS)
     assert torch.equal(torch.get_rng_state(), rng)  # the training job's seeded RNG is left alone
 
 
-def test_meta_parameter_counts_reads_a_model_folder(tmp_path):
-    config = llama_config(ARCH, 256, 1, 2)
+def test_describe_reads_a_model_folder(tmp_path):
+    config = tiny_config("llama", VOCAB)
     config.save_pretrained(tmp_path)
-    read, total, lora = meta_parameter_counts(str(tmp_path), dict(target_modules=["q_proj", "v_proj"], r=4))
-    assert read.hidden_size == 64 and total == count_parameters(random_model(config, seed=0))[0]
-    assert lora == 2 * 4 * ((64 + 64) + (64 + 32))
+    facts = describe(str(tmp_path), _lora(["q_proj", "v_proj"], r=4))
+    assert facts.config.hidden_size == H and facts.total_params == count_parameters(random_model(config, seed=0))[0]
+    assert facts.trainable_params == L * 4 * ((H + H) + (H + KV))  # r x (in + out): q 64 -> 64, v 64 -> 32
 
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("base")
-    random_model(llama_config(ARCH, 256, 1, 2), seed=0).save_pretrained(folder)
-    return str(folder)
+    return save_tiny_model(tmp_path_factory.mktemp("base"), "llama", VOCAB)
 
 
 def _qlora(base_dir, guard=True):
@@ -59,9 +62,9 @@ def _qlora(base_dir, guard=True):
 def test_qlora_trainable_params_are_r_times_in_plus_out(base_dir):
     model = _qlora(base_dir)
     total, trainable = count_parameters(model)
-    config = llama_config(ARCH, 256, 1, 2)
-    assert trainable == expected_lora_params(config, LORA_TARGETS, 16) == 2 * 16 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
-    full_total, full_trainable = count_parameters(random_model(config, seed=0))
+    # r x (in + out) by hand: q, o 64 -> 64; k, v 64 -> 32; gate, up 64 -> 128 and down 128 -> 64, in each layer
+    assert trainable == L * 16 * ((H + H) * 2 + (H + KV) * 2 + (H + I) * 3) == 2 * 16 * (256 + 192 + 576)
+    full_total, full_trainable = count_parameters(random_model(tiny_config("llama", VOCAB), seed=0))
     assert total == full_total == full_trainable
 
 
@@ -122,9 +125,8 @@ def test_notebook_numbers_are_what_bitsandbytes_and_peft_report(base_dir):
     numel over the packed 4-bit model, parameter bytes after prepare_model_for_kbit_training, peft's count."""
     from qrepro.evaluation.records import notebook_numbers
     model = _qlora(base_dir)
-    config = llama_config(ARCH, 256, 1, 2)
     total, lora = count_parameters(model)
-    expected = notebook_numbers(config, total, lora)
+    expected = notebook_numbers(describe(base_dir, _lora(list(LORA_TARGETS))))
     params = list(model.parameters())
     assert sum(p.numel() for p in params) == expected["packed_total"]
     assert sum(p.numel() * p.element_size() for p in params) / 1024 ** 2 == pytest.approx(expected["size_mb"])

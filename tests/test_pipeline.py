@@ -9,7 +9,7 @@ import pytest
 from conftest import LORA_TARGETS, PAPER, ROOT, snakemake
 from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
-from qrepro.model.causal_lm import expected_lora_params, llama_config
+from qrepro.model.causal_lm import build_config
 
 TEST_CONFIG = merged_profile(ROOT / "config.yaml", ROOT / "configs/test.yaml")  # what the test_run fixture runs
 
@@ -35,10 +35,14 @@ def test_every_training_metric_is_written_and_valid(test_run):
 def test_parameter_counts(test_run):
     config = _config(test_run)
     metric = lambda v, m: read_metric(test_run / f"results/metrics/{v}/{m}.json")["value"]  # noqa: E731
-    arch = llama_config(config["model"]["architecture"], config["tokenizer"]["vocab_size"], 1, 2)
+    arch = config["model"]["architecture"]
     lora = config["training"]["qlora"]["lora"]
-    assert metric("qlora", "trainable_params") == expected_lora_params(arch, lora["target_modules"], lora["r"])
-    assert set(lora["target_modules"]) == set(LORA_TARGETS)
+    assert set(lora["target_modules"]) == set(LORA_TARGETS) and arch["model_type"] == "llama"
+    # r x (in + out) of the seven projections by hand, from the profile's shapes
+    h, inter, kv = arch["hidden_size"], arch["intermediate_size"], \
+        arch["num_key_value_heads"] * arch["hidden_size"] // arch["num_attention_heads"]
+    per_layer = 2 * (h + h) + 2 * (h + kv) + 2 * (h + inter) + (inter + h)  # q, o; k, v; gate, up; down
+    assert metric("qlora", "trainable_params") == lora["r"] * per_layer * arch["num_hidden_layers"]
     assert metric("full", "trainable_params") == metric("full", "total_params") == metric("qlora", "total_params")
     assert abs(metric("qlora", "trainable_percent")
                - 100 * metric("qlora", "trainable_params") / metric("qlora", "total_params")) < 1e-9
@@ -145,10 +149,12 @@ def test_qlora_uses_gradient_checkpointing_as_the_paper_and_standard_does_not(te
     assert forward["details"]["gradient_checkpointing"] is True
     # the 4-bit matmuls run twice per step: the forward, and its recomputation in the backward
     config = _config(test_run)
-    arch = llama_config(config["model"]["architecture"], config["tokenizer"]["vocab_size"], 1, 2)
-    from qrepro.model.analytic import linear_weights
+    model_config = build_config(config["model"]["architecture"], config["tokenizer"]["vocab_size"], 1, 2)
+    from qrepro.model.causal_lm import meta_model
+    weights = sum(m.weight.numel() for name, m in meta_model(model_config).named_modules()
+                  if type(m).__name__ == "Linear" and name != "lm_head")  # every decoder linear is 4-bit
     tokens = forward["details"]["tokens_per_step"]
-    assert counted["bitsandbytes.gemm_4bit"] == 2 * 2 * sum(linear_weights(arch)) * tokens
+    assert counted["bitsandbytes.gemm_4bit"] == 2 * 2 * weights * tokens
 
 
 def _job_events(log_text):

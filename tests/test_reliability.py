@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PAPER, ROOT, copy_workflow, snakemake
+from conftest import LORA_TARGETS, PAPER, ROOT, copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
 
 
@@ -29,7 +29,8 @@ BAD_CONFIGS = [
     ("training:\n  qlora:\n    quantization:\n      quant_type: int3\n", "'int3' is not one of ['nf4', 'fp4']"),
     ("training:\n  qlora:\n    optim: adam_magic\n", "'adam_magic' is not one of"),
     ("training:\n  qlora:\n    lora:\n      r: 0\n", "0 is less than the minimum of 1"),
-    ("training:\n  qlora:\n    lora:\n      target_modules: [q_proj, attn_out]\n", "'attn_out' is not one of"),
+    # names are the model's to check (tests/test_families.py); the schema takes a list of names or all-linear
+    ("training:\n  qlora:\n    lora:\n      target_modules: all_linear\n", "'all_linear' is not valid under any of"),
     ("data:\n  max_length: 4096\n", "data.max_length=4096 exceeds the model's maximum positions"),
     ("model:\n  architecture:\n    num_attention_heads: 3\n", "num_attention_heads=3 must divide hidden_size=64"),
     ("data:\n  source: local\n  local_dir: /no/such/dir\n", "data.local_dir='/no/such/dir' does not exist"),
@@ -193,20 +194,22 @@ def test_no_unsafe_loading_or_shell_calls_in_the_code():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
         assert "use_safetensors=False" not in text, path
-    assert "use_safetensors=True" in sources[ROOT / "scripts/qrepro/model/llama.py"]
+    assert "use_safetensors=True" in sources[ROOT / "scripts/qrepro/model/causal_lm.py"]
     assert "-no-shell-escape" in sources[ROOT / "scripts/compile_pdf.py"]
 
 
 def test_memory_guard_refuses_what_cannot_fit():
-    from qrepro.model.causal_lm import llama_config
+    from qrepro.model.anatomy import describe
+    from qrepro.model.causal_lm import build_config
     from qrepro.training.resources import GIB, InsufficientMemoryError, guard, training_memory_estimate
-    arch = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-                intermediate_size=5632, max_position_embeddings=2048, tie_word_embeddings=False, rms_norm_eps=1e-5,
-                rope_theta=1e4)
-    config = llama_config(arch, 32000, 1, 2)
-    total, lora = PAPER["t2_total_params"], PAPER["t6_trainable_qlora"]
-    full = training_memory_estimate(config, total, total, "full", 2, 512)
-    qlora = training_memory_estimate(config, total, lora, "qlora", 4, 512, optimizer="paged_adamw_8bit")
+    from tiny_models import paper_architecture
+    arch = paper_architecture()  # TinyLlama-1.1B
+    config = build_config(arch, arch["vocab_size"], 1, 2)
+    lora = dict(r=16, alpha=32, dropout=0.0, bias="none", target_modules=list(LORA_TARGETS))
+    full = training_memory_estimate(describe(config), "full", 2, 512)
+    facts = describe(config, lora)
+    assert (facts.total_params, facts.trainable_params) == (PAPER["t2_total_params"], PAPER["t6_trainable_qlora"])
+    qlora = training_memory_estimate(facts, "qlora", 4, 512, optimizer="paged_adamw_8bit")
     assert 17 * GIB < full["total"] < 25 * GIB and qlora["parameters_and_states"] < 1 * GIB < qlora["total"] < 8 * GIB
     with pytest.raises(InsufficientMemoryError, match=r"fine-tuning full needs about .* GiB .* only 8.0 GiB of available RAM"):
         guard(full, 8 * GIB, "available RAM", "fine-tuning full")

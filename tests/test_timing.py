@@ -201,8 +201,8 @@ def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from qrepro.model.causal_lm import build_config, random_model
     from qrepro.training.trainer import PaperEvaluationSchedule
+    from tiny_models import tiny_model
 
     clock = FakeClock()
 
@@ -210,9 +210,7 @@ def test_step_times_in_a_real_trainer_include_loading_and_exclude_evaluation(tmp
         clock.advance(0.1)
         return default_data_collator(features)
 
-    arch = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                max_position_embeddings=32, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
-    model = random_model(build_config(arch, 64, 1, 2), seed=0)
+    model = tiny_model("llama", vocab=64, seed=0)
     ids = torch.randint(3, 64, (64, 16), generator=torch.Generator().manual_seed(0)).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
     timer = StepTimer(clock=clock)

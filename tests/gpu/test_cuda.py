@@ -8,12 +8,11 @@ import torch
 
 from conftest import LORA_TARGETS, copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
-from qrepro.model.causal_lm import llama_config, random_model
+from tiny_models import save_tiny_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
-ARCH = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=512,
-            max_position_embeddings=128, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=1e4)
+SIZE = dict(hidden_size=256, intermediate_size=512)  # the tiny LLaMA made big enough for the GPU kernels' layouts
 QUANT = dict(quant_type="nf4", double_quant=True, compute_dtype="auto")
 LORA = dict(r=16, alpha=32, dropout=0.05, bias="none", target_modules=list(LORA_TARGETS))
 FIRST_LORA_B = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"
@@ -22,7 +21,7 @@ FIRST_LORA_B = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cuda_base")
-    random_model(llama_config(ARCH, 512, 1, 2), seed=0).to(torch.float16).save_pretrained(folder)
+    save_tiny_model(folder, "llama", 512, dtype=torch.float16, **SIZE)
     return str(folder)
 
 

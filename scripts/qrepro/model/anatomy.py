@@ -78,7 +78,9 @@ def check_lora_targets(model, target_modules) -> None:
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in target_modules if not any(n == t or n.endswith(f".{t}") for n in names)]
     if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n in quantized_linears(model)})
+        head = model.get_output_embeddings()  # a loaded 4-bit model's linears are Linear4bit, an nn.Linear subclass
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, torch.nn.Linear) and m is not head})
         raise LoraTargetError(
             f"lora.target_modules: {', '.join(missing)} match no module of {type(model).__name__}. "
             f"Its linear layers are: {', '.join(linear)}. Fix: list names from those in "

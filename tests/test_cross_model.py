@@ -69,7 +69,7 @@ def test_a_key_the_schema_refuses_for_that_family_is_refused():
     architecture = {"$schema": schema["$schema"], "$defs": schema["$defs"],
                     **schema["properties"]["model"]["properties"]["architecture"]}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(architecture).validate({**shipped("qwen2.5-7b")["architecture"], "head_dim": 128})
+        jsonschema.Draft202012Validator(architecture).validate({**shipped("qwen2_5_7b")["architecture"], "head_dim": 128})
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -84,13 +84,13 @@ def test_tinyllamas_row_equals_the_paper_architecture_computation():
     architecture_comparisons) come from the same numbers: the shipped file is configs/paper.yaml's architecture, and
     both computations agree."""
     arch = PAPER_PROFILE["model"]["architecture"]
-    assert shipped("tinyllama-1.1b-chat-v1.0")["architecture"] == arch
+    assert shipped("tinyllama_1_1b_chat_v1_0")["architecture"] == arch
     facts = describe(build_config(arch, arch["vocab_size"], 1, 2), QLORA["lora"])
     paper = {name: r["value"] for name, r in {**architecture_records(facts, []),
                                               **structure_records(facts, PAPER_PROFILE["data"]["max_length"],
                                                                   QLORA["quantization"]["double_quant"], [])}.items()}
     ratio = FORMULAS["ratio"][1]
-    tiny = row("tinyllama-1.1b-chat-v1.0")
+    tiny = row("tinyllama_1_1b_chat_v1_0")
     assert tiny["total_params"] == paper["total_params"] == PAPER["t2_total_params"]
     assert tiny["lora_trainable_params_all_linear"] == paper["lora_trainable_params"]
     for name in ("size_fp16_mb_paper", "size_qlora_total_mb_paper", "size_qlora_bnb_mb"):
@@ -118,7 +118,7 @@ def test_llama_2_7b_by_hand():
     total = quantized + sixteen_bit
     trainable = layers * lora
     bnb = layers * sum(nf4_bytes(n) for n in linears) + 2 * sixteen_bit + 4 * trainable
-    got = row("llama-2-7b")
+    got = row("llama_2_7b")
     assert got["total_params"] == total == 6_738_415_616
     assert got["lora_trainable_params_all_linear"] == trainable
     assert got["compression_ratio_paper_formula"] == pytest.approx(2 * total / (0.5 * total + 2 * trainable), rel=1e-12)
@@ -132,7 +132,7 @@ def test_llama_2_7b_by_hand():
 
 
 def test_phi3_with_the_papers_seven_names_has_no_share_and_says_why():
-    arch = shipped("phi-3-mini-4k-instruct")["architecture"]
+    arch = shipped("phi_3_mini_4k_instruct")["architecture"]
     records = compression_records(build_config(arch, arch["vocab_size"], 1, 2), LORA, list(LORA_TARGETS), "all-linear",
                                   True, "adamw_torch", "fp32", "paged_adamw_8bit", ["test"], {})
     share = records["lora_trainable_percent_paper_names"]

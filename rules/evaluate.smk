@@ -307,7 +307,8 @@ rule compression_across_models:
     input:
         architecture="configs/architectures/{published}.yaml",
     params:
-        lora={key: value for key, value in PAPER_PROFILE["training"]["qlora"]["lora"].items() if key != "target_modules"},
+        lora={key: value for key, value in PAPER_PROFILE["training"]["qlora"]["lora"].items()
+              if key != "target_modules"},
         # the paper's seven names: their trainable share (null where they match no module, e.g. Phi-3's fused layers)
         paper_targets=PAPER_PROFILE["training"]["qlora"]["lora"]["target_modules"],
         # sizes and training state: LoRA on every linear layer but the output head (the seven names where they apply)

@@ -60,7 +60,8 @@ def test_each_architecture_file_is_valid_for_the_config_schema(stem):
                     **schema["properties"]["model"]["properties"]["architecture"]}
     data = shipped(stem)
     jsonschema.Draft202012Validator(architecture).validate(data["architecture"])
-    assert data["hub_id"].count("/") == 1 and data["config_json"].startswith(f"https://huggingface.co/{data['hub_id']}/")
+    assert data["hub_id"].count("/") == 1
+    assert data["config_json"].startswith(f"https://huggingface.co/{data['hub_id']}/")
 
 
 def test_a_key_the_schema_refuses_for_that_family_is_refused():
@@ -69,7 +70,8 @@ def test_a_key_the_schema_refuses_for_that_family_is_refused():
     architecture = {"$schema": schema["$schema"], "$defs": schema["$defs"],
                     **schema["properties"]["model"]["properties"]["architecture"]}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(architecture).validate({**shipped("qwen2_5_7b")["architecture"], "head_dim": 128})
+        qwen = shipped("qwen2_5_7b")["architecture"]
+        jsonschema.Draft202012Validator(architecture).validate({**qwen, "head_dim": 128})
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -97,7 +99,8 @@ def test_tinyllamas_row_equals_the_paper_architecture_computation():
         assert tiny[name] == paper[name], name
     assert tiny["lora_trainable_percent_paper_names"] == tiny["lora_trainable_percent_all_linear"] \
         == paper["lora_trainable_percent"]
-    assert tiny["compression_ratio_paper_formula"] == ratio(paper["size_fp16_mb_paper"], paper["size_qlora_total_mb_paper"])
+    assert tiny["compression_ratio_paper_formula"] == ratio(paper["size_fp16_mb_paper"],
+                                                            paper["size_qlora_total_mb_paper"])
     assert tiny["compression_ratio_bnb_layout"] == ratio(paper["size_fp16_mb_paper"], paper["size_qlora_bnb_mb"])
     assert round(tiny["compression_ratio_paper_formula"], 2) == PAPER["t5_compression"]
 
@@ -114,7 +117,7 @@ def test_llama_2_7b_by_hand():
     linears = [h * h] * 4 + [h * inter] * 3                          # q, k, v, o; gate, up, down (in x out)
     lora = 4 * r * (h + h) + 3 * r * (h + inter)
     quantized = layers * sum(linears)
-    sixteen_bit = 2 * vocab * h + layers * 2 * h + h                 # embeddings, lm_head, two norms a layer, final norm
+    sixteen_bit = 2 * vocab * h + layers * 2 * h + h     # embeddings, lm_head, two norms a layer, final norm
     total = quantized + sixteen_bit
     trainable = layers * lora
     bnb = layers * sum(nf4_bytes(n) for n in linears) + 2 * sixteen_bit + 4 * trainable
@@ -124,8 +127,8 @@ def test_llama_2_7b_by_hand():
     assert got["compression_ratio_paper_formula"] == pytest.approx(2 * total / (0.5 * total + 2 * trainable), rel=1e-12)
     assert got["size_qlora_bnb_mb"] == pytest.approx(bnb / MB, rel=1e-12)
     assert got["compression_ratio_bnb_layout"] == pytest.approx(2 * total / bnb, rel=1e-12)
-    full = total * (4 + 4 + 8)                                       # fp32 weights and gradients, AdamW's two fp32 moments
-    qlora = bnb - 4 * trainable + trainable * (4 + 4 + 2)            # NF4 base; fp32 LoRA weights, gradients, 8-bit moments
+    full = total * (4 + 4 + 8)                           # fp32 weights and gradients, AdamW's two fp32 moments
+    qlora = bnb - 4 * trainable + trainable * (4 + 4 + 2)  # NF4 base; fp32 LoRA weights and gradients, 8-bit moments
     assert got["training_state_full_gb"] == pytest.approx(full / GB, rel=1e-12)
     assert got["training_state_qlora_gb"] == pytest.approx(qlora / GB, rel=1e-12)
     assert got["lora_trainable_percent_paper_names"] == pytest.approx(100 * trainable / total, rel=1e-12)

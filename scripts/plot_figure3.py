@@ -28,7 +28,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
                  label=f"the paper's published {p.paper_compression:g}x")
     left.set_ylabel("16-bit size / QLoRA size (x)")
     left.set_title("(1) Compression of QLoRA over the 16-bit model")
-    left.legend(loc="lower right", fontsize=8)
+    left.set_ylim(0, 5.2)  # room above the bars for the legend
+    left.legend(loc="upper center", ncol=2, fontsize=7)
     for offset, metric, label in ((-width / 2, "training_state_full_gb", "full fine-tuning, AdamW"),
                                   (width / 2, "training_state_qlora_gb", "QLoRA, paged AdamW 8-bit")):
         values = [m.value(s, metric) for s in scopes]
@@ -37,7 +38,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
     right.set_yscale("log")
     right.set_ylabel("weights, gradients and optimizer states (GB, log)")
     right.set_title("(2) Training state, activations aside")
-    right.legend(loc="upper left", fontsize=8)
+    right.set_ylim(top=right.get_ylim()[1] * 8)  # room above the bars for the legend
+    right.legend(loc="upper left", fontsize=7)
     for ax in (left, right):
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     fig.suptitle("Figure 3: beyond the paper, published models from their architectures alone (in order of size)")

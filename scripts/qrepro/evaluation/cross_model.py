@@ -58,7 +58,7 @@ def compression_records(config, lora: dict, paper_targets: list[str], size_targe
     records["size_qlora_bnb_mb"].update(details={**bnb, "lora_bytes": trainable * 4},
                                         method_fields={"double_quant": double_quant})
     records["compression_ratio_bnb_layout"]["method_fields"] = {"double_quant": double_quant}
-    records["lora_trainable_params_all_linear"]["details"] = {"modules": len(facts.lora_modules),
+    records["lora_trainable_params_all_linear"]["details"] = {"r": lora["r"], "modules": len(facts.lora_modules),
                                                               "names": facts.lora_names}
     records["lora_trainable_percent_paper_names"].update(
         details={"targets": list(paper_targets), "trainable_params": seven.trainable_params if seven else None,
@@ -68,4 +68,6 @@ def compression_records(config, lora: dict, paper_targets: list[str], size_targe
         records[name]["details"] = {"bytes": state["parameters_and_states"]}
     records["training_state_full_gb"]["method_fields"] = {"optim": full_optim, "weights_dtype": full_weights_dtype}
     records["training_state_qlora_gb"]["method_fields"] = {"optim": qlora_optim}
+    for record in records.values():  # the rank every method text names
+        record["method_fields"] = {"r": lora["r"], **record.get("method_fields", {})}
     return records

@@ -1,6 +1,7 @@
 # Paths, targets and input functions shared by all the .smk files. Parsing imports only the shared layer of the
 # installed package (pip install -e .): no torch, and no program is run (git and nvidia-smi run in the jobs).
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -142,7 +143,9 @@ METRIC_TARGETS = CATALOGUE.paths() + list(HYPERPARAMETERS.values())
 REPORT_METRICS = CATALOGUE.paths()
 # Weight-free: the architecture, formulas and the notebook's numbers, for this run's and the paper's architecture.
 STRUCTURE_TARGETS = (CATALOGUE.outputs("structure_metrics") + CATALOGUE.outputs("paper_structure_metrics")
-                     + CATALOGUE.outputs("architecture_comparisons"))
+                     + CATALOGUE.outputs("architecture_comparisons")
+                     # beyond the paper: published models' compression from their architecture files (Table 14)
+                     + CATALOGUE.outputs("compression_across_models"))
 PROBE_TARGETS = CATALOGUE.paths(target="memory")
 
 # A committed GPU reference run (reference/<gpu>-<profile>/, written by `snakemake reference` on a CUDA machine):

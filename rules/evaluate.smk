@@ -296,3 +296,40 @@ use rule comparisons as architecture_comparisons with:
         level=config["evaluation"]["bootstrap"]["level"],
     log:
         f"{LOGS}/architecture_comparisons.log",
+
+
+# Beyond the paper (Table 14, Figure 3): the compression claim for published models, each from its shipped
+# architecture file (configs/architectures/<model>.yaml, from the model's config.json) on the meta device, with the
+# paper's recipe whatever profile runs: no weights, nothing from the hub.
+rule compression_across_models:
+    output:
+        CATALOGUE.outputs("compression_across_models", "published_{published}"),
+    input:
+        architecture="configs/architectures/{published}.yaml",
+    params:
+        lora={key: value for key, value in PAPER_PROFILE["training"]["qlora"]["lora"].items()
+              if key != "target_modules"},
+        # the paper's seven names: their trainable share (null where they match no module, e.g. Phi-3's fused layers)
+        paper_targets=PAPER_PROFILE["training"]["qlora"]["lora"]["target_modules"],
+        # sizes and training state: LoRA on every linear layer but the output head (the seven names where they apply)
+        size_targets="all-linear",
+        double_quant=PAPER_PROFILE["training"]["qlora"]["quantization"]["double_quant"],
+        full_optim=PAPER_PROFILE["training"]["full"]["optim"],
+        full_weights_dtype=PAPER_PROFILE["training"]["full"]["weights_dtype"],
+        qlora_optim=PAPER_PROFILE["training"]["qlora"]["optim"],
+        metrics=declared_metrics,
+        # where the values above come from, as each metric file names its inputs
+        config_source="configs/paper.yaml",
+        config_keys=["training.qlora.lora", "training.qlora.quantization.double_quant", "training.full.optim",
+                     "training.full.weights_dtype", "training.qlora.optim"],
+    wildcard_constraints:
+        published="|".join(re.escape(scope.removeprefix("published_"))
+                           for scope in CATALOGUE.scopes("compression_across_models")),
+    log:
+        f"{LOGS}/compression_across_models_{{published}}.log",
+    benchmark:
+        f"{BENCH}/compression_across_models_{{published}}.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compression_across_models.py"

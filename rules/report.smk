@@ -60,6 +60,24 @@ rule figure2:
         "../scripts/plot_figure2.py"
 
 
+# Beyond the paper: the compression claim across published models (rule compression_across_models).
+rule figure3:
+    output:
+        png=report(f"{RESULTS}/figures/figure3.png", category="Figures", caption="../templates/figure3.rst"),
+        pdf=f"{RESULTS}/figures/figure3.pdf",
+    input:
+        metrics=CATALOGUE.outputs("compression_across_models"),
+        style="templates/plot.mplstyle",
+    params:
+        paper_compression=PAPER_NUMBERS["t5_compression"]["value"],
+    log:
+        f"{LOGS}/figure3.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plot_figure3.py"
+
+
 rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.json",
@@ -69,7 +87,7 @@ rule manifest:
         metrics=REPORT_METRICS,
         reference=REFERENCE_METRICS + REFERENCE_PROVENANCE,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
-        + rules.figure1.output + rules.figure2.output,
+        + rules.figure1.output + rules.figure2.output + rules.figure3.output,
     params:
         # a deleted weight file re-runs this job and so re-trains (snakemake/snakemake#1978)
         deleted_weights=weights_deleted_since_the_manifest,
@@ -98,6 +116,8 @@ rule render:
         figure1_pdf=rules.figure1.output.pdf,
         figure2_png=rules.figure2.output.png,
         figure2_pdf=rules.figure2.output.pdf,
+        figure3_png=rules.figure3.output.png,
+        figure3_pdf=rules.figure3.output.pdf,
         hp_full=HYPERPARAMETERS["full"],
         hp_qlora=HYPERPARAMETERS["qlora"],
         reference_metrics=REFERENCE_METRICS,
@@ -122,7 +142,7 @@ rule pdf:
         pdf="report/report.pdf",
     input:
         tex=rules.render.output.tex,
-        figures=[rules.figure1.output.pdf, rules.figure2.output.pdf],
+        figures=[rules.figure1.output.pdf, rules.figure2.output.pdf, rules.figure3.output.pdf],
     log:
         f"{LOGS}/pdf.log",
     conda:

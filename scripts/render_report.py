@@ -28,7 +28,8 @@ with log_to(snakemake.log[0]):  # noqa: F821
     if reference:
         reference["judges"] = any(c["basis"]["kind"] == REFERENCE and c["verdict"] != "not comparable" for c in claims)
     tables = [table_entry(t, inp.tables) for t in read_json(inp.tables)]
-    figures = {"figure1": figure(inp.figure1_png, inp.figure1_pdf), "figure2": figure(inp.figure2_png, inp.figure2_pdf)}
+    figures = {"figure1": figure(inp.figure1_png, inp.figure1_pdf), "figure2": figure(inp.figure2_png, inp.figure2_pdf),
+               "figure3": figure(inp.figure3_png, inp.figure3_pdf)}
     hyperparameters = {"full": read_json(inp.hp_full), "qlora": read_json(inp.hp_qlora)}
     context = build_context(metrics=metrics, tables=tables, figures=figures, claims=claims,
                             claim_reasons=reasons(claims), run=p.run,

@@ -82,6 +82,10 @@ class Values:
     def details(self, key: str) -> dict:
         return self._record(key).get("details", {})
 
+    def scopes(self, prefix: str) -> list[str]:
+        """The scopes among the files given that start with prefix, in order (published_<model>: Table 14's models)."""
+        return sorted({scope for scope, _ in self.m.records if scope.startswith(prefix)})
+
     def f(self, key: str, kind: str, scale: float = 1) -> str:
         value = self._value(key)
         return fmt(value * scale if scale != 1 else value, kind) + self.mark(key)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from qrepro.model import analytic
 from qrepro.model.anatomy import ALL_LINEAR, LoraTargetError, describe
 from qrepro.training.resources import training_memory_estimate
+from qrepro.units import GIB
 
-GB = 1024 ** 3
 WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
@@ -36,8 +36,8 @@ def compression_records(config, lora: dict, paper_targets: list[str], size_targe
     qlora_bytes = bnb["total_bytes"] + trainable * 4  # fp32 LoRA weights beside the 4-bit base, as size_qlora_bnb_mb
     full_state = training_memory_estimate(facts, "full", 1, 1, WEIGHT_BYTES[full_weights_dtype], full_optim)
     qlora_state = training_memory_estimate(facts, "qlora", 1, 1, 4, qlora_optim)
-    full_gb = full_state["parameters_and_states"] / GB
-    qlora_gb = qlora_state["parameters_and_states"] / GB
+    full_gb = full_state["parameters_and_states"] / GIB
+    qlora_gb = qlora_state["parameters_and_states"] / GIB
     values = {
         "model_family": facts.family,
         "total_params": total,

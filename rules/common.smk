@@ -1,12 +1,15 @@
 # Paths, targets and input functions shared by all the .smk files. Parsing imports only the shared layer of the
 # installed package (pip install -e .): no torch, and no program is run (git and nvidia-smi run in the jobs).
+import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from qrepro import catalogue, cluster, config_checks, hardware, profile
+from qrepro import sweep as sweeps
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -231,3 +234,66 @@ def structure_inputs(wildcards):
 def existing_probe_metrics(wildcards):
     """The memory probe's files, when `snakemake memory` has been run: Table 5 then shows them too."""
     return [path for path in PROBE_TARGETS if os.path.exists(path)]
+
+
+# Sweeps (rules/sweep.smk, `snakemake sweep`): the grid files configs/sweeps/*.yaml, each checked against the
+# profile at parse time (qrepro.sweep), their point folders and the files of each point.
+SWEEPS = sweeps.load_all("configs/sweeps", config, VARIANTS)
+SWEEP_ROOT = f"{RESULTS}/sweeps/{{sweep}}"
+POINT = f"{SWEEP_ROOT}/{{point}}"  # a point's run folder: models/, train/, metrics/, eval/ as in results/
+SWEEP_SPLITS = ["validation", "test"]
+NO_MATCH = "(?!x)x"  # a wildcard constraint no value meets: no sweep, no point
+
+
+def points_pattern(variant=None):
+    """The point folders of every sweep (of one variant), as a wildcard constraint."""
+    names = {re.escape(name) for s in SWEEPS.values() for name in s.point_names(variant)}
+    return "|".join(sorted(names)) or NO_MATCH
+
+
+def sweep_point(wildcards):
+    return SWEEPS[wildcards.sweep].point(wildcards.point)
+
+
+def point_dir(name, point):
+    return f"{RESULTS}/sweeps/{name}/{point}"
+
+
+def point_hp(wildcards):
+    return sweeps.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+                                 wildcards.variant, VARIANTS)[0]
+
+
+def point_shared(wildcards):
+    return sweeps.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+                                 wildcards.variant, VARIANTS)[1]
+
+
+def point_model(wildcards):
+    """What a point's perplexity job loads: the base model, and the point's trained files (rule evaluated_model)."""
+    variant = sweep_point(wildcards)["variant"]
+    inputs = {"model": [f"{point_dir(wildcards.sweep, wildcards.point)}/models/{variant}/{name}"
+                        for name in MODEL_FILES[variant]]}
+    if variant != "full":
+        inputs["base_model"] = rules.base_model.output.model
+    return inputs
+
+
+def point_files(name, point):
+    """A point's validation and test perplexity files and its test audit (what rule sweep_summary reads)."""
+    folder = point_dir(name, point)
+    return {"validation": f"{folder}/metrics/validation/perplexity_token.json",
+            "test": f"{folder}/metrics/test/perplexity_token.json",
+            "audit": f"{folder}/eval/test/perplexity_audit.json"}
+
+
+def sweep_summary_files(name):
+    return [path.replace("{sweep}", name) for path in CATALOGUE.outputs("sweep_summary", root=SWEEP_ROOT)]
+
+
+SWEEP_TARGETS = [path for name in SWEEPS for path in sweep_summary_files(name)]
+
+
+def existing_sweep_results(wildcards):
+    """The summaries of the sweeps that have been run (`snakemake sweep`): the report then shows them."""
+    return [path for path in SWEEP_TARGETS if os.path.exists(path)]

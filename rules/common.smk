@@ -291,9 +291,33 @@ def sweep_summary_files(name):
     return [path.replace("{sweep}", name) for path in CATALOGUE.outputs("sweep_summary", root=SWEEP_ROOT)]
 
 
-SWEEP_TARGETS = [path for name in SWEEPS for path in sweep_summary_files(name)]
+SWEEP_REPORT_FILES = ("table.csv", "table.tex", "table.html", "figure.png", "figure.pdf")  # rule sweep_report
 
 
-def existing_sweep_results(wildcards):
-    """The summaries of the sweeps that have been run (`snakemake sweep`): the report then shows them."""
-    return [path for path in SWEEP_TARGETS if os.path.exists(path)]
+def sweep_report_files(name):
+    return [f"{RESULTS}/sweeps/{name}/report/{file}" for file in SWEEP_REPORT_FILES]
+
+
+SWEEP_TARGETS = [path for name in SWEEPS for path in sweep_summary_files(name) + sweep_report_files(name)]
+
+
+def finished_sweeps():
+    """The sweeps whose summary, table and figure exist (`snakemake sweep` has run them): the report shows those,
+    and only those; the default run neither needs nor runs a sweep."""
+    return [name for name in SWEEPS
+            if all(os.path.exists(path) for path in sweep_summary_files(name) + sweep_report_files(name))]
+
+
+def sweep_report_inputs(wildcards):
+    """Every file the report reads of the finished sweeps: summaries, each point's two perplexities, table, figure."""
+    return [path for name in finished_sweeps() for path in sweep_summary_files(name) + sweep_report_files(name)
+            + [file for point in SWEEPS[name].point_names() for split, file in point_files(name, point).items()
+               if split != "audit"]]
+
+
+def sweep_report_params(wildcards):
+    """What the render job needs to show each finished sweep (its files by role, its grid)."""
+    return [{"sweep": dataclasses.asdict(SWEEPS[name]), "summary": sweep_summary_files(name),
+             "report": dict(zip(SWEEP_REPORT_FILES, sweep_report_files(name))),
+             "files": {point: point_files(name, point) for point in SWEEPS[name].point_names()}}
+            for name in finished_sweeps()]

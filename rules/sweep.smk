@@ -97,3 +97,26 @@ rule sweep_summary:
     script:
         "../scripts/sweep_summary.py"
 
+
+
+rule sweep_report:
+    output:
+        csv=f"{SWEEP_ROOT}/report/table.csv",
+        tex=f"{SWEEP_ROOT}/report/table.tex",
+        html=f"{SWEEP_ROOT}/report/table.html",
+        png=f"{SWEEP_ROOT}/report/figure.png",
+        pdf=f"{SWEEP_ROOT}/report/figure.pdf",
+    input:
+        summary=rules.sweep_summary.output,
+        points=lambda wc: [path for point in SWEEPS[wc.sweep].point_names()
+                           for split, path in point_files(wc.sweep, point).items() if split != "audit"],
+        style="templates/plot.mplstyle",
+    params:
+        sweep=lambda wc: dataclasses.asdict(SWEEPS[wc.sweep]),
+        files=lambda wc: {point: point_files(wc.sweep, point) for point in SWEEPS[wc.sweep].point_names()},
+    log:
+        f"{LOGS}/sweeps/{{sweep}}/sweep_report.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/sweep_report.py"

@@ -22,6 +22,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             details={**choice, "keys": {c: k.replace("{variant}", variant) for c, k in sweep.keys.items()},
                      "validation_perplexity": validation[choice["point"]]["value"],
                      "recipe_point": p.recipe[variant],
+                     "recipe_values": {c: sweep.point(p.recipe[variant])[c] for c in sweep.columns},
                      "points": [{"point": name, "values": {c: sweep.point(name)[c] for c in sweep.columns},
                                  "validation_perplexity": validation[name]["value"],
                                  "file": p.files[name]["validation"]} for name in names]},

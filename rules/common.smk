@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from qrepro import catalogue, cluster, config_checks, hardware, profile
-from qrepro import sweep as sweeps
+from qrepro import sweep
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -238,7 +238,7 @@ def existing_probe_metrics(wildcards):
 
 # Sweeps (rules/sweep.smk, `snakemake sweep`): the grid files configs/sweeps/*.yaml, each checked against the
 # profile at parse time (qrepro.sweep), their point folders and the files of each point.
-SWEEPS = sweeps.load_all("configs/sweeps", config, VARIANTS)
+SWEEPS = sweep.load_all("configs/sweeps", config, VARIANTS)
 SWEEP_ROOT = f"{RESULTS}/sweeps/{{sweep}}"
 POINT = f"{SWEEP_ROOT}/{{point}}"  # a point's run folder: models/, train/, metrics/, eval/ as in results/
 SWEEP_SPLITS = ["validation", "test"]
@@ -260,12 +260,12 @@ def point_dir(name, point):
 
 
 def point_hp(wildcards):
-    return sweeps.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+    return sweep.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
                                  wildcards.variant, VARIANTS)[0]
 
 
 def point_shared(wildcards):
-    return sweeps.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+    return sweep.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
                                  wildcards.variant, VARIANTS)[1]
 
 

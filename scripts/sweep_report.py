@@ -69,13 +69,17 @@ with log_to(snakemake.log[0]):  # noqa: F821
         numeric = x_column and all(isinstance(v, (int, float)) and v > 0 for v in sweep.values[x_column])
         if numeric and max(sweep.values[x_column]) / min(sweep.values[x_column]) >= 10:
             ax.set_xscale("log")
+        if x_column:  # the grid's own values as the ticks
+            ax.set_xticks(sweep.values[x_column], [f"{v:g}" for v in sweep.values[x_column]])
+            ax.minorticks_off()
         ax.set_xlabel(sweep.keys[x_column].replace("{variant}", "<variant>") if x_column else "point")
         ax.set_ylabel(f"token-level perplexity, {split} split")
         ax.set_title(SPLITS[split])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
-    fig.suptitle(f"Sweep {sweep.name}: {sweep.description} (chosen by validation perplexity; bars: 95% intervals)"
-                 .replace("95%", f"{store.record(scopes[sweep.point_names()[0]], 'test')['interval']['level']:.0%}"))
+    level = store.record(scopes[sweep.point_names()[0]], "test")["interval"]["level"]
+    fig.suptitle(f"Sweep {sweep.name}: {sweep.description} (chosen by validation perplexity; bars: {level:.0%} "
+                 "intervals)")
     fig.tight_layout(rect=(0, 0.14, 1, 0.95))
     fig.savefig(out.png)
     fig.savefig(out.pdf)

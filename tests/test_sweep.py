@@ -65,12 +65,17 @@ def test_a_key_outside_training_is_refused_with_what_to_do(tmp_path):
     ({"training.qlora.lora.r": [8, 16]}, "names variant qlora"),
     ({"training.seeds": [1, 2]}, "cannot be swept"),
     ({"training.{variant}.learning_rte": [1e-4]}, "the profile has no key training.full.learning_rte"),
-    ({"training.{variant}.learning_rate": [1e-4, 1e-3]}, "no point of variant full has the profile's own values"),
 ])
 def test_grids_a_sweep_cannot_run_fail_at_parse_time(tmp_path, grid, message):
     with pytest.raises(Exception) as err:
         load(grid_file(tmp_path, grid))
     assert message in str(err.value)
+
+
+def test_a_grid_without_the_profiles_recipe_fails_when_the_sweep_runs_not_when_any_target_parses(tmp_path):
+    s = load(grid_file(tmp_path, {"training.{variant}.learning_rate": [1e-4, 1e-3]}))
+    with pytest.raises(sweep.SweepError, match="no point of variant full has the profile's own values"):
+        s.recipe_point(DEFAULT, "full")
 
 
 def test_a_grid_must_sweep_both_variants(tmp_path):

@@ -31,7 +31,7 @@ def sweep_context(entry: dict) -> dict:
                     read_metric(path), path
     report = entry["report"]
     return {"name": sweep.name, "description": sweep.description, "variants": list(sweep.variants),
-            "columns": sweep.columns, "keys": sweep.keys, "values": sweep.values, "points": len(sweep.points),
+            "columns": sweep.columns, "config_keys": sweep.keys, "grid": sweep.values, "points": len(sweep.points),
             "roles": roles, "v": Values(store),
             "table": {"latex": RawLatex(Path(report["table.tex"]).read_text()),
                       "html": Markup(Path(report["table.html"]).read_text())},

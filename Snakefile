@@ -16,6 +16,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/sweep.smk"
 include: "rules/report.smk"
 include: "rules/probe.smk"
 
@@ -34,6 +35,7 @@ localrules:
     reference,
     memory,
     docs,
+    sweep,
 
 
 rule report:
@@ -77,3 +79,9 @@ rule memory:
 rule docs:
     input:
         rules.metric_reference.output,
+
+
+# not part of the default run: every grid file of configs/sweeps (rules/sweep.smk); `report` then shows them
+rule sweep:
+    input:
+        SWEEP_TARGETS,

@@ -1,5 +1,6 @@
 # Paths, targets and input functions shared by all the .smk files. Parsing imports only the shared layer of the
 # installed package (pip install -e .): no torch, and no program is run (git and nvidia-smi run in the jobs).
+import dataclasses
 import os
 import re
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from qrepro import catalogue, cluster, config_checks, hardware, profile, seeds
+from qrepro import sweep
 from qrepro.dependencies import library_files
 from qrepro.paper import PAPER_VALUES, load_paper_values
 from qrepro.runlog import nvidia_smi
@@ -238,3 +240,90 @@ def structure_inputs(wildcards):
 def existing_probe_metrics(wildcards):
     """The memory probe's files, when `snakemake memory` has been run: Table 5 then shows them too."""
     return [path for path in PROBE_TARGETS if os.path.exists(path)]
+
+
+# Sweeps (rules/sweep.smk, `snakemake sweep`): the grid files configs/sweeps/*.yaml, each checked against the
+# profile at parse time (qrepro.sweep), their point folders and the files of each point.
+SWEEPS = sweep.load_all("configs/sweeps", config, VARIANTS)
+SWEEP_ROOT = f"{RESULTS}/sweeps/{{sweep}}"
+POINT = f"{SWEEP_ROOT}/{{point}}"  # a point's run folder: models/, train/, metrics/, eval/ as in results/
+SWEEP_SPLITS = ["validation", "test"]
+NO_MATCH = "(?!x)x"  # a wildcard constraint no value meets: no sweep, no point
+
+
+def points_pattern(variant=None):
+    """The point folders of every sweep (of one variant), as a wildcard constraint."""
+    names = {re.escape(name) for s in SWEEPS.values() for name in s.point_names(variant)}
+    return "|".join(sorted(names)) or NO_MATCH
+
+
+def sweep_point(wildcards):
+    return SWEEPS[wildcards.sweep].point(wildcards.point)
+
+
+def point_dir(name, point):
+    return f"{RESULTS}/sweeps/{name}/{point}"
+
+
+def point_hp(wildcards):
+    return sweep.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+                                 wildcards.variant, VARIANTS)[0]
+
+
+def point_shared(wildcards):
+    return sweep.point_training(config["training"], SWEEPS[wildcards.sweep].overrides(wildcards.point),
+                                 wildcards.variant, VARIANTS)[1]
+
+
+def point_model(wildcards):
+    """What a point's perplexity job loads: the base model, and the point's trained files (rule evaluated_model)."""
+    variant = sweep_point(wildcards)["variant"]
+    inputs = {"model": [f"{point_dir(wildcards.sweep, wildcards.point)}/models/{variant}/{name}"
+                        for name in MODEL_FILES[variant]]}
+    if variant != "full":
+        inputs["base_model"] = rules.base_model.output.model
+    return inputs
+
+
+def point_files(name, point):
+    """A point's validation and test perplexity files and its test audit (what rule sweep_summary reads)."""
+    folder = point_dir(name, point)
+    return {"validation": f"{folder}/metrics/validation/perplexity_token.json",
+            "test": f"{folder}/metrics/test/perplexity_token.json",
+            "audit": f"{folder}/eval/test/perplexity_audit.json"}
+
+
+def sweep_summary_files(name):
+    return [path.replace("{sweep}", name) for path in CATALOGUE.outputs("sweep_summary", root=SWEEP_ROOT)]
+
+
+SWEEP_REPORT_FILES = ("table.csv", "table.tex", "table.html", "figure.png", "figure.pdf")  # rule sweep_report
+
+
+def sweep_report_files(name):
+    return [f"{RESULTS}/sweeps/{name}/report/{file}" for file in SWEEP_REPORT_FILES]
+
+
+SWEEP_TARGETS = [path for name in SWEEPS for path in sweep_summary_files(name) + sweep_report_files(name)]
+
+
+def finished_sweeps():
+    """The sweeps whose summary, table and figure exist (`snakemake sweep` has run them): the report shows those,
+    and only those; the default run neither needs nor runs a sweep."""
+    return [name for name in SWEEPS
+            if all(os.path.exists(path) for path in sweep_summary_files(name) + sweep_report_files(name))]
+
+
+def sweep_report_inputs(wildcards):
+    """Every file the report reads of the finished sweeps: summaries, each point's two perplexities, table, figure."""
+    return [path for name in finished_sweeps() for path in sweep_summary_files(name) + sweep_report_files(name)
+            + [file for point in SWEEPS[name].point_names() for split, file in point_files(name, point).items()
+               if split != "audit"]]
+
+
+def sweep_report_params(wildcards):
+    """What the render job needs to show each finished sweep (its files by role, its grid)."""
+    return [{"sweep": dataclasses.asdict(SWEEPS[name]), "summary": sweep_summary_files(name),
+             "report": dict(zip(SWEEP_REPORT_FILES, sweep_report_files(name))),
+             "files": {point: point_files(name, point) for point in SWEEPS[name].point_names()}}
+            for name in finished_sweeps()]

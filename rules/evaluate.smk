@@ -162,6 +162,9 @@ rule perplexity:
         tokenizer=rules.tokenizer.output.tokenizer,
         raw=rules.corpus.output.raw,
     params:
+        model=lambda wildcards: wildcards.model,
+        split="test",
+        protocols=["paper", "token", "row"],  # a sweep point scores token-level only (rule sweep_perplexity)
         quantization=quantization(),
         dtype=config["evaluation"]["dtype"],
         max_length=config["data"]["max_length"],

@@ -88,6 +88,7 @@ rule manifest:
         reference=REFERENCE_METRICS + REFERENCE_PROVENANCE,
         others=list(HYPERPARAMETERS.values()) + TABLE_FILES["csv"] + TABLE_FILES["tex"] + TABLE_FILES["html"]
         + rules.figure1.output + rules.figure2.output + rules.figure3.output,
+        sweeps=sweep_report_inputs,  # the finished sweeps' files (none unless `snakemake sweep` ran)
     params:
         # a deleted weight file re-runs this job and so re-trains (snakemake/snakemake#1978)
         deleted_weights=weights_deleted_since_the_manifest,
@@ -122,8 +123,10 @@ rule render:
         hp_qlora=HYPERPARAMETERS["qlora"],
         reference_metrics=REFERENCE_METRICS,
         reference_provenance=REFERENCE_PROVENANCE,
+        sweeps=sweep_report_inputs,
     params:
         template_dir=lambda wc, input: str(Path(input.templates[0]).parent),
+        sweeps=sweep_report_params,
         run=RUN_SETTINGS,
         paper=profile.paper_setup(PAPER_PROFILE),
         radar_standard=CATALOGUE.radar["paper_standard"],
@@ -143,6 +146,7 @@ rule pdf:
     input:
         tex=rules.render.output.tex,
         figures=[rules.figure1.output.pdf, rules.figure2.output.pdf, rules.figure3.output.pdf],
+        sweep_figures=lambda wc: [path for path in sweep_report_inputs(wc) if path.endswith("figure.pdf")],
     log:
         f"{LOGS}/pdf.log",
     conda:

@@ -7,6 +7,7 @@ from qrepro.report import render
 from qrepro.report.claims import REFERENCE, Run, reasons, verdicts
 from qrepro.report.context import build_context, figure, provenance, table_entry, verify_manifest
 from qrepro.report.placeholders import Values
+from qrepro.report.sweeps import sweep_context
 from qrepro.runlog import git_commit, log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -31,10 +32,12 @@ with log_to(snakemake.log[0]):  # noqa: F821
     figures = {"figure1": figure(inp.figure1_png, inp.figure1_pdf), "figure2": figure(inp.figure2_png, inp.figure2_pdf),
                "figure3": figure(inp.figure3_png, inp.figure3_pdf)}
     hyperparameters = {"full": read_json(inp.hp_full), "qlora": read_json(inp.hp_qlora)}
+    sweeps = [sweep_context(entry) for entry in p.sweeps]  # the finished sweeps: none unless `snakemake sweep` ran
     context = build_context(metrics=metrics, tables=tables, figures=figures, claims=claims,
                             claim_reasons=reasons(claims), run=p.run,
                             hyperparameters=hyperparameters, paper=p.paper, paper_values=paper_values,
-                            reference=reference, outline=render.load_outline(inp.outline), radar_standard=p.radar_standard,
+                            reference=reference, outline=render.load_outline(inp.outline, {"sweeps": bool(sweeps)}),
+                            radar_standard=p.radar_standard, sweeps=sweeps,
                             provenance=provenance(git_commit=git_commit(), config_digest=p.config_digest,
                                                   manifest=manifest, m=metrics))
     if hasattr(out, "tex"):

@@ -119,7 +119,7 @@ def test_library_modules_are_imported_under_their_own_names():
 # 10 s with transformers' Trainer; see docs/performance.md).
 NO_MODEL_SCRIPTS = ["compare.py", "compile_pdf.py", "dataset_metrics.py", "make_tables.py", "metric_reference.py",
                     "mfu.py", "plot_figure1.py", "plot_figure2.py", "render_report.py", "write_manifest.py",
-                    "write_reference.py"]
+                    "write_reference.py", "sweep_summary.py", "sweep_report.py"]
 
 
 def test_jobs_that_need_no_model_import_no_torch():

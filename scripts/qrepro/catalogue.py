@@ -24,8 +24,10 @@ from qrepro.metrics_io import metric_key
 
 RESULTS = "results"
 # results/metrics/<scope>/<name>.json; with several training seeds each seed's run writes its own under
-# results/seeds/<seed>/, and results/metrics/ holds their aggregates
-METRIC_PATH = re.compile(rf"^{RESULTS}/(?:seeds/(?P<seed>\d+)/)?metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
+# results/seeds/<seed>/, and results/metrics/ holds their aggregates; a sweep (rules/sweep.smk) writes its summary
+# under results/sweeps/<sweep>/ and each point's files under results/sweeps/<sweep>/<point>/ (point: key~value/...)
+METRIC_PATH = re.compile(rf"^{RESULTS}/(?:seeds/(?P<seed>\d+)/|sweeps/(?P<sweep>[^/]+)/(?:[^/]+~[^/]+/)*)?"
+                         r"metrics/(?P<scope>[^/]+)/(?P<name>[^/]+)\.json$")
 ARCHITECTURE_SCOPES = {"architecture", "structure", "paper_architecture", "paper_structure"}
 
 

@@ -164,6 +164,8 @@ def prose(env: jinja2.Environment, context: dict) -> dict:
         context = {**context, "v": LinkedValues(context["v"]), "pv": LinkedPaperValues(context["pv"])}
         if context.get("reference"):
             context["reference"] = {**context["reference"], "v": LinkedValues(context["reference"]["v"])}
+        if context.get("sweeps"):  # each finished sweep's numbers (qrepro.report.sweeps)
+            context["sweeps"] = [{**s, "v": LinkedValues(s["v"])} for s in context["sweeps"]]
     module = env.get_template(PROSE).make_module(context)
     paragraphs = {}
     for name, macro in vars(module).items():
@@ -240,9 +242,10 @@ def _html_markup() -> dict:
             "linebreak": lambda: Markup("<br>")}
 
 
-def load_outline(path: str) -> dict:
+def load_outline(path: str, shown: dict[str, bool] | None = None) -> dict:
     """templates/outline.yaml with every section numbered as LaTeX numbers it (1, 1.1, 1.1.1; the appendix A, A.1):
-    the HTML report shows these numbers, and section_ref links use them."""
+    the HTML report shows these numbers, and section_ref links use them. A section with `when: NAME` is left out
+    unless shown[NAME] is true (sweeps: only when a sweep has been run)."""
     import yaml
 
     data = yaml.safe_load(Path(path).read_text())
@@ -252,6 +255,8 @@ def load_outline(path: str) -> dict:
         counters: list = []
         sections = []
         for section in data[part]:
+            if section.get("when") and not (shown or {}).get(section["when"]):
+                continue
             level = section["level"]
             counters = counters[:level]
             if len(counters) < level:

@@ -83,8 +83,9 @@ def check_lora_targets(model, target_modules) -> None:
                          if isinstance(m, torch.nn.Linear) and m is not head})
         raise LoraTargetError(
             f"lora.target_modules: {', '.join(missing)} match no module of {type(model).__name__}. "
-            f"Its linear layers are: {', '.join(linear)}. Fix: list names from those in "
-            f"training.qlora.lora.target_modules, or set it to {ALL_LINEAR} (every linear layer but the output head).")
+            f"Its linear layers are: {', '.join(linear)}. Fix: set "
+            f"training.qlora.lora.target_modules to names from that list, or to {ALL_LINEAR} (every linear layer but the "
+            "output head).")
 
 
 def lora_config(lora: dict):

@@ -4,9 +4,10 @@ from pathlib import Path
 from qrepro.metrics_io import MetricStore, read_json
 from qrepro.paper import load_paper_values
 from qrepro.report import render
+from qrepro.report.outline import load_outline
 from qrepro.report.claims import REFERENCE, Run, reasons, verdicts
 from qrepro.report.context import build_context, figure, provenance, table_entry, verify_manifest
-from qrepro.report.placeholders import Values
+from qrepro.report.numbers import Values
 from qrepro.report.sweeps import sweep_context
 from qrepro.runlog import git_commit, log_to
 
@@ -36,7 +37,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     context = build_context(metrics=metrics, tables=tables, figures=figures, claims=claims,
                             claim_reasons=reasons(claims), run=p.run,
                             hyperparameters=hyperparameters, paper=p.paper, paper_values=paper_values,
-                            reference=reference, outline=render.load_outline(inp.outline, {"sweeps": bool(sweeps)}),
+                            reference=reference, outline=load_outline(inp.outline, {"sweeps": bool(sweeps)}),
                             radar_standard=p.radar_standard, sweeps=sweeps,
                             provenance=provenance(git_commit=git_commit(), config_digest=p.config_digest,
                                                   manifest=manifest, m=metrics))

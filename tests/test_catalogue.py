@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from conftest import ROOT, snakemake
@@ -14,7 +15,8 @@ from qrepro import catalogue
 from qrepro.dependencies import library_files
 from qrepro.metrics_io import MetricStore, read_metric, write_metrics
 from qrepro.paper import load_paper_values
-from qrepro.report.placeholders import fill
+from qrepro.report.numbers import PaperValues, Values
+from qrepro.report.render import render_text
 from qrepro.report.tables import Sources, build_table
 
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
@@ -119,7 +121,7 @@ def test_a_table_from_its_spec(tmp_path):
                               ("paper_architecture", "hidden_size"): (2048, "read", {"runs": 7})})
     sources = Sources(store, {"qlora": {"target_modules": ["q_proj", "v_proj"], "lora_r": 16}},
                       {"qlora": "results/train/qlora/hyperparameters.json"})
-    spec = {"number": 7, "caption": "Runs: {details:paper_architecture/hidden_size:runs}", "columns": ["A", "B"],
+    spec = {"number": 7, "caption": "Runs: {{ v.detail('paper_architecture/hidden_size', 'runs') }}", "columns": ["A", "B"],
             "rows": [["FLOPs", {"A": "full/flops*1e-12|g|t7_flops_full"}],
                      ["Modules", {"A": "hp:qlora/target_modules#count|int|t4_target_modules",
                                   "B": "hp:qlora/target_modules#join|text"}],
@@ -136,12 +138,15 @@ def test_a_table_from_its_spec(tmp_path):
         catalogue.CellSpec.parse("full/flops|g|a|b")
 
 
-def test_placeholders_fill_values_paper_numbers_methods_and_details():
+def test_catalogue_texts_render_values_paper_numbers_methods_and_details():
     store = _store(None, {("comparison", "x"): (3.8246, "m", {}), ("full", "y"): (1.0, "How it was done.", {"gpu": "T4"})})
-    text = "a {comparison/x|f2} b {paper:t10_change|+f2} c {method:full/y} d {details:full/y:gpu} e {reference}"
-    assert fill(text, store, PAPER, "h200") == f"a 3.82 b {PAPER['t10_change']['value']:+.2f} c How it was done. d T4 e h200"
-    with pytest.raises(KeyError, match="reference"):
-        fill("{reference}", store, PAPER)
+    text = ("a {{ v.f('comparison/x', 'f2') }} b {{ pv.f('t10_change', '+f2') }} c {{ v.method('full/y') }} "
+            "d {{ v.detail('full/y', 'gpu') }} e {{ reference }}")
+    names = {"v": Values(store), "pv": PaperValues(PAPER)}
+    assert render_text(text, **names, reference="h200") == \
+        f"a 3.82 b {PAPER['t10_change']['value']:+.2f} c How it was done. d T4 e h200"
+    with pytest.raises(jinja2.UndefinedError, match="reference"):
+        render_text("{{ reference }}", **names)
 
 
 def _runtime_imports(module):

@@ -14,7 +14,8 @@ from qrepro.paper import load_paper_values
 from qrepro.report import render
 from qrepro.report.claims import (ARCHITECTURE, NOT_COMPARABLE, NOT_REPRODUCED, REFERENCE, REPRODUCED, THIS_RUN, Run,
                                   judge, load_claims)
-from qrepro.report.placeholders import PLACEHOLDER, fill
+from qrepro.report.numbers import PaperValues, Values
+from qrepro.report.render import render_text, text_reads
 
 CATALOGUE = catalogue.load(ROOT / "paper/metrics.yaml")
 PAPER_VALUES = load_paper_values(ROOT / "paper/paper_values.yaml")
@@ -22,9 +23,8 @@ FORMULA = {kind: fn for kind, (_, fn) in FORMULAS.items()}
 
 
 def placeholders(text: str) -> list[tuple[str, str]]:
-    """The (scope, metric) of every {scope/metric|FORMAT} in text."""
-    return [tuple(match["value"].split("|")[0].split("/")) for match in PLACEHOLDER.finditer(text)
-            if match.lastgroup == "value"]
+    """The (scope, metric) of every metric file value the text shows (v.f)."""
+    return [tuple(args[0].split("/")) for obj, method, args in text_reads(text) if (obj, method) == ("v", "f")]
 
 
 def test_table12_improvements_by_the_papers_formulas_from_its_own_numbers():
@@ -126,11 +126,10 @@ def _store(comparison: dict, paper_arch: bool = True, cuda: bool = False) -> Met
                                         "unit": spec.unit if spec else "1"}
         store.paths[(scope, name)] = f"{scope}/{name}.json"
     store.records[("device", "peak_flops")] = {"value": 1.0, "details": {"cuda": cuda, "gpu": "NVIDIA H200" if cuda else None}}
-    for claim in claims:  # {details:scope/metric:key}: that file's details entry (the merged model's dtype)
-        for match in PLACEHOLDER.finditer(claim["evidence"]):
-            if match.lastgroup == "details":
-                ref, entry = match["details"].removeprefix("details:").rsplit(":", 1)
-                scope, name = ref.split("/")
+    for claim in claims:  # v.detail('scope/metric', 'key'): that file's details entry (the merged model's dtype)
+        for obj, method, args in text_reads(claim["evidence"]):
+            if (obj, method) == ("v", "detail"):
+                (scope, name), entry = args[0].split("/"), args[1]
                 record = store.records.setdefault((scope, name), {"value": 1.0, "timing": False, "details": {},
                                                                   "unit": CATALOGUE.specs[(scope, name)].unit})
                 record["details"][entry] = "fp32"
@@ -234,9 +233,12 @@ def test_every_claim_states_a_basis_and_fills_its_evidence_from_files():
     cpu = _run(comparison={c["value"]: c["published"] for c in CLAIMS.values()}, paper_arch=False)
     for claim in CLAIMS.values():
         verdict = judge(claim, cpu, None, PAPER_VALUES)
-        assert basis_text(verdict) and "{" not in verdict["evidence"] and "{" not in verdict["statement"]
+        assert basis_text(verdict) and "{" not in verdict["statement"]
+        evidence = render_text(verdict["evidence"], v=Values(cpu.metrics), pv=PaperValues(PAPER_VALUES))
+        assert evidence and "{" not in evidence
     store = _store({"compression_ratio_memory": 0.8912})
-    assert fill("measured {comparison/compression_ratio_memory|f2}x", store) == "measured 0.89x"
+    assert render_text("measured {{ v.f('comparison/compression_ratio_memory', 'f2') }}x", v=Values(store)) == \
+        "measured 0.89x"
 
 
 def test_the_mfu_claim_is_judged_as_the_ratio_it_implies():

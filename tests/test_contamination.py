@@ -8,7 +8,7 @@ from qrepro import derived, seeds
 from qrepro.machine_load import MachineLoad, PlantedLoad, redo_while_loaded
 from qrepro.metrics_io import MetricStore, metric_record
 from qrepro.report import claims
-from qrepro.report.placeholders import CONTAMINATED_MARK, Values
+from qrepro.report.numbers import CONTAMINATED_MARK, Values
 from qrepro.catalogue import CellSpec
 from qrepro.report.tables import Sources, Table, cell
 

@@ -173,6 +173,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_fails_the_corpus_rule_with_one_message(workflow, tmp_path, case):
     files, name, problem = BAD_INPUTS[case]
@@ -217,6 +218,7 @@ def _local_yaml(workdir: Path) -> str:
 CARD = "results/metrics/data_card"
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_data_card_is_deterministic_and_matches_the_files(tmp_path):
     runs = []
     for name in ("one", "two"):
@@ -246,6 +248,7 @@ def test_data_card_is_deterministic_and_matches_the_files(tmp_path):
     assert provenance["files"] == {s: f"{s}.txt" for s in ("train", "validation", "test", "pretrain")}
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_wikitext_shaped_fixture_runs_the_whole_dag(tmp_path):
     """data.source: local on the fixture (pretrain.txt feeds model.source: pretrain), trained and evaluated."""
     workdir = copy_workflow(tmp_path / "fixture")

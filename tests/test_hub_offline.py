@@ -13,6 +13,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, copy_workflow, snakemake
 from hub_cache import DATA_REV, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, TINY_WITHOUT_POSITIONS, hf_rows
 from qrepro.metrics_io import read_metric
@@ -140,6 +142,7 @@ def _leaves(mapping: dict, prefix: str = "") -> set[str]:
     return keys
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path, monkeypatch):
     """configs/paper.yaml (hub model, wikitext from datasets, the model's tokenizer, float16 load, the paper's
     recipe) through train, evaluate and the report, offline: its hub ids point at the cached tiny model and only

@@ -52,6 +52,48 @@ def test_no_module_imports_a_later_stage():
     assert not wrong, "\n".join(wrong)
 
 
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the qrepro modules it imports (at any depth), each named as a module of the package."""
+    modules = _modules()
+    graph = {}
+    for module, path in modules.items():
+        found = set()
+        for imported, _ in _imports(path):
+            while imported not in modules and "." in imported:  # qrepro.x.name -> qrepro.x
+                imported = imported.rsplit(".", 1)[0]
+            if imported in modules and imported != module and not modules[imported].name == "__init__.py":
+                found.add(imported)
+        graph[module] = found
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle: a module that reaches itself again through what it imports."""
+    found = []
+    for start in graph:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    found.append(path + [start])
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    return found
+
+
+def test_no_import_circle_within_a_layer():
+    circles = _circles(_import_graph())
+    assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_the_circle_check_sees_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"], ["b", "c", "a", "b"],
+                                                                          ["c", "a", "b", "c"]]
+
+
 def test_the_layer_check_sees_a_backward_import(tmp_path):
     """The walk above would catch the kind of import it guards against (model importing training)."""
     path = tmp_path / "base.py"

@@ -13,6 +13,7 @@ def paper_copy(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("paper"))
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_structure_target_reproduces_the_paper_exactly(paper_copy):
     snakemake(paper_copy, "--configfile", "configs/paper.yaml", "--cores", "1", "structure")
     v = lambda scope, name: read_metric(paper_copy / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
@@ -49,6 +50,7 @@ def test_paper_profile_plans_the_whole_dag_offline(paper_copy):
         assert f"rule {rule}:" in planned, rule
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_paper_profile_refuses_to_train_without_cuda(paper_copy):
     result = snakemake(paper_copy, "--configfile", "configs/paper.yaml", "--cores", "1", "train", check=False)
     assert result.returncode != 0
@@ -117,6 +119,7 @@ def test_several_processes_ask_for_one_gpu_each_and_must_divide_the_accumulation
         result.stdout + result.stderr)
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 def test_offline_gpu_profile_is_the_paper_architecture_and_recipe(paper_copy):
     """configs/paper-arch.yaml on top of configs/paper.yaml: the paper's architecture with random weights, the full
     recipe, no hub; planned offline, refused without CUDA."""

@@ -7,7 +7,7 @@ import pytest
 from markupsafe import Markup
 
 from conftest import ROOT
-from qrepro.report import render
+from qrepro.report import markup, render
 
 TEMPLATES = ROOT / "templates"
 ODD = "<b>50%_&</b> #1 {x} ~"  # every value in the made-up context: characters both formats must escape
@@ -80,7 +80,9 @@ def _context(reference: bool) -> dict:
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {},
             "outline": {"numbers": {"claims": "7", "scale": "9", "reference": "8"}}, "radar_standard": ODD,
-            "summary": SUMMARY}
+            "summary": SUMMARY,
+            "deviations": {"device_is_papers_gpu": False, "paged_fallback": {"full": False, "qlora": True},
+                           "timed_jobs_alone": True}}
 
 
 # page one's facts (qrepro/report/summary.py), every caveat and every kind of headline present
@@ -123,7 +125,7 @@ def _paragraphs(env, context) -> dict:
 @pytest.mark.parametrize("reference", [False, True])
 def test_latex_prose_escapes_literal_text_and_values(reference):
     prose = _paragraphs(render.latex_environment(str(TEMPLATES)).prose_environment, _context(reference))
-    assert prose and all(isinstance(text, render.RawLatex) for text in prose.values())
+    assert prose and all(isinstance(text, markup.RawLatex) for text in prose.values())
     text = "\n".join(prose.values())
     assert r"\textless{}b\textgreater{}50\%\_\&\textless{}/b\textgreater{} \#1 \{x\} \textasciitilde{}" in text
     assert "<b>" not in text and "&lt;" not in text
@@ -179,10 +181,10 @@ def test_the_report_templates_write_no_sentence():
 
 
 def test_math_outside_the_html_subset_is_refused():
-    assert render.math_html(r"A \in \mathbb{R}^{d_{out} \times r}") == "A ∈ ℝ<sup>d<sub>out</sub> × r</sup>"
+    assert markup.math_html(r"A \in \mathbb{R}^{d_{out} \times r}") == "A ∈ ℝ<sup>d<sub>out</sub> × r</sup>"
     for source in (r"\sum_i x_i", r"x^{2", r"\mathbb{Q}"):
         with pytest.raises(ValueError):
-            render.math_html(source)
+            markup.math_html(source)
 
 
 @pytest.mark.parametrize("init, warned", [("random", True), ("pretrained", False)])

@@ -40,6 +40,7 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.slow  # runs Snakemake beyond -n (conftest: MarkItSlow)
 @pytest.mark.parametrize("override, message", BAD_CONFIGS, ids=[m[:40] for _, m in BAD_CONFIGS])
 def test_bad_configuration_is_refused_before_any_job(clean_copy, override, message):
     (clean_copy / "bad.yaml").write_text(override)

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import PAPER, pdf_text, snakemake
 from qrepro.metrics_io import CONTAMINATED_MARK, read_metric
-from qrepro.report.placeholders import fmt
+from qrepro.report.numbers import fmt
 
 CAPTIONS = {1: "Dataset statistics", 2: "Model architecture parameters", 3: "Hyperparameters for standard and QLoRA",
             4: "QLoRA configuration details", 5: "Model size", 6: "Parameter efficiency",

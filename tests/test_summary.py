@@ -12,7 +12,7 @@ from qrepro.metrics_io import MetricStore
 from qrepro.paper import load_paper_values
 from qrepro.report import render
 from qrepro.report.claims import NOT_COMPARABLE, verdicts
-from qrepro.report.placeholders import PaperValues, Values
+from qrepro.report.numbers import PaperValues, Values
 from qrepro.report.summary import HEADLINES, VERDICTS, caveats, headline, tally
 from test_claims import CLAIMS, _run
 
@@ -235,3 +235,25 @@ def test_an_exact_count_has_no_noise_and_memory_has_no_paper_figure():
     store = _comparison("peak_memory_ratio", 1.2, None, "x")
     assert "the direction QLoRA is designed for (the paper prints no figure)" in _sentence(
         store, headline(store, HEADLINE["peak_memory"]))
+
+
+def test_the_deviations_the_report_lists_are_decided_from_the_files():
+    """deviation_facts: the paper's GPU by name, a paged optimizer whose state stayed unpaged, and whether every
+    timing file (timing: true) ran alone, whatever its name."""
+    from qrepro.report.context import deviation_facts
+
+    store = MetricStore()
+    store.records[("device", "peak_flops")] = {"value": 1.0, "timing": True, "details": {"gpu": "Tesla T4",
+                                                                                      "ran_alone": True}}
+    store.records[("full", "some_new_timing_s")] = {"value": 2.0, "timing": True, "details": {"ran_alone": False}}
+    store.records[("full", "total_params")] = {"value": 3, "timing": False, "details": {"ran_alone": False}}
+    hp = {"full": {"optim": "adamw_torch", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 2},
+          "qlora": {"optim": "paged_adamw_8bit", "optimizer_paged_tensors": 1, "optimizer_state_tensors": 4}}
+    facts = deviation_facts(store, hp)
+    assert facts == {"device_is_papers_gpu": True, "paged_fallback": {"full": False, "qlora": True},
+                     "timed_jobs_alone": False}
+    del store.records[("full", "some_new_timing_s")]  # an untimed file's details do not count
+    hp["qlora"]["optimizer_paged_tensors"] = 4
+    store.records[("device", "peak_flops")]["details"]["gpu"] = "NVIDIA H200"
+    assert deviation_facts(store, hp) == {"device_is_papers_gpu": False, "paged_fallback": {"full": False, "qlora": False},
+                                          "timed_jobs_alone": True}

@@ -29,10 +29,10 @@ def grid_file(tmp_path, grid, variants=VARIANTS):
 
 
 def test_a_per_variant_grid_trains_each_variant_at_each_value_not_the_product():
-    """The shipped grid: 2 variants x 3 learning rates = 6 points, each changing only its own variant's rate."""
-    lrs = [2.0e-5, 6.0e-5, 2.0e-4]
+    """The shipped grid: 2 variants x 5 learning rates = 10 points (not 25), each changing only its own variant's rate."""
+    lrs = [2.0e-5, 6.0e-5, 2.0e-4, 6.0e-4, 2.0e-3]
     s = load(ROOT / "configs/sweeps/learning_rate.yaml")
-    assert len(s.point_names()) == 6
+    assert len(s.point_names()) == 10
     wanted = {(f"training.{v}.learning_rate", lr) for v in VARIANTS for lr in lrs}
     assert {(key, value) for name in s.point_names() for key, value in s.overrides(name).items()} == wanted
     for name in s.point_names():
@@ -51,7 +51,8 @@ def test_point_folders_are_the_paramspace_pattern():
     s = load(ROOT / "configs/sweeps/learning_rate.yaml")
     assert s.paramspace().wildcard_pattern == "{point}"
     assert s.point_names("qlora") == ["variant~qlora/learning_rate~2e-05", "variant~qlora/learning_rate~6e-05",
-                                      "variant~qlora/learning_rate~0.0002"]
+                                      "variant~qlora/learning_rate~0.0002", "variant~qlora/learning_rate~0.0006",
+                                      "variant~qlora/learning_rate~0.002"]
 
 
 def test_a_key_outside_training_is_refused_with_what_to_do(tmp_path):
@@ -89,10 +90,12 @@ def test_the_choice_is_the_lowest_validation_perplexity_and_says_when_it_is_at_a
     validation = dict.fromkeys(s.point_names(), 100.0) | {full[0]: 90.0, full[1]: 80.0, full[2]: 85.0}
     middle = sweep.choose(validation, s, "full")
     assert (middle["point"], middle["at_edge"], middle["edges"]) == (full[1], False, [])
-    edge = sweep.choose(validation | {full[2]: 70.0}, s, "full")
-    assert edge["point"] == full[2] and edge["at_edge"]
+    inside = sweep.choose(validation | {full[2]: 70.0}, s, "full")
+    assert inside["point"] == full[2] and not inside["at_edge"]
+    edge = sweep.choose(validation | {full[-1]: 60.0}, s, "full")
+    assert edge["point"] == full[-1] and edge["at_edge"]
     assert edge["edges"] == [{"column": "learning_rate", "key": "training.full.learning_rate", "side": "highest",
-                              "value": 2e-4}]
+                              "value": 2e-3}]
 
 
 def job_counts(dry_run: str) -> dict[str, int]:
@@ -105,8 +108,8 @@ def test_the_default_report_neither_needs_nor_runs_a_sweep_and_sweep_plans_one_j
     clean = copy_workflow(tmp_path / "clean")
     assert not [rule for rule in job_counts(snakemake(clean, "-n", "report").stdout) if rule.startswith("sweep")]
     counts = job_counts(snakemake(clean, "-n", "sweep").stdout)
-    assert counts["sweep_finetune"] == 3 and counts["sweep_finetune_qlora"] == 3
-    assert counts["sweep_perplexity"] == 12  # each point on the validation and the test split
+    assert counts["sweep_finetune"] == 5 and counts["sweep_finetune_qlora"] == 5
+    assert counts["sweep_perplexity"] == 20  # each point on the validation and the test split
 
 
 # ---- a 2-point sweep per variant on the test profile (slow: 4 trainings and 8 perplexities, then the report) ----

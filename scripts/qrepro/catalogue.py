@@ -58,7 +58,7 @@ CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggre
 class CellSpec:
     """One table cell as the catalogue declares it, "SOURCE|FORMAT[|PAPER_ID]", parsed once."""
     text: str                        # as written in paper/metrics.yaml
-    kind: str                        # display format (qrepro.report.placeholders.fmt)
+    kind: str                        # display format (qrepro.report.numbers.fmt)
     paper_id: str | None = None      # the paper value it stands beside
     scope: str | None = None         # a metric file's scope and name ...
     metric: str | None = None
@@ -89,7 +89,7 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class RowSpec:
-    label: str                              # may hold placeholders (qrepro.report.placeholders.fill)
+    label: str                              # may hold placeholders (qrepro.report.numbers.fill)
     cells: dict[str, CellSpec]
     when: tuple[str, str] | None = None     # shown only where this metric file exists
 

@@ -49,3 +49,8 @@ def describe() -> dict:
     except OSError:
         pass
     return info
+
+
+def is_papers_gpu(gpu: str | None) -> bool:
+    """The paper ran on an NVIDIA T4 (paper/PROTOCOL.md): whether a device name is one."""
+    return "T4" in (gpu or "")

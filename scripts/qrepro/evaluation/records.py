@@ -2,6 +2,7 @@
 fields its method text names}; units and methods are in paper/metrics.yaml."""
 from __future__ import annotations
 
+from qrepro.hardware import is_papers_gpu
 from qrepro.model import analytic
 
 
@@ -105,7 +106,7 @@ def paper_protocol_peak(device_peak: float, device_details: dict, t4_peak_tflops
     """The peak the paper's MFU divides by: its notebook's figure on a T4 (t4_peak_tflops, paper/paper_values.yaml),
     else this device's own peak."""
     gpu = device_details.get("gpu") or ""
-    if "T4" in gpu:
+    if is_papers_gpu(gpu):
         return t4_peak_tflops * 1e12, (f"the paper notebook's {t4_peak_tflops} TFLOP/s for a T4 ({gpu}; the spec sheet "
                                        "says 65)")
     return device_peak, (f"this device's peak (device/peak_flops.json); the paper's {t4_peak_tflops} TFLOP/s applies "

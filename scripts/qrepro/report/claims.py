@@ -10,8 +10,9 @@ from pathlib import Path
 import yaml
 
 from qrepro.metrics_io import MetricStore
-from qrepro.report.links import metric_title, paper_title
-from qrepro.report.placeholders import fill, parts
+from qrepro.report.markup import metric_title, paper_title
+from qrepro.report.numbers import PaperValues
+from qrepro.report.render import render_text
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 INCONCLUSIVE = "inconclusive"
@@ -87,8 +88,7 @@ def judge(claim: dict, this_run: Run, reference: Run | None, paper: dict[str, di
             "deviation": deviation, "verdict": verdict,
             "basis": {"kind": basis or NONE, "needs": kind, "run": shown.label,
                       "this_run": this_run.facts(), "reference": reference.facts() if reference else None},
-            "judged_from": shown.label, "evidence": fill(claim["evidence"], shown.metrics, paper),
-            "evidence_parts": parts(claim["evidence"], shown.metrics, paper),
+            "judged_from": shown.label,  # its evidence (claim["evidence"], prose language) reads this run's files
             "sources": [shown.metrics.paths[("comparison", claim["value"])]],
             "title": metric_title(shown.metrics.paths[("comparison", claim["value"])], record),
             "value_label": claim.get("value_label"),
@@ -165,7 +165,7 @@ def load_claims(path: str, paper: dict[str, dict]) -> list[dict]:
         missing = {"id", "statement", "published", "unit", "rel_tolerance", "judged_on", "value", "evidence"} - claim.keys()
         if missing:
             raise ValueError(f"{path}: claim {claim.get('id')} lacks {sorted(missing)}")
-        claim["statement"] = fill(claim["statement"], MetricStore(), paper)
+        claim["statement"] = render_text(claim["statement"], pv=PaperValues(paper))
         claim.update(published_figure(claim["published"], paper, f"{path}: claim {claim['id']}"))
     return claims
 

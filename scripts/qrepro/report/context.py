@@ -9,8 +9,9 @@ from pathlib import Path
 from markupsafe import Markup
 
 from qrepro.metrics_io import MetricStore, read_json, sha256
-from qrepro.report.placeholders import PaperValues, Values
-from qrepro.report.render import RawLatex
+from qrepro.hardware import is_papers_gpu
+from qrepro.report.numbers import PaperValues, Values
+from qrepro.report.markup import RawLatex
 from qrepro.report.summary import summary
 from qrepro.runlog import package_versions
 
@@ -69,7 +70,21 @@ def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, cl
             "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims, "claim_reasons": claim_reasons,
             "hyperparameters": hyperparameters, "paper": paper, "provenance": provenance, "reference": reference,
             "outline": outline, "radar_standard": radar_standard, "sweeps": sweeps or [],
-            "summary": summary(metrics, run, claims, hyperparameters, paper, paper_values)}
+            "summary": summary(metrics, run, claims, hyperparameters, paper, paper_values),
+            "deviations": deviation_facts(metrics, hyperparameters)}
+
+
+def deviation_facts(metrics: MetricStore, hyperparameters: dict[str, dict]) -> dict:
+    """What the list of deviations from the paper decides, computed from the files (the template only words it):
+    whether the device is the paper's T4; per variant, whether a paged optimizer was asked for but bitsandbytes kept
+    some of its state unpaged; whether every timing file (timing: true) says its job ran alone."""
+    device = metrics.record("device", "peak_flops").get("details", {})
+    timed = [record for record in metrics.records.values() if record.get("timing")]
+    return {"device_is_papers_gpu": is_papers_gpu(device.get("gpu")),
+            "paged_fallback": {variant: "paged" in ran["optim"]
+                               and ran["optimizer_paged_tensors"] < ran["optimizer_state_tensors"]
+                               for variant, ran in hyperparameters.items()},
+            "timed_jobs_alone": all(record.get("details", {}).get("ran_alone", True) is not False for record in timed)}
 
 
 def provenance(*, git_commit: str, config_digest: str, manifest: dict[str, str], m: MetricStore) -> dict:

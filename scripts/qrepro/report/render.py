@@ -3,51 +3,17 @@ written once (templates/prose.j2) and rendered per format with that format's esc
 from __future__ import annotations
 
 import html
-import re
 from functools import partial
 from pathlib import Path
 
 import jinja2
 import jinja2.ext
 from jinja2.lexer import Token
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title
-from qrepro.report.placeholders import Values
-
-_LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "×": r"$\times$", "²": r"\textsuperscript{2}",
-    "—": "---", "–": "--", "→": r"$\rightarrow$", "≤": r"$\leq$", "≥": r"$\geq$", "α": r"$\alpha$",
-    # superscripts, as a paper value is printed (2×10⁻⁵): set raised, never as a literal caret
-    "⁻": r"\textsuperscript{\textminus}", **{chr(c): rf"\textsuperscript{{{d}}}" for d, c in
-                                             zip("0123456789", (0x2070, 0xB9, 0xB2, 0xB3, *range(0x2074, 0x207A)))},
-}
-_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIALS))
-
-
-class RawLatex(str):
-    """LaTeX that was produced safely elsewhere (pandas Styler with escape='latex'); not escaped again."""
-
-
-def latex_escape(value) -> str:
-    if isinstance(value, RawLatex):
-        return value
-    return _LATEX_RE.sub(lambda match: _LATEX_SPECIALS[match.group()], str(value))
-
-
-_BREAK_AFTER = re.compile(r"([./_,(=:;-])|([0-9a-fA-F]{16})(?=[0-9a-fA-F])")
-
-
-def latex_breakable(value) -> RawLatex:
-    """Escaped like any text, but a long path, hash or call may break across lines: after . / _ , ( = : ; - and
-    every 16 hexadecimal digits (so nothing runs off the page)."""
-    parts = []
-    for piece in re.split(r"(\s+)", str(value)):
-        marked = _BREAK_AFTER.sub(lambda m: (m.group(0)) + "\x00", piece)
-        parts.append("\\allowbreak{}".join(latex_escape(chunk) for chunk in marked.split("\x00")))
-    return RawLatex("".join(parts))
+from qrepro.report.markup import (PAPER_VALUES, RawLatex, html_markup, latex_markup, html_link, latex_breakable,
+                                  latex_escape, metric_title, paper_title)
+from qrepro.report.numbers import Values
 
 
 def latex_environment(template_dir: str) -> jinja2.Environment:
@@ -58,7 +24,7 @@ def latex_environment(template_dir: str) -> jinja2.Environment:
         comment_start_string=r"\#{", comment_end_string="}", line_statement_prefix="%%", line_comment_prefix="%#",
         trim_blocks=True, lstrip_blocks=True, finalize=latex_escape, keep_trailing_newline=True)
     env.extend(prose_environment=_prose_environment(template_dir, escape_text=latex_escape, as_safe=RawLatex,
-                                                    markup=_latex_markup(), autoescape=False, finalize=latex_escape))
+                                                    markup=latex_markup(), autoescape=False, finalize=latex_escape))
     env.filters["raw"] = RawLatex  # the output of the template's own macros, already LaTeX
     env.filters["breakable"] = latex_breakable  # paths and hashes
     env.filters["latex_command"] = lambda name: RawLatex("\\" + name)
@@ -69,7 +35,7 @@ def html_environment(template_dir: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.extend(prose_environment=_prose_environment(template_dir, escape_text=partial(html.escape, quote=False),
-                                                    as_safe=Markup, markup=_html_markup(), autoescape=True))
+                                                    as_safe=Markup, markup=html_markup(), autoescape=True))
     return env
 
 
@@ -98,7 +64,7 @@ class LinkedValues:
         return getattr(self.values, name)
 
     def _link(self, key: str, text: str, field: str | None = None, shown=None, extra: str = "") -> Markup:
-        """The one link helper's link (qrepro.report.links): to the file, titled with its method and inputs."""
+        """The one link helper's link (qrepro.report.markup): to the file, titled with its method and inputs."""
         scope, metric = key.split("/")
         record, path = self.values.m.record(scope, metric), self.values.m.paths[(scope, metric)]
         return Markup(html_link(text, path, metric_title(path, record, field, shown) + extra))
@@ -182,7 +148,6 @@ def _phrase(env: jinja2.Environment, macro, *args):
     return env.as_safe(" ".join(macro(*args).split()))
 
 
-
 class _PlainText(jinja2.ext.Extension):
     """The prose template's literal text is plain text: the environment's escape_text writes it in its format."""
 
@@ -193,124 +158,47 @@ class _PlainText(jinja2.ext.Extension):
             yield token
 
 
-def _prose_environment(template_dir: str, *, escape_text, as_safe, markup: dict, **options) -> jinja2.Environment:
-    from qrepro.report.placeholders import fmt
+def _prose_environment(template_dir: str | None, *, escape_text, as_safe, markup: dict,
+                       **options) -> jinja2.Environment:
+    from qrepro.report.numbers import fmt
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, extensions=[_PlainText], **options)
+    loader = jinja2.FileSystemLoader(template_dir) if template_dir else None
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             extensions=[_PlainText], **options)
     env.extend(escape_text=escape_text, as_safe=as_safe)
-    env.globals.update(markup, fmt=fmt)
+    env.globals.update(markup, fmt=fmt, inline=_inline)
     env.filters["formatted"] = as_safe  # a phrase another macro wrote is already in the format: not escaped again
     return env
 
 
-def _elements(escape_value, as_safe, **tags) -> dict:
-    """Markup elements that wrap a value (escaped here) or a {% call %} body (already in the format)."""
-    def element(before: str, after: str):
-        def write(value=None, caller=None):
-            body = caller() if caller is not None else escape_value(value)
-            return as_safe(as_safe(before) + body.strip() + as_safe(after))  # Markup + str would escape the tags
-        return write
-    return {name: element(*tag) for name, tag in tags.items()}
+@jinja2.pass_context
+def _inline(context, source: str, v=None) -> str:
+    """A text the catalogue holds (a claim's evidence), written in the prose language, rendered here in this format:
+    its literal text escaped, its numbers read from v (default: this run's) and linked as the prose's are."""
+    env = context.environment
+    names = {"v": context["v"] if v is None else v, "pv": context["pv"]}
+    return env.as_safe(env.from_string(" ".join(source.split())).render(**names))
 
 
-def _latex_markup() -> dict:
-    return {**_elements(latex_escape, RawLatex, strong=(r"\textbf{", "}"),
-                        item=(r"\item ", "\n"), itemize=("\\begin{itemize}\n", "\n\\end{itemize}"),
-                        note=("\n\n{\\footnotesize ", "}")),
-            **_elements(latex_breakable, RawLatex, code=(r"\texttt{", "}")),
-            "math": lambda source: RawLatex(f"${source}$"),
-            "section_ref": lambda target: RawLatex(rf"Section~\ref{{sec:{target}}}"),
-            "linked": lambda text, path, title: RawLatex(latex_link(latex_escape(text), path)),
-            "table_ref": lambda number: RawLatex(f"Table~{int(number)}"),
-            "linebreak": lambda: RawLatex("\\\\")}
+# Texts outside the report's two formats (table captions and row labels, claim statements: plain text that the
+# tables and the report template escape where they show it), in the same prose language.
+_PLAIN = _prose_environment(None, escape_text=str, as_safe=str, markup={})
 
 
-def _html_markup() -> dict:
-    @jinja2.pass_context
-    def section_ref(context, target: str) -> Markup:
-        """A link labelled with the section's number, as the outline numbers it (LaTeX numbers it the same way)."""
-        return Markup('<a href="#{}">Section {}</a>').format(target, context["outline"]["numbers"][target])
+def text_reads(source: str) -> list[tuple[str, str, tuple]]:
+    """What a text in the prose language reads, from its syntax tree: (object, method, constant arguments) of each call
+    on v or pv, e.g. ("v", "f", ("comparison/x", "f2"))."""
+    from jinja2 import nodes
 
-    return {**_elements(escape, Markup, strong=("<strong>", "</strong>"), code=("<code>", "</code>"),
-                        item=("<li>", "</li>\n"), itemize=("<ul>\n", "\n</ul>"),
-                        note=('<p class="note">', "</p>\n")),
-            "math": math_html,
-            "section_ref": section_ref,
-            "linked": lambda text, path, title: Markup(html_link(text, path, title)),
-            "table_ref": lambda number: Markup('<a href="#t{0}">Table {0}</a>').format(int(number)),
-            "linebreak": lambda: Markup("<br>")}
+    calls = _PLAIN.parse(source).find_all(nodes.Call)
+    return [(call.node.node.name, call.node.attr, tuple(a.value for a in call.args if isinstance(a, nodes.Const)))
+            for call in calls if isinstance(call.node, nodes.Getattr) and isinstance(call.node.node, nodes.Name)
+            and call.node.node.name in ("v", "pv")]
 
 
-def load_outline(path: str, shown: dict[str, bool] | None = None) -> dict:
-    """templates/outline.yaml with every section numbered as LaTeX numbers it (1, 1.1, 1.1.1; the appendix A, A.1):
-    the HTML report shows these numbers, and section_ref links use them. A section with `when: NAME` is left out
-    unless shown[NAME] is true (sweeps: only when a sweep has been run)."""
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text())
-    numbers: dict[str, str] = {}
-    outline = {}
-    for part, first in (("sections", 1), ("appendix", "A")):
-        counters: list = []
-        sections = []
-        for section in data[part]:
-            if section.get("when") and not (shown or {}).get(section["when"]):
-                continue
-            level = section["level"]
-            counters = counters[:level]
-            if len(counters) < level:
-                counters += [0] * (level - len(counters))
-            counters[level - 1] += 1
-            head = counters[0] if first == 1 else chr(ord("A") + counters[0] - 1)
-            number = ".".join([str(head)] + [str(c) for c in counters[1:]])
-            content = [{"prose": None, "list": None, "note": None, "tables": None, "block": None, **item}
-                       for item in section.get("content", [])]
-            sections.append({"id": None, **section, "number": number, "content": content})
-            if section.get("id"):
-                numbers[section["id"]] = number
-        outline[part] = sections
-    outline["numbers"] = numbers
-    return outline
+def render_text(source: str, **names) -> str:
+    """A catalogue text in the prose language as plain text: v (Values), pv (PaperValues), reference (a run's name);
+    whitespace collapsed (texts are written folded in YAML)."""
+    return _PLAIN.from_string(" ".join(source.split())).render(**names)
 
 
-# Spaced as TeX spaces them: around relations and binary operators only.
-_MATH_SYMBOLS = {r"\alpha": "α", r"\cdot": "·", " ": "", r"\in": " ∈ ", r"\times": " × ", r"\leq": " ≤ ",
-                 r"\geq": " ≥ ", "=": " = ", "+": " + ", "-": " − "}
-_MATH_BLACKBOARD = {"R": "ℝ", "N": "ℕ", "Z": "ℤ"}
-
-
-def math_html(source: str) -> Markup:
-    """The LaTeX math the prose writes, as HTML: sub- and superscripts, \\frac, \\mathbb and a few symbols, spaced
-    as TeX spaces them. Anything else is refused, so a new formula cannot come out garbled."""
-    tokens, position = re.findall(r"\\[A-Za-z]+|.", source, re.S), 0
-
-    def atom() -> str:
-        nonlocal position
-        if position == len(tokens):
-            raise ValueError(f"incomplete LaTeX math: {source!r}")
-        token, position = tokens[position], position + 1
-        if token == "{":
-            return group("}")
-        if token in ("_", "^"):
-            tag = "sub" if token == "_" else "sup"
-            return f"<{tag}>{atom()}</{tag}>"
-        if token == r"\frac":
-            return f"({atom()}/{atom()})"
-        if token == r"\mathbb" and (letter := atom()) in _MATH_BLACKBOARD:
-            return _MATH_BLACKBOARD[letter]
-        if token in _MATH_SYMBOLS:
-            return _MATH_SYMBOLS[token]
-        if token.startswith("\\") or token == "}":
-            raise ValueError(f"LaTeX math the HTML report cannot write: {token!r} in {source!r}")
-        return html.escape(token)
-
-    def group(end: str | None) -> str:
-        nonlocal position
-        parts = []
-        while (tokens[position] if position < len(tokens) else None) != end:
-            parts.append(atom())
-        position += 1
-        return "".join(parts)
-
-    return Markup(group(None))

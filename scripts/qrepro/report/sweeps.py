@@ -9,8 +9,8 @@ from markupsafe import Markup
 
 from qrepro.metrics_io import MetricStore, read_metric
 from qrepro.report.context import figure
-from qrepro.report.placeholders import Values
-from qrepro.report.render import RawLatex
+from qrepro.report.numbers import Values
+from qrepro.report.markup import RawLatex
 from qrepro.sweep import Sweep
 
 

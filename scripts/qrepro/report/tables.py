@@ -11,8 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from qrepro.report.links import PAPER_VALUES, html_link, latex_link, metric_title, paper_title, ratio_title
-from qrepro.report.placeholders import CONTAMINATED_MARK, DASH, fill, fmt
+from qrepro.report.markup import (PAPER_VALUES, html_link, latex_escape, latex_link, metric_title, paper_title,
+                                  ratio_title)
+from qrepro.report.numbers import CONTAMINATED_MARK, DASH, PaperValues, Values, fmt
+from qrepro.report.render import render_text
 from qrepro.catalogue import CellSpec, TableSpec
 from qrepro.metrics_io import MetricStore, metric_key
 
@@ -206,11 +208,12 @@ def cell(spec: CellSpec, sources: Sources, paper: dict | None = None) -> Cell:
 
 def build_table(spec: TableSpec, sources: Sources, paper: dict, reference: str | None = None) -> Table:
     """One table from its catalogue entry: rows whose `when` file is absent are left out; placeholders in the caption
-    and row labels are filled from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
+    and row labels are texts in the prose language (qrepro.report.render.render_text), their numbers read from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
     m = sources.metrics
-    rows = [(fill(row.label, m, paper, reference), {column: cell(c, sources, paper) for column, c in row.cells.items()})
+    names = {"v": Values(m), "pv": PaperValues(paper), **({"reference": reference} if reference else {})}
+    rows = [(render_text(row.label, **names), {column: cell(c, sources, paper) for column, c in row.cells.items()})
             for row in spec.rows if row.when is None or m.has(*row.when)]
-    return Table(spec.number, fill(spec.caption, m, paper, reference), spec.columns, rows, spec.ratios)
+    return Table(spec.number, render_text(spec.caption, **names), spec.columns, rows, spec.ratios)
 
 
 def build_tables(specs: list[TableSpec], sources: Sources, paper: dict, reference: Sources | None = None,
@@ -234,9 +237,6 @@ def paper_text(entry: dict) -> str:
     return f"{value:,}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-paper_detail = paper_title  # the one title of a paper value (qrepro.report.links)
-
-
 def stacked(published: str, ratio: str) -> str:
     """A published value (LaTeX) with its ratio on a smaller second line."""
     return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{published}\\{{\scriptsize {ratio}}}\end{{tabular}}"
@@ -249,7 +249,6 @@ WRAP_TEXT = 24
 def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     """A cell in LaTeX: a reproduced value and a ratio link to the file (relative to report/, where the PDF is built);
     a long text wraps."""
-    from qrepro.report.render import latex_escape
     if role == "reproduced" and cell.source:
         value = latex_link(latex_escape(fmt(cell.value, cell.kind) + cell.mark), cell.source)
         # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
@@ -271,7 +270,7 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
 
 
 def html_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
-    """A cell in HTML, through the one link helper (qrepro.report.links): a reproduced value links to its file, titled
+    """A cell in HTML, through the one link helper (qrepro.report.markup): a reproduced value links to its file, titled
     with its method and inputs; a paper value to paper/paper_values.yaml, titled with its entry; a ratio to the file
     it divides, titled with the formula and the paper value's entry."""
     if role == "reproduced":

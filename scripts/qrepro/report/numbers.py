@@ -1,15 +1,9 @@
-"""How the report prints a number, and the placeholders that put numbers into text (claims, table captions and
-notes) so that no number is written into a text by hand.
-
-    {scope/metric|FORMAT}        the value of results/metrics/<scope>/<metric>.json
-    {paper:ID|FORMAT}            a value the paper publishes (paper/paper_values.yaml)
-    {method:scope/metric}        a metric file's method text
-    {details:scope/metric:key}   one entry of a metric file's details
-    {reference}                  the name of the GPU reference run a table is built from
-"""
+"""How the report prints a number: fmt (the formats), direction (the word a signed number needs), and the values the
+report's texts read (Values, PaperValues). Every text with numbers (the prose, table captions and row labels, claim
+statements and evidence) is a Jinja template of the one prose language (qrepro.report.render): v.f("scope/metric",
+FORMAT) for a metric file's value, pv.f("paper_value_id", FORMAT) for the paper's."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore
@@ -17,9 +11,6 @@ from qrepro.metrics_io import CONTAMINATED_MARK, MetricStore
 DASH = "—"
 # CONTAMINATED_MARK follows every number read from a contaminated file (a timing whose every attempt observed
 # outside load, or a value derived from one); templates/prose.j2 (contamination_legend) says what it means
-PLACEHOLDER = re.compile(r"\{(?:(?P<paper>paper:[a-z0-9_]+\|[a-z0-9+]+)|(?P<method>method:[a-z0-9_]+/[a-z0-9_]+)"
-                         r"|(?P<details>details:[a-z0-9_]+/[a-z0-9_]+:[a-z0-9_]+)|(?P<reference>reference)"
-                         r"|(?P<value>[a-z0-9_]+/[a-z0-9_]+\|[a-z0-9+]+))\}")
 
 
 def fmt(value: Any, kind: str) -> str:
@@ -157,56 +148,3 @@ class PaperValues:
         if key not in self.paper:
             raise KeyError(f"no paper value {key!r} (paper/paper_values.yaml)")
         return fmt(self.paper[key]["value"], kind)
-
-
-def parts(text: str, m: MetricStore, paper: dict | None = None) -> list[dict]:
-    """text cut at its number placeholders, for a report that links each number to its source: {"text": ...},
-    {"metric": "scope/metric", "kind": FORMAT} or {"paper": ID, "kind": FORMAT}. Joined, the parts print what fill()
-    gives for the same text."""
-    text = " ".join(text.split())
-    found, at = [], 0
-    for match in PLACEHOLDER.finditer(text):
-        if match.lastgroup not in ("value", "paper"):
-            continue
-        found.append({"text": _substitute(text[at:match.start()], m, paper)})
-        key, form = match[match.lastgroup].removeprefix("paper:").split("|")
-        if match.lastgroup == "value":
-            m.record(*key.split("/"))  # a missing file fails here, as it does in fill()
-            found.append({"metric": key, "kind": form})
-        else:
-            if paper is None or key not in paper:
-                raise KeyError(f"{match[0]}: no paper value {key!r} (paper/paper_values.yaml)")
-            found.append({"paper": key, "kind": form})
-        at = match.end()
-    found.append({"text": _substitute(text[at:], m, paper)})
-    return [part for part in found if part.get("text", True)]
-
-
-def fill(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
-    """Every placeholder of text replaced (whitespace collapsed: texts are written folded in YAML)."""
-    return _substitute(" ".join(text.split()), m, paper, reference)
-
-
-def _substitute(text: str, m: MetricStore, paper: dict | None = None, reference: str | None = None) -> str:
-    v = Values(m)
-
-    def one(match: re.Match) -> str:
-        kind = match.lastgroup
-        body = match[kind]
-        if kind == "value":
-            return v.f(*body.split("|"))
-        if kind == "paper":
-            key, form = body.removeprefix("paper:").split("|")
-            if paper is None or key not in paper:
-                raise KeyError(f"{{{body}}}: no paper value {key!r} (paper/paper_values.yaml)")
-            return fmt(paper[key]["value"], form)
-        if kind == "method":
-            return v.method(body.removeprefix("method:"))
-        if kind == "details":
-            key, entry = body.removeprefix("details:").rsplit(":", 1)
-            return fmt(m.record(*key.split("/")).get("details", {}).get(entry), "text")  # absent: a dash
-        if reference is None:
-            raise KeyError("{reference} is only defined in a table built from a reference run")
-        return reference
-    return PLACEHOLDER.sub(one, text)
-

@@ -36,7 +36,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     sweeps = [sweep_context(entry) for entry in p.sweeps]  # the finished sweeps: none unless `snakemake sweep` ran
     context = build_context(metrics=metrics, tables=tables, figures=figures, claims=claims,
                             claim_reasons=reasons(claims), run=p.run,
-                            hyperparameters=hyperparameters, paper=p.paper, paper_values=paper_values,
+                            hyperparameters=hyperparameters, paper_setup=p.paper, paper_values=paper_values,
                             reference=reference, outline=load_outline(inp.outline, {"sweeps": bool(sweeps)}),
                             radar_standard=p.radar_standard, sweeps=sweeps,
                             provenance=provenance(git_commit=git_commit(), config_digest=p.config_digest,

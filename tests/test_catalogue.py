@@ -31,7 +31,7 @@ MINI = {
         {"scopes": {"data": "count"}, "expand": {"split": ["train", "test"]}, "metrics": {
             "{split}_rows": {"unit": "rows", "method": "Rows of {{ split }}."}}},
     ],
-    "comparisons": [{"name": "slowdown_x", "kind": "ratio", "a": "qlora/time_s", "b": "full/time_s",
+    "comparisons": [{"name": "slowdown_x", "formula": "ratio", "a": "qlora/time_s", "b": "full/time_s",
                      "meaning": "QLoRA's time / standard's"}],
     "tables": [],
 }
@@ -293,7 +293,7 @@ def test_method_texts_on_the_branches_a_cpu_run_never_takes():
 def test_a_comparison_of_a_run_dependent_timing_is_refused():
     data = {**MINI, "groups": MINI["groups"] + [{"scopes": {"device": "peak"}, "metrics": {
         "peak": {"unit": "FLOP/s", "timing": "{{ measured }}", "method": "Peak."}}}],
-        "comparisons": [{"name": "x", "kind": "ratio", "a": "device/peak", "b": "full/time_s", "meaning": "m"}]}
+        "comparisons": [{"name": "x", "formula": "ratio", "a": "device/peak", "b": "full/time_s", "meaning": "m"}]}
     with pytest.raises(catalogue.CatalogueError, match="device/peak is a timing or not depending on the run"):
         catalogue.Catalogue(data, "mini")
 
@@ -311,7 +311,7 @@ def _cells():
     for table in CATALOGUE.tables:
         for row, column, spec in table.cells():
             scale = f"*{spec.text.split('|')[0].split('*')[1]}" if spec.scale else ""
-            yield table.number, row.label, column, spec.source + scale, spec.kind, spec.paper_id
+            yield table.number, row.label, column, spec.source + scale, spec.form, spec.paper_id
 
 
 def test_a_paper_value_stands_only_beside_the_same_quantity_measured_the_same_way():
@@ -324,7 +324,7 @@ def test_a_paper_value_stands_only_beside_the_same_quantity_measured_the_same_wa
         spec = CATALOGUE.specs[catalogue_cell(source.split("*")[0])]
         formula = PAPER[paper_id].get("formula")
         comparison = next((c for c in CATALOGUE.comparisons if c.name == spec.name), None)
-        if not spec.paper_way or (formula or comparison) and (comparison is None or comparison.kind != formula):
+        if not spec.paper_way or (formula or comparison) and (comparison is None or comparison.formula != formula):
             wrong.append(f"Table {number}, {label} / {column}: {source} beside {paper_id}")
     assert not wrong, "\n".join(wrong)
 
@@ -335,7 +335,7 @@ def test_the_pairing_check_catches_a_cross_method_pair():
     spec = CATALOGUE.specs[("full", "perplexity_token")]
     assert not spec.paper_way
     change = next(c for c in CATALOGUE.comparisons if c.name == "training_slowdown_percent_total")
-    assert change.kind == "change" != PAPER["t12_time_improvement"]["formula"]
+    assert change.formula == "change" != PAPER["t12_time_improvement"]["formula"]
     assert not CATALOGUE.specs[("comparison", "mfu_difference_points_analytic")].paper_way
 
 

@@ -72,7 +72,7 @@ def _context(reference: bool) -> dict:
              "reference": RUN_FACTS if reference else None}
     return {"run": run, "v": _OddValues(), "pv": _OddValues(), "claims": [claim],
             "claim_reasons": [{"basis": basis, "numbers": [1, 4]}],
-            "paper": paper, "hyperparameters": {
+            "paper_setup": paper, "hyperparameters": {
                 "full": {"weights_dtype": "float32", "optim": "adamw_torch", "optimizer_paged_tensors": 0,
                          "optimizer_state_tensors": 2, "optimizer_ran": ODD},
                 "qlora": {"optim": "paged_adamw_8bit", "optimizer_paged_tensors": 0, "optimizer_state_tensors": 4,

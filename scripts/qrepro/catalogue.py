@@ -2,7 +2,7 @@
 
 For each metric it says the scope (results/metrics/<scope>/<name>.json), the rule that writes it, the unit, the
 method text (a Jinja2 template the writing job fills with the values it used) and whether it is a timing. Every
-derived number is data there too: the comparisons (a formula kind and two metric files), Figure 2's radar (per
+derived number is data there too: the comparisons (a formula and two metric files), Figure 2's radar (per
 axis, the files each normalization reads) and the files a deriving rule such as mfu reads (`reads`). Snakemake
 derives from it the metric targets, each rule's declared outputs and inputs, and what each job must write
 (rules/common.smk); write_metrics checks a job writes exactly those. Shared layer, read at parse time: it imports
@@ -58,7 +58,7 @@ CELL_SOURCE = re.compile(r"^(?:hp:(?P<variant>[a-z_]+)/(?P<key>\w+)(?:#(?P<aggre
 class CellSpec:
     """One table cell as the catalogue declares it, "SOURCE|FORMAT[|PAPER_ID]", parsed once."""
     text: str                        # as written in paper/metrics.yaml
-    kind: str                        # display format (qrepro.report.numbers.fmt)
+    form: str                        # display format (qrepro.report.numbers.fmt)
     paper_id: str | None = None      # the paper value it stands beside
     scope: str | None = None         # a metric file's scope and name ...
     metric: str | None = None
@@ -69,11 +69,11 @@ class CellSpec:
 
     @classmethod
     def parse(cls, text: str) -> "CellSpec":
-        source, kind, *paper_id = text.split("|")
+        source, form, *paper_id = text.split("|")
         match = CELL_SOURCE.match(source)
-        if match is None or len(paper_id) > 1 or not kind:
+        if match is None or len(paper_id) > 1 or not form:
             raise CatalogueError(f"table cell {text!r}: not SOURCE|FORMAT[|PAPER_ID]")
-        return cls(text, kind, paper_id[0] if paper_id else None, match["scope"], match["metric"],
+        return cls(text, form, paper_id[0] if paper_id else None, match["scope"], match["metric"],
                    float(match["scale"]) if match["scale"] else None, match["variant"], match["key"],
                    match["aggregate"])
 
@@ -297,7 +297,7 @@ def markdown_reference(cat: Catalogue) -> str:
     lines += ["", "## Comparisons (`comparison/<name>`)", "",
               "| name | formula | a | b | unit | tables | meaning |", "|---|---|---|---|---|---|---|"]
     for c in cat.comparisons:
-        lines.append(f"| `{c.name}` | {c.kind} | `{'/'.join(c.a)}` | `{'/'.join(c.b)}` | {c.unit} | "
+        lines.append(f"| `{c.name}` | {c.formula} | `{'/'.join(c.a)}` | `{'/'.join(c.b)}` | {c.unit} | "
                      f"{tables('comparison', c.name)} | {cell(c.meaning)} |")
     lines += ["", "## Figure 2 (`comparison/radar_<normalization>_<variant>_<axis>`)", "",
               "| name | s (standard) | q (QLoRA) | formula |", "|---|---|---|---|"]

@@ -44,7 +44,7 @@ CONSISTENT_RADAR = {  # both variants, the better of the two = 1
 @dataclass(frozen=True)
 class Comparison:
     name: str
-    kind: str                 # a key of FORMULAS
+    formula: str              # a key of FORMULAS
     a: tuple[str, str]        # (scope, metric)
     b: tuple[str, str]
     meaning: str              # what the number says, in words
@@ -54,19 +54,19 @@ class Comparison:
 
     @property
     def unit(self) -> str:
-        return UNITS[self.kind]
+        return UNITS[self.formula]
 
     @property
     def method(self) -> str:
-        return (f"{self.meaning[0].upper()}{self.meaning[1:]}: {FORMULAS[self.kind][0]}, a = {'/'.join(self.a)}, "
+        return (f"{self.meaning[0].upper()}{self.meaning[1:]}: {FORMULAS[self.formula][0]}, a = {'/'.join(self.a)}, "
                 f"b = {'/'.join(self.b)}.")
 
     @classmethod
     def from_data(cls, data: dict) -> "Comparison":
         """From the catalogue's entry (a, b as "scope/metric") or a rule param (asdict: a, b as pairs)."""
-        if data["kind"] not in FORMULAS:
-            raise ValueError(f"comparison {data['name']}: unknown kind {data['kind']!r} (known: {sorted(FORMULAS)})")
-        return cls(data["name"], data["kind"], metric_key(data["a"]), metric_key(data["b"]), data["meaning"])
+        if data["formula"] not in FORMULAS:
+            raise ValueError(f"comparison {data['name']}: unknown formula {data['formula']!r} (known: {sorted(FORMULAS)})")
+        return cls(data["name"], data["formula"], metric_key(data["a"]), metric_key(data["b"]), data["meaning"])
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def comparison_records(m: MetricStore, comparisons: list[Comparison], points: li
     job timed both in interleaved rounds (inference runs), unpaired for separate runs (step times)."""
     out = {}
     for c in comparisons:
-        text, fn = FORMULAS[c.kind]
+        text, fn = FORMULAS[c.formula]
         a, b = m.value(*c.a), m.value(*c.b)
         record = out[c.name] = dict(value=fn(a, b), inputs=[m.paths[c.a], m.paths[c.b]],
                                     details={"formula": text, "a": {"metric": "/".join(c.a), "value": a},

@@ -61,16 +61,16 @@ def figure(png: str, pdf: str) -> dict:
 
 def build_context(*, metrics: MetricStore, tables: list[dict], figures: dict, claims: list[dict],
                   claim_reasons: list[dict], run: dict,
-                  hyperparameters: dict[str, dict], paper: dict, paper_values: dict[str, dict], provenance: dict,
+                  hyperparameters: dict[str, dict], paper_setup: dict, paper_values: dict[str, dict], provenance: dict,
                   reference: dict | None, outline: dict, radar_standard: float, sweeps: list | None = None) -> dict:
-    """Everything the templates show. `paper` is the paper's setup (configs/paper.yaml), `paper_values` its published
-    numbers (paper/paper_values.yaml), `outline` the sections (templates/outline.yaml), `sweeps` the finished
+    """Everything the templates show. `paper_setup` is the paper's setup (configs/paper.yaml), `paper_values` its
+    published numbers (paper/paper_values.yaml), `outline` the sections (templates/outline.yaml), `sweeps` the finished
     sweeps (qrepro.report.sweeps.sweep_context; none unless `snakemake sweep` has run)."""
     return {"run": run_description(run, metrics), "v": Values(metrics), "pv": PaperValues(paper_values),
             "data_card": data_card(metrics), "tables": tables, "figures": figures, "claims": claims, "claim_reasons": claim_reasons,
-            "hyperparameters": hyperparameters, "paper": paper, "provenance": provenance, "reference": reference,
+            "hyperparameters": hyperparameters, "paper_setup": paper_setup, "provenance": provenance, "reference": reference,
             "outline": outline, "radar_standard": radar_standard, "sweeps": sweeps or [],
-            "summary": summary(metrics, run, claims, hyperparameters, paper, paper_values),
+            "summary": summary(metrics, run, claims, hyperparameters, paper_setup, paper_values),
             "deviations": deviation_facts(metrics, hyperparameters)}
 
 

@@ -13,27 +13,27 @@ DASH = "—"
 # outside load, or a value derived from one); templates/prose.j2 (contamination_legend) says what it means
 
 
-def fmt(value: Any, kind: str) -> str:
-    """Display format of a value; kind names how the report prints that quantity."""
+def fmt(value: Any, form: str) -> str:
+    """Display format of a value; form names how the report prints that quantity (FORMAT in the catalogue)."""
     if value is None:
         return DASH
-    if kind == "text" or isinstance(value, str):
+    if form == "text" or isinstance(value, str):
         return str(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if kind == "int":
+    if form == "int":
         return f"{int(round(value)):,}"
-    if kind == "tflops":  # a FLOP count printed in TFLOPs
+    if form == "tflops":  # a FLOP count printed in TFLOPs
         return f"{value / 1e12:,.4g}"
-    if kind == "sci":
+    if form == "sci":
         return f"{value:.3e}"
-    if kind.startswith("+f"):  # signed
-        return f"{value:+,.{int(kind[2:])}f}"
-    if kind.startswith("f"):
-        return f"{value:,.{int(kind[1:])}f}"
-    if kind == "g":
+    if form.startswith("+f"):  # signed
+        return f"{value:+,.{int(form[2:])}f}"
+    if form.startswith("f"):
+        return f"{value:,.{int(form[1:])}f}"
+    if form == "g":
         return f"{value:.4g}"
-    raise ValueError(f"unknown format {kind!r}")
+    raise ValueError(f"unknown format {form!r}")
 
 
 def direction(value: float, above: str, below: str, same: str = "no different from") -> str:
@@ -77,13 +77,13 @@ class Values:
         """The scopes among the files given that start with prefix, in order (published_<model>: Table 14's models)."""
         return sorted({scope for scope, _ in self.m.records if scope.startswith(prefix)})
 
-    def f(self, key: str, kind: str, scale: float = 1) -> str:
+    def f(self, key: str, form: str, scale: float = 1) -> str:
         value = self._value(key)
-        return fmt(value * scale if scale != 1 else value, kind) + self.mark(key)
+        return fmt(value * scale if scale != 1 else value, form) + self.mark(key)
 
-    def size(self, key: str, kind: str) -> str:
+    def size(self, key: str, form: str) -> str:
         """The magnitude of a signed number; its sign is said in words (word)."""
-        return fmt(abs(self._value(key)), kind) + self.mark(key)
+        return fmt(abs(self._value(key)), form) + self.mark(key)
 
     def word(self, key: str, above: str, below: str, same: str = "no different from") -> str:
         return direction(self._value(key), above, below, same)
@@ -100,19 +100,19 @@ class Values:
         record = self._record(key)
         return record["details"][entry] if entry else record["interval"]
 
-    def bound(self, key: str, side: str, kind: str, entry: str | None = None) -> str:
+    def bound(self, key: str, side: str, form: str, entry: str | None = None) -> str:
         """One end ("low" or "high") of the file's interval (or of details.<entry>), as a number is shown."""
-        return fmt(self.interval_of(key, entry)[side], kind)
+        return fmt(self.interval_of(key, entry)[side], form)
 
     def seeds(self, key: str) -> dict | None:
         """The file's values per training seed (n, seeds, values, mean, sd), or None with one seed."""
         return self._record(key).get("seeds")
 
-    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1) -> str:
+    def detail(self, key: str, entry: str, form: str = "text", scale: float = 1) -> str:
         value = self._record(key)["details"].get(entry, [])
         if isinstance(value, list):
             return ", ".join(map(str, value))
-        return fmt(value * scale if scale != 1 else value, kind)
+        return fmt(value * scale if scale != 1 else value, form)
 
     def level(self, key: str) -> str:
         """The confidence level of the file's interval, in percent (95)."""
@@ -133,9 +133,9 @@ class Values:
             value = value[part]
         return value
 
-    def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> str:
+    def nested(self, key: str, entry: str, form: str, scale: float = 1) -> str:
         value = self.nested_value(key, entry)
-        return fmt(value * scale if scale != 1 else value, kind)
+        return fmt(value * scale if scale != 1 else value, form)
 
 
 class PaperValues:
@@ -144,7 +144,7 @@ class PaperValues:
     def __init__(self, paper: dict[str, dict]):
         self.paper = paper
 
-    def f(self, key: str, kind: str) -> str:
+    def f(self, key: str, form: str) -> str:
         if key not in self.paper:
             raise KeyError(f"no paper value {key!r} (paper/paper_values.yaml)")
-        return fmt(self.paper[key]["value"], kind)
+        return fmt(self.paper[key]["value"], form)

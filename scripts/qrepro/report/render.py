@@ -69,21 +69,21 @@ class LinkedValues:
         record, path = self.values.m.record(scope, metric), self.values.m.paths[(scope, metric)]
         return Markup(html_link(text, path, metric_title(path, record, field, shown) + extra))
 
-    def f(self, key: str, kind: str, scale: float = 1) -> Markup:
-        return self._link(key, self.values.f(key, kind, scale))
+    def f(self, key: str, form: str, scale: float = 1) -> Markup:
+        return self._link(key, self.values.f(key, form, scale))
 
-    def size(self, key: str, kind: str) -> Markup:
-        return self._link(key, self.values.size(key, kind))
+    def size(self, key: str, form: str) -> Markup:
+        return self._link(key, self.values.size(key, form))
 
-    def bound(self, key: str, side: str, kind: str, entry: str | None = None) -> Markup:
+    def bound(self, key: str, side: str, form: str, entry: str | None = None) -> Markup:
         interval = self.values.interval_of(key, entry)
         field = f"details.{entry}" if entry else "interval"
-        return self._link(key, self.values.bound(key, side, kind, entry), f"{field}.{side}", interval[side],
+        return self._link(key, self.values.bound(key, side, form, entry), f"{field}.{side}", interval[side],
                           f" Interval ({interval['level']:.0%}): {interval['method']}")
 
-    def detail(self, key: str, entry: str, kind: str = "text", scale: float = 1):
-        text = self.values.detail(key, entry, kind, scale)
-        if kind == "text":
+    def detail(self, key: str, entry: str, form: str = "text", scale: float = 1):
+        text = self.values.detail(key, entry, form, scale)
+        if form == "text":
             return text
         scope, metric = key.split("/")
         return self._link(key, text, f"details.{entry}", self.values.m.record(scope, metric)["details"][entry])
@@ -103,8 +103,8 @@ class LinkedValues:
         return self._link(key, self.values.listed(key, entry), f"details.{entry}",
                           self.values.m.record(scope, metric)["details"][entry])
 
-    def nested(self, key: str, entry: str, kind: str, scale: float = 1) -> Markup:
-        return self._link(key, self.values.nested(key, entry, kind, scale), f"details.{entry}",
+    def nested(self, key: str, entry: str, form: str, scale: float = 1) -> Markup:
+        return self._link(key, self.values.nested(key, entry, form, scale), f"details.{entry}",
                           self.values.nested_value(key, entry))
 
 
@@ -117,8 +117,8 @@ class LinkedPaperValues:
     def __getattr__(self, name):
         return getattr(self.paper_values, name)
 
-    def f(self, key: str, kind: str) -> Markup:
-        return Markup(html_link(self.paper_values.f(key, kind), PAPER_VALUES, paper_title(self.paper_values.paper[key]),
+    def f(self, key: str, form: str) -> Markup:
+        return Markup(html_link(self.paper_values.f(key, form), PAPER_VALUES, paper_title(self.paper_values.paper[key]),
                                 "num paper"))
 
 

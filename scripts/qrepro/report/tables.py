@@ -26,7 +26,7 @@ SUBCOLUMNS = ("Reproduced", "Paper", "Notebook", "Ratio")
 @dataclass
 class Cell:
     value: Any
-    kind: str = "g"
+    form: str = "g"
     source: str | None = None      # the file the value is read from
     paper_id: str | None = None    # the paper value it stands beside (measured the same way)
     detail: str = ""               # what a reader sees on hovering: file, value at full precision, unit, method
@@ -42,11 +42,11 @@ class Cell:
 
     def value_text(self) -> str:
         """The value as shown (marked when contaminated), with the spread over training seeds when there are several."""
-        shown = fmt(self.value, self.kind) + self.mark
-        return shown if self.seeds is None else f"{shown} ± {fmt(self.seeds[0], self.kind)} (n={self.seeds[1]})"
+        shown = fmt(self.value, self.form) + self.mark
+        return shown if self.seeds is None else f"{shown} ± {fmt(self.seeds[0], self.form)} (n={self.seeds[1]})"
 
     def interval_text(self) -> str:
-        return f"({fmt(self.interval[0], self.kind)} to {fmt(self.interval[1], self.kind)})"
+        return f"({fmt(self.interval[0], self.form)} to {fmt(self.interval[1], self.form)})"
 
     def text(self) -> str:
         """The reproduced value as shown: with its interval, in the same format, when the file has one."""
@@ -174,7 +174,7 @@ def cell(spec: CellSpec, sources: Sources, paper: dict | None = None) -> Cell:
         elif spec.aggregate == "join":
             value = ", ".join(value)
         path = sources.hyperparameter_files[spec.variant]
-        return Cell(value, spec.kind, path, pid, f"{path}: {spec.key} = {value}")
+        return Cell(value, spec.form, path, pid, f"{path}: {spec.key} = {value}")
     key = spec.metric_key
     record = sources.metrics.record(*key)
     value = record["value"]
@@ -203,7 +203,7 @@ def cell(spec: CellSpec, sources: Sources, paper: dict | None = None) -> Cell:
                       if "contaminated_inputs" in record.get("details", {}) else "") + ".")
     if withheld:
         detail += f" No paper value beside it: {withheld}."
-    return Cell(value, spec.kind, path, pid, detail, interval, seeds, record, withheld, contaminated)
+    return Cell(value, spec.form, path, pid, detail, interval, seeds, record, withheld, contaminated)
 
 
 def build_table(spec: TableSpec, sources: Sources, paper: dict, reference: str | None = None) -> Table:
@@ -250,13 +250,13 @@ def latex_cell(role: str, cell: Cell, text: str, published: dict | None) -> str:
     """A cell in LaTeX: a reproduced value and a ratio link to the file (relative to report/, where the PDF is built);
     a long text wraps."""
     if role == "reproduced" and cell.source:
-        value = latex_link(latex_escape(fmt(cell.value, cell.kind) + cell.mark), cell.source)
+        value = latex_link(latex_escape(fmt(cell.value, cell.form) + cell.mark), cell.source)
         # the seeds' spread and the interval on smaller lines below the value: the column stays narrow
         lines = [value]
         if cell.seeds is not None:
-            lines.append(rf"{{\scriptsize {latex_escape(f'± {fmt(cell.seeds[0], cell.kind)} (n={cell.seeds[1]})')}}}")
+            lines.append(rf"{{\scriptsize {latex_escape(f'± {fmt(cell.seeds[0], cell.form)} (n={cell.seeds[1]})')}}}")
         if cell.interval is not None:  # a spaced en dash: narrower than "to", and apart from a minus sign
-            low, high = (latex_escape(fmt(bound, cell.kind)) for bound in cell.interval)
+            low, high = (latex_escape(fmt(bound, cell.form)) for bound in cell.interval)
             lines.append(rf"{{\scriptsize ({low}\,--\,{high})}}")
         if len(lines) > 1:
             stacked = r"\\".join(lines)

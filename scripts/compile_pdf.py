@@ -3,6 +3,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from qrepro.report.pdf import latexmk_command
 from qrepro.runlog import log_to
 
 inp, out = snakemake.input, snakemake.output  # noqa: F821
@@ -14,10 +15,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             "(or apt-get install latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended); "
             "with conda, `conda env create -f environment.yml`. `snakemake html` builds the report without TeX.")
     tex = Path(inp.tex)
-    command = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-               "-pdflatex=pdflatex -no-shell-escape -interaction=nonstopmode -halt-on-error %O %S",
-               f"-outdir={tex.parent.resolve()}", tex.name]
-    result = subprocess.run(command, cwd=tex.parent, capture_output=True, text=True)
+    result = subprocess.run(latexmk_command(tex), cwd=tex.parent, capture_output=True, text=True)
     print(result.stdout[-20000:])
     print(result.stderr[-5000:])
     if result.returncode != 0:

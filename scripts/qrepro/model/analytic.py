@@ -170,8 +170,8 @@ def executed_flops_per_token(facts, seq_len: int, variant: str, r: int = 0,
         return flops
     if variant != "qlora":
         raise ValueError(f"unknown variant {variant!r}")
-    per_module = lora_params_by_module(facts, r)
-    lora_params = sum(a + b for a, b in per_module.values())
+    per_module = lora_params_by_module(facts, r)  # lora_A of the first layer's inputs, below
+    lora_params = facts.trainable_params  # the LoRA count: peft's, as anatomy.describe read it
     flops = 2 * n + 2 * n + 6 * lora_params + attention + (10 * attention) // 4
     if gradient_checkpointing:
         flops += 2 * projections + 2 * lora_params + attention

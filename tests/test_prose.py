@@ -80,7 +80,7 @@ def _context(reference: bool) -> dict:
             "data_card": defaultdict(lambda: ODD, splits=[]), "provenance": provenance,
             "reference": ref if reference else None, "tables": [], "figures": {},
             "outline": {"numbers": {"claims": "7", "scale": "9", "reference": "8"}}, "radar_standard": ODD,
-            "summary": SUMMARY,
+            "summary": SUMMARY, "sweeps": [],
             "deviations": {"device_is_papers_gpu": False, "paged_fallback": {"full": False, "qlora": True},
                            "timed_jobs_alone": True}}
 

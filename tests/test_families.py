@@ -7,6 +7,8 @@ model on the meta device (qrepro.model.anatomy.describe) against an independent 
 - the executed-FLOPs formula against torch's FLOP counter over one real step, where the formula holds (it does not
   for Phi-3's fused projections: the formula says so and refuses).
 """
+import subprocess
+
 import pytest
 import torch
 
@@ -202,4 +204,8 @@ def test_the_whole_dag_runs_a_qwen2_model(tmp_path):
         executed = read_metric(workdir / f"results/metrics/{variant}/flops_per_step_executed.json")
         assert executed["details"]["formula_caveats"] == []
         assert m(variant, "flops_per_step_counted") == pytest.approx(executed["value"], rel=1e-3)
-    assert (workdir / "report/report.pdf").stat().st_size > 0 and (workdir / "report/report.html").stat().st_size > 0
+    # the report names the family that ran, not the paper's LLaMA, on page one and in Table 2
+    page_one = subprocess.run(["pdftotext", "-l", "1", str(workdir / "report/report.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "A small Qwen2ForCausalLM pretrained by the pipeline" in " ".join(page_one.split())
+    assert "Qwen2ForCausalLM" in (workdir / "results/tables/table02.csv").read_text()

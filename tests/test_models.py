@@ -121,7 +121,7 @@ def test_first_layer_lora_keeps_learning_after_evaluation_inside_the_trainer(bas
 
 
 def test_notebook_numbers_are_what_bitsandbytes_and_peft_report(base_dir):
-    """measure.notebook_numbers (used at TinyLlama's scale on the meta device) against a real QLoRA model:
+    """records.notebook_numbers (used at TinyLlama's scale on the meta device) against a real QLoRA model:
     numel over the packed 4-bit model, parameter bytes after prepare_model_for_kbit_training, peft's count."""
     from qrepro.evaluation.records import notebook_numbers
     model = _qlora(base_dir)

@@ -207,8 +207,9 @@ def cell(spec: CellSpec, sources: Sources, paper: dict | None = None) -> Cell:
 
 
 def build_table(spec: TableSpec, sources: Sources, paper: dict, reference: str | None = None) -> Table:
-    """One table from its catalogue entry: rows whose `when` file is absent are left out; placeholders in the caption
-    and row labels are texts in the prose language (qrepro.report.render.render_text), their numbers read from the files. Its notes are prose (templates/prose.j2, notes_t<number>)."""
+    """One table from its catalogue entry: rows whose `when` file is absent are left out; the caption and row labels
+    are texts in the prose language (qrepro.report.render.render_text), their numbers read from the files. Its notes
+    are prose (templates/prose.j2, notes_t<number>)."""
     m = sources.metrics
     names = {"v": Values(m), "pv": PaperValues(paper), **({"reference": reference} if reference else {})}
     rows = [(render_text(row.label, **names), {column: cell(c, sources, paper) for column, c in row.cells.items()})

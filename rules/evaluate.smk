@@ -309,6 +309,7 @@ rule compression_across_models:
         CATALOGUE.outputs("compression_across_models", "published_{published}"),
     input:
         architecture="configs/architectures/{published}.yaml",
+        recipe="configs/paper.yaml",  # the paper's recipe (over config.yaml), named in every file's inputs
     params:
         lora={key: value for key, value in PAPER_PROFILE["training"]["qlora"]["lora"].items()
               if key != "target_modules"},

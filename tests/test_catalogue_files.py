@@ -98,7 +98,7 @@ def test_every_comparison_file_is_its_formula_of_the_files_it_names(test_run):
     value = lambda scope, name: read_metric(test_run / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
     for c in CATALOGUE.comparisons:
         record = read_metric(test_run / f"results/metrics/comparison/{c.name}.json")
-        assert record["value"] == pytest.approx(formulas[c.kind](value(*c.a), value(*c.b))), c.name
+        assert record["value"] == pytest.approx(formulas[c.formula](value(*c.a), value(*c.b))), c.name
         metric_inputs = [f"results/metrics/{s}/{n}.json" for s, n in (c.a, c.b)]
         audits = [f"results/eval/{s}/perplexity_audit.json" for s, n in (c.a, c.b) if n.startswith("perplexity_")]
         assert sorted(record["inputs"]) == sorted(metric_inputs + audits), c.name

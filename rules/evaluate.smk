@@ -323,7 +323,7 @@ rule compression_across_models:
         qlora_optim=PAPER_PROFILE["training"]["qlora"]["optim"],
         metrics=declared_metrics,
         # where the values above come from, as each metric file names its inputs
-        config_source="configs/paper.yaml",
+        config_source=lambda wildcards, input: input.recipe,  # configs/paper.yaml
         config_keys=["training.qlora.lora", "training.qlora.quantization.double_quant", "training.full.optim",
                      "training.full.weights_dtype", "training.qlora.optim"],
     wildcard_constraints:

@@ -34,11 +34,6 @@ def build_config(arch: dict, vocab_size: int, bos_token_id: int, eos_token_id: i
                                 pad_token_id=eos_token_id, attn_implementation="sdpa", **keys)
 
 
-def family_name(config) -> str:
-    """How the report names a model's family: transformers' model class, e.g. Qwen2ForCausalLM."""
-    return (getattr(config, "architectures", None) or [f"{type(config).__name__.removesuffix('Config')}ForCausalLM"])[0]
-
-
 def count_parameters(model) -> tuple[int, int]:
     """(base parameters, trainable parameters).
 

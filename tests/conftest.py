@@ -87,9 +87,27 @@ def slurm_controller() -> str | None:
     return None
 
 
+@pytest.fixture(scope="session")
+def cluster_run(tmp_path_factory):
+    """The test profile's html target through the local SLURM cluster, from a fresh copy (tests/slurm_cluster.py)."""
+    from slurm_cluster import run_test_profile
+    return run_test_profile(copy_workflow(tmp_path_factory.mktemp("cluster") / "run"))
+
+
+@pytest.fixture(scope="session")
+def second_clean_run(request, tmp_path_factory):
+    """A second clean run of the test profile, from a fresh copy, to compare with test_run: the scale-out tests' run
+    through SLURM when the local cluster answers (one whole DAG serves both), else a local run of every metric."""
+    if slurm_controller() is None:
+        return request.getfixturevalue("cluster_run")["dir"]
+    workdir = copy_workflow(tmp_path_factory.mktemp("second") / "run")
+    snakemake(workdir, "--configfile", "configs/test.yaml", "--cores", "2", "html")
+    return workdir
+
+
 # fixtures that build a whole DAG: a test that uses one (directly or through another fixture) is slow whether or not
 # it says so; so is a test that needs the cluster (scaleout)
-WHOLE_RUN_FIXTURES = {"test_run", "run_copy"}
+WHOLE_RUN_FIXTURES = {"test_run", "run_copy", "cluster_run", "second_clean_run"}
 
 
 def pytest_collection_modifyitems(config, items):

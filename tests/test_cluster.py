@@ -18,7 +18,7 @@ def fake_slurm(jobs: list[str], private: str = "none", oversubscribe: str = "NO"
         if calls is not None:
             calls.append(command)
         if command[0] == "sacct":
-            assert f"-o" in command and command[command.index("-o") + 1] == FIELDS
+            assert "-o" in command and command[command.index("-o") + 1] == FIELDS
             rows = jobs
             if "-j" in command:
                 rows = [row for row in jobs if row.split("|")[0] == command[command.index("-j") + 1]]

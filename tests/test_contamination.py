@@ -183,11 +183,16 @@ def _overlay(workdir, name: str, reruns: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def planted_run(tmp_path_factory):
-    """The test profile in a fresh copy: QLoRA's training with a busy process beside its first attempt (reruns 2),
-    then the whole report with one beside the first attempt of every rerun-checked job and no reruns allowed."""
-    from conftest import copy_workflow, snakemake
-    workdir = copy_workflow(tmp_path_factory.mktemp("planted"))
+def planted_run(test_run, tmp_path_factory):
+    """A copy of the finished test-profile run (mtimes kept; the timing settings below are params of the timed jobs
+    only, so Snakemake re-runs them and what reads them): QLoRA's training with a busy process beside its first
+    attempt (reruns 2), then the whole report with one beside the first attempt of every rerun-checked job and no
+    reruns allowed."""
+    import shutil
+
+    from conftest import snakemake
+    workdir = tmp_path_factory.mktemp("planted") / "run"
+    shutil.copytree(test_run, workdir, symlinks=True)
     overlay = _overlay(workdir, "rerun.yaml", 2)
     snakemake(workdir, "--configfile", "configs/test.yaml", overlay, "--cores", "2",
               "results/metrics/qlora/train_time_s.json")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import jsonschema
 import pytest

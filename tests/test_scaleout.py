@@ -1,66 +1,22 @@
 """The workflow through a real SLURM cluster: the one-node cluster of .ci/slurm/up.sh (skipped without one), with
 profiles/slurm and the CI overlay profiles/slurm-ci, exactly as README "On a cluster" says.
 
-The test profile's whole `html` DAG runs through `--executor slurm` once, on the cluster's fake GPUs and with
-gpus: 1 (the paper profile's setting), so every job's sbatch line shows what a GPU site would be asked for."""
+The test profile's whole `html` DAG runs through `--executor slurm` once (conftest's cluster_run, on the cluster's
+fake GPUs and with gpus: 1, the paper profile's setting), so every job's sbatch line shows what a GPU site would be
+asked for. That run is also the second clean run that tests/test_integrity.py compares with the local one, byte for
+byte."""
 import re
 import shutil
-import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import copy_workflow, snakemake
 from qrepro.metrics_io import read_metric
+from slurm_cluster import PROFILES, cluster, rules_of, sacct
 
 pytestmark = pytest.mark.scaleout
-
-PROFILES = ("--profile", "profiles/slurm", "--workflow-profile", "profiles/slurm-ci")
-UP = ROOT / ".ci/slurm/up.sh"
-
-
-def cluster(fake_gpus: int) -> None:
-    """(Re)configure the local cluster: up.sh is idempotent and restarts only what changed."""
-    subprocess.run(["bash", str(UP)], env={**__import__("os").environ, "FAKE_GPUS": str(fake_gpus)}, check=True,
-                   capture_output=True, text=True, timeout=600)
-
-
-def sacct(*args: str) -> list[dict]:
-    fields = ["JobID", "JobName", "Comment", "State", "Start", "End", "NodeList"]
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", ",".join(fields), *args], capture_output=True, text=True,
-                         check=True).stdout
-    return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
-
-
-def submitted(log: str) -> dict[str, str]:
-    """SLURM job id -> the sbatch line that submitted it (the plugin logs each call with --verbose), paired by the
-    job's log file: --output <folder>/%j.log in the call, <folder>/<id>.log in the submission message."""
-    calls = {re.search(r"--output (\S+)", line)[1]: line for line in re.findall(r"^sbatch call: (.*)$", log, re.M)}
-    jobs = {}
-    for job_id, log_file in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log):
-        jobs[job_id] = calls[log_file.replace(f"/{job_id}.log", "/%j.log")]
-    assert len(jobs) == len(calls), (len(jobs), len(calls))
-    return jobs
-
-
-def rules_of(sbatch: str) -> set[str]:
-    """The rules one sbatch line runs (--target-jobs 'rule:wildcards' ...)."""
-    return set(re.findall(r"'([a-z_0-9]+):[^']*'", sbatch.split("--target-jobs", 1)[1].split(" --", 1)[0]))
-
-
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory):
-    """The test profile's html target through SLURM, on 2 fake GPUs with gpus=1."""
-    cluster(fake_gpus=2)
-    workdir = copy_workflow(tmp_path_factory.mktemp("cluster") / "run")
-    started = datetime.now().replace(microsecond=0)
-    result = snakemake(workdir, "html", *PROFILES, "--configfile", "configs/test.yaml", "--config", "gpus=1",
-                       "--verbose", timeout=1500)
-    run_id = re.search(r"SLURM run ID: (\S+)", result.stderr)[1]
-    return {"dir": workdir, "log": result.stderr, "run_id": run_id, "started": started,
-            "jobs": submitted(result.stderr)}
 
 
 def test_every_job_ran_through_slurm_and_completed(cluster_run):
@@ -97,19 +53,6 @@ def test_gpu_rules_ask_slurm_for_a_gpu_and_the_others_for_none(cluster_run, tmp_
         if re.search(r"\bgpu=1\b", block):
             paper_gpu_rules.add(block.split(":", 1)[0])
     assert paper_gpu_rules == gpu_rules
-
-
-def test_non_timing_metric_files_are_identical_to_the_local_run(cluster_run, test_run):
-    compared = 0
-    for local in sorted((test_run / "results/metrics").rglob("*.json")):
-        record = read_metric(local)
-        if record["timing"]:
-            continue
-        remote = cluster_run["dir"] / local.relative_to(test_run)
-        assert read_metric(remote) == record, local.relative_to(test_run)
-        compared += 1
-    print(f"{compared} non-timing metric files identical")
-    assert compared > 100
 
 
 def test_timed_jobs_had_their_node_to_themselves(cluster_run):

@@ -4,7 +4,6 @@ import csv
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml

@@ -1,5 +1,5 @@
 """A Hugging Face cache built for the tests, offline (tests/test_hub_offline.py says how and why it is laid out
-this way): a tiny model (tests/tiny_models.py; LLaMA unless a test asks for another family) and its tokenizer under a
+this way): a tiny model (tests/tiny_models.py; a Qwen2 unless a test asks for another family) and its tokenizer under a
 hub id at a fixed revision, and WikiText-shaped data."""
 import hashlib
 import os
@@ -12,7 +12,9 @@ from conftest import ROOT
 from tiny_models import save_tiny_model, tiny_arch
 
 FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
-MODEL_FAMILY = "llama"
+# not the paper's LLaMA: the paper profile's whole hub run (tests/test_hub_offline.py) is also the suite's whole run
+# of another causal-LM family, one DAG for both
+MODEL_FAMILY = "qwen2"
 MODEL_ID = f"qrepro-test/tiny-{MODEL_FAMILY}"
 MODEL_REV = "0123456789abcdef0123456789abcdef01234567"
 DATA_REV = "fedcba9876543210fedcba9876543210fedcba98"

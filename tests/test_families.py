@@ -6,9 +6,10 @@ model on the meta device (qrepro.model.anatomy.describe) against an independent 
 - the LoRA count against peft's own count on the real 4-bit model, and r x (in + out) over its 4-bit linears;
 - the executed-FLOPs formula against torch's FLOP counter over one real step, where the formula holds (it does not
   for Phi-3's fused projections: the formula says so and refuses).
-"""
-import subprocess
 
+The whole DAG with another family is the paper profile's hub run (tests/test_hub_offline.py: its cached model is a
+Qwen2).
+"""
 import pytest
 import torch
 
@@ -163,56 +164,3 @@ def test_phi3_model_flops_agree_with_the_counters_parts(tmp_path):
     facts = describe(folder)
     assert analytic.model_formula_caveats(facts, SEQ) == []
     assert analytic.model_flops_per_token(facts, SEQ, "full") * tokens == matmuls + 3 * attention_forward
-
-
-@pytest.mark.slow
-def test_the_whole_dag_runs_a_qwen2_model(run_copy):
-    """configs/test.yaml with tests/fixtures/qwen2.yaml over a copy of the finished test-profile run: Snakemake
-    re-runs every job the model reaches (its params changed) and keeps the data stage, which no model setting
-    reaches; a tiny Qwen2 pretrained here, both variants fine-tuned and evaluated, the report rendered. Its numbers
-    against computations apart from the code that wrote them."""
-    import time
-
-    from transformers import AutoModelForCausalLM
-
-    from conftest import snakemake
-    from qrepro.config_checks import merged_profile
-    from qrepro.metrics_io import read_metric
-
-    workdir = run_copy
-    start = time.perf_counter()
-    snakemake(workdir, "--configfile", "configs/test.yaml", "tests/fixtures/qwen2.yaml", "--cores", "2", "report")
-    print(f"whole Qwen2 DAG: {time.perf_counter() - start:.0f} s")
-    m = lambda scope, name: read_metric(workdir / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
-    config = merged_profile(workdir / "config.yaml", workdir / "configs/test.yaml", workdir / "tests/fixtures/qwen2.yaml")
-    arch, lora = config["model"]["architecture"], config["training"]["qlora"]["lora"]
-    assert arch["model_type"] == "qwen2"
-
-    base = AutoModelForCausalLM.from_pretrained(workdir / "results/base_model")
-    assert type(base).__name__ == m("architecture", "model_family") == "Qwen2ForCausalLM"
-    assert base.model.layers[0].self_attn.q_proj.bias is not None  # Qwen2's q/k/v biases survived the build
-    total = sum(p.numel() for p in base.parameters())
-    assert m("architecture", "total_params") == m("full", "total_params") == m("qlora", "total_params") == total
-    assert m("architecture", "tie_word_embeddings") is True
-
-    # LoRA by hand: r x (in + out) of the seven projections, from the profile's shapes
-    h, inter, layers = arch["hidden_size"], arch["intermediate_size"], arch["num_hidden_layers"]
-    kv = arch["num_key_value_heads"] * h // arch["num_attention_heads"]
-    per_layer = 2 * (h + h) + 2 * (h + kv) + 2 * (h + inter) + (inter + h)  # q, o; k, v; gate, up; down
-    assert m("qlora", "trainable_params") == m("structure", "lora_trainable_params") == lora["r"] * per_layer * layers
-
-    # torch's counter over one real step against the executed formula, which holds for Qwen2's separate projections
-    for variant in ("full", "qlora"):
-        executed = read_metric(workdir / f"results/metrics/{variant}/flops_per_step_executed.json")
-        assert executed["details"]["formula_caveats"] == []
-        assert m(variant, "flops_per_step_counted") == pytest.approx(executed["value"], rel=1e-3)
-    # the report names the family that ran, not the paper's LLaMA, on page one and in Table 2
-    page_one = subprocess.run(["pdftotext", "-l", "1", str(workdir / "report/report.pdf"), "-"], capture_output=True,
-                              text=True, check=True).stdout
-    assert "A small Qwen2ForCausalLM pretrained by the pipeline" in " ".join(page_one.split())
-    assert "Qwen2ForCausalLM" in (workdir / "results/tables/table02.csv").read_text()
-    # nothing of the copied LLaMA run survives where this run's model is described (the paper's and the published
-    # models' scopes describe other models)
-    stale = [path for path in (workdir / "results/metrics").rglob("*.json")
-             if not path.parent.name.startswith(("paper_", "published_")) and "LlamaForCausalLM" in path.read_text()]
-    assert stale == []

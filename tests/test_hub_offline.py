@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from conftest import ROOT, copy_workflow, snakemake
-from hub_cache import DATA_REV, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, TINY_WITHOUT_POSITIONS, hf_rows
+from hub_cache import (DATA_REV, MODEL_FAMILY, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, TINY_WITHOUT_POSITIONS,
+                       hf_rows)
 from qrepro.metrics_io import read_metric
 
 LOADING = r"""
@@ -146,7 +147,8 @@ def _leaves(mapping: dict, prefix: str = "") -> set[str]:
 def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path, monkeypatch):
     """configs/paper.yaml (hub model, wikitext from datasets, the model's tokenizer, float16 load, the paper's
     recipe) through train, evaluate and the report, offline: its hub ids point at the cached tiny model and only
-    scale (and fp16, which needs CUDA) is overridden."""
+    scale (and fp16, which needs CUDA) is overridden. The cached model is a Qwen2 (tests/hub_cache.py), so this one
+    whole run is also the any-causal-LM run: a family other than the paper's LLaMA through every stage."""
     import torch
     import yaml
     from safetensors.torch import load_file
@@ -205,3 +207,35 @@ def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path,
         assert 1 < value(f"results/metrics/{model}/perplexity_token.json") < 10 * 512
     html = (workdir / "report/report.html").read_text()
     assert "Paper profile: TinyLlama-1.1B-Chat-v1.0 on WikiText-2" in html and MODEL_ID in html
+    _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html)
+
+
+def _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html):
+    """The family's facts in the run's files against computations apart from the code that wrote them."""
+    import re
+
+    from transformers import AutoModelForCausalLM
+
+    m = lambda scope, name: read_metric(workdir / f"results/metrics/{scope}/{name}.json")["value"]  # noqa: E731
+    assert MODEL_FAMILY == "qwen2"
+    model = AutoModelForCausalLM.from_pretrained(workdir / "results/base_model")
+    assert type(model).__name__ == m("architecture", "model_family") == "Qwen2ForCausalLM"
+    assert model.model.layers[0].self_attn.q_proj.bias is not None  # Qwen2's q/k/v biases came through
+    total = sum(p.numel() for p in model.parameters())
+    assert m("architecture", "total_params") == m("full", "total_params") == m("qlora", "total_params") == total
+    assert m("architecture", "tie_word_embeddings") is True
+    # LoRA by hand: r x (in + out) of the paper's seven projections, from the cached model's shapes
+    lora = {**base["qlora"]["lora"], **paper["training"].get("qlora", {}).get("lora", {})}
+    h, inter, layers = TINY["hidden_size"], TINY["intermediate_size"], TINY["num_hidden_layers"]
+    kv = TINY["num_key_value_heads"] * h // TINY["num_attention_heads"]
+    per_layer = 2 * (h + h) + 2 * (h + kv) + 2 * (h + inter) + (inter + h)  # q, o; k, v; gate, up; down
+    assert m("qlora", "trainable_params") == m("structure", "lora_trainable_params") == lora["r"] * per_layer * layers
+    # torch's counter over one real step against the executed formula, which holds for Qwen2's separate projections
+    for variant in ("full", "qlora"):
+        executed = read_metric(workdir / f"results/metrics/{variant}/flops_per_step_executed.json")
+        assert executed["details"]["formula_caveats"] == []
+        assert m(variant, "flops_per_step_counted") == pytest.approx(executed["value"], rel=1e-3)
+    # the report names the family that ran, not the paper's LLaMA: on page one and in Table 2
+    page_one = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert f"{MODEL_ID} @ {MODEL_REV} (Qwen2ForCausalLM, {total:,} parameters)" in page_one
+    assert "Qwen2ForCausalLM" in (workdir / "results/tables/table02.csv").read_text()

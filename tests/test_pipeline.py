@@ -125,7 +125,8 @@ def test_measurement_files_are_consistent(test_run):
         assert m(variant, "time_per_step_s") == pytest.approx(m(variant, "train_time_s") / m(variant, "train_steps"))
     for variant in ("full", "qlora", "qlora_merged"):
         details = record(variant, "tokens_per_s")["details"]
-        assert details["generated_tokens_per_run"] == [50] * details["runs"]  # counted from the output ids
+        new_tokens = TEST_CONFIG["evaluation"]["new_tokens"]
+        assert details["generated_tokens_per_run"] == [new_tokens] * details["runs"]  # counted from the output ids
     # one job timed every model in the same rounds: the slowdown's interval draws the same rounds for both (numpy)
     qlora, full = (record(v, "inference_time_s")["details"] for v in ("qlora", "full"))
     assert qlora["timed_together"] == full["timed_together"] and qlora["run_rounds"] == full["run_rounds"]

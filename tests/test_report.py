@@ -73,7 +73,7 @@ def test_special_characters_in_a_metric_are_shown_literally(run_copy):
     record = json.loads(path.read_text())
     record["value"] = "<b>50%_&"
     path.write_text(json.dumps(record))
-    snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "1", "report")
+    snakemake(run_copy, "--configfile", "configs/test.yaml", "--cores", "2", "report")
     assert "<b>50%_&" in pdf_text(run_copy / "report/report.pdf")
     html = (run_copy / "report/report.html").read_text()
     assert "&lt;b&gt;50%_&amp;" in html and "<b>50%_&" not in html

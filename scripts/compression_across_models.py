@@ -19,5 +19,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         published = {key: shipped[key] for key in ("hub_id", "config_json", "revision", "published_total_params")}
         records = compression_records(config, p.lora, p.paper_targets, p.size_targets, p.double_quant, p.full_optim,
                                       p.full_weights_dtype, p.qlora_optim, source, published)
-        write_metrics({path: spec for path, spec in p.metrics.items() if spec["scope"] == scope}, records)
+        write_metrics({file: spec for file, spec in p.metrics.items() if spec["scope"] == scope}, records)
         print(f"{scope}: {len(records)} metric files from {path}")

@@ -97,7 +97,8 @@ def cluster_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def second_clean_run(request, tmp_path_factory):
     """A second clean run of the test profile, from a fresh copy, to compare with test_run: the scale-out tests' run
-    through SLURM when the local cluster answers (one whole DAG serves both), else a local run of every metric."""
+    through SLURM when the local cluster answers (one whole DAG serves both), else a local run of the same html
+    target. (So with the cluster up, `-m "not scaleout"` still submits this run to it.)"""
     if slurm_controller() is None:
         return request.getfixturevalue("cluster_run")["dir"]
     workdir = copy_workflow(tmp_path_factory.mktemp("second") / "run")

@@ -15,14 +15,24 @@ FIXTURE = ROOT / "tests/fixtures/wikitext_sample"
 # not the paper's LLaMA: the paper profile's whole hub run (tests/test_hub_offline.py) is also the suite's whole run
 # of another causal-LM family, one DAG for both
 MODEL_FAMILY = "qwen2"
-MODEL_ID = f"qrepro-test/tiny-{MODEL_FAMILY}"
 MODEL_REV = "0123456789abcdef0123456789abcdef01234567"
 DATA_REV = "fedcba9876543210fedcba9876543210fedcba98"
 OTHER_REV = "1111111111111111111111111111111111111111"
 SPLITS = ("train", "validation", "test")
 TINY = tiny_arch(MODEL_FAMILY)  # the cached model's architecture (vocabulary: the tokenizer's, 512)
-TINY_WITHOUT_POSITIONS = {k: TINY[k] for k in (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
+
+
+def model_id(family: str = MODEL_FAMILY) -> str:
+    return f"qrepro-test/tiny-{family}"
+
+
+MODEL_ID = model_id()
+
+
+def shape(family: str = MODEL_FAMILY) -> dict:
+    """The family's tiny shape, as a loaded model's config reports it."""
+    return {k: tiny_arch(family)[k] for k in (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
 
 
 def hf_rows(split: str) -> list[str]:
@@ -74,7 +84,7 @@ def build_hf_cache(root: Path, family: str = MODEL_FAMILY) -> dict:
     tokenizer = train_bpe((FIXTURE / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True), 512)
     tokenizer.save_pretrained(stage)
     save_tiny_model(stage, family, len(tokenizer), seed=0, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id)
-    _hub_repo(root / "hub", f"qrepro-test/tiny-{family}", MODEL_REV, stage)
+    _hub_repo(root / "hub", model_id(family), MODEL_REV, stage)
     good = {split: pd.DataFrame({"text": hf_rows(split)}) for split in SPLITS}
     _dataset_cache(root / "datasets", root, {
         "wikitext-2-raw-v1": good,
@@ -84,4 +94,4 @@ def build_hf_cache(root: Path, family: str = MODEL_FAMILY) -> dict:
     })
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(root), HF_HUB_CACHE=str(root / "hub"),
                HF_DATASETS_CACHE=str(root / "datasets"), PYTHONWARNINGS="ignore")
-    return {"root": root, "env": env, "stage": stage, "tokenizer": tokenizer}
+    return {"root": root, "env": env, "stage": stage, "tokenizer": tokenizer, "family": family}

@@ -164,3 +164,33 @@ def test_phi3_model_flops_agree_with_the_counters_parts(tmp_path):
     facts = describe(folder)
     assert analytic.model_formula_caveats(facts, SEQ) == []
     assert analytic.model_flops_per_token(facts, SEQ, "full") * tokens == matmuls + 3 * attention_forward
+
+
+def test_pretraining_from_scratch_trains_a_qwen2_and_keeps_its_layout(tmp_path):
+    """model.source: pretrain with a non-LLaMA family (the whole DAG runs it with LLaMA; the hub run loads a Qwen2):
+    qrepro.model.base.pretrain builds the declared Qwen2 and trains it, its q/k/v biases learn and the output head
+    stays the embedding's weight."""
+    from datasets import Dataset, DatasetDict
+
+    from qrepro.data.tokenizer import train_bpe
+    from qrepro.model.base import pretrain
+
+    rows = [f"row {i} of the city {i % 7} and the river {i % 5} ." for i in range(64)]
+    tokenizer = train_bpe(rows, 300)
+    ids = [tokenizer(row)["input_ids"][:16] + [tokenizer.eos_token_id] * (16 - len(tokenizer(row)["input_ids"][:16]))
+           for row in rows]
+    DatasetDict({"train": Dataset.from_dict({"input_ids": ids})}).save_to_disk(tmp_path / "data")
+    arch = TINY["qwen2"]
+    settings = dict(max_steps=6, batch_size=8, learning_rate=3e-3, warmup_steps=1, save_steps=6, logging_steps=1)
+    model, history = pretrain(tokenizer, str(tmp_path / "data"), arch, settings, seed=0, precision="fp32", cuda=False,
+                              threads=1, work_dir=str(tmp_path / "work"))
+    assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.hidden_size == arch["hidden_size"]
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, as declared
+    # the biases learned: against the same seed's untrained model, built here
+    from qrepro.model.causal_lm import build_config, random_model
+    initial = random_model(build_config(arch, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id), 0)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        before, after = (getattr(m.model.layers[0].self_attn, name).bias for m in (initial, model))
+        assert not torch.equal(before, after), name
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses) == 6 and losses[-1] < losses[0]

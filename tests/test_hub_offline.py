@@ -1,6 +1,7 @@
 """model.source: hub and data.source: hf (the paper profile's path) through the real loading code, offline.
 
-A Hugging Face cache is built in a temporary folder: a tiny LLaMA (random weights, safetensors) and its
+A Hugging Face cache is built in a temporary folder: a tiny Qwen2 (random weights, safetensors; a tiny LLaMA, the
+paper's family, for the loading test too) and its
 tokenizer under a hub id at a fixed 40-hex revision (huggingface_hub layout: models--org--name/{blobs, refs/main,
 snapshots/<rev>/}), and WikiText-shaped data prepared into the datasets cache the way `datasets` stores a hub
 dataset (<name>/<config>/<version>/<commit>/). datasets 5 in offline mode reloads hub datasets from that folder
@@ -16,8 +17,8 @@ import sys
 import pytest
 
 from conftest import ROOT, copy_workflow, snakemake
-from hub_cache import (DATA_REV, MODEL_FAMILY, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, TINY_WITHOUT_POSITIONS,
-                       hf_rows)
+from hub_cache import (DATA_REV, MODEL_FAMILY, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, build_hf_cache, hf_rows,
+                       model_id, shape)
 from qrepro.metrics_io import read_metric
 
 LOADING = r"""
@@ -70,12 +71,22 @@ def _hub_weights_fp16(hf_cache) -> dict:
     return {k: v.to(torch.float16) for k, v in load_file(hf_cache["stage"] / "model.safetensors").items()}
 
 
-def test_real_loading_code_reads_the_offline_cache(hf_cache, tmp_path):
+@pytest.fixture(params=["llama", MODEL_FAMILY])
+def family_cache(request, tmp_path_factory):
+    """The paper's family (LLaMA) and the hub run's (Qwen2), each in a cache of its own."""
+    if request.param == MODEL_FAMILY:
+        return request.getfixturevalue("hf_cache")
+    return build_hf_cache(tmp_path_factory.mktemp(f"hf_{request.param}"), request.param)
+
+
+def test_real_loading_code_reads_the_offline_cache(family_cache, tmp_path):
     import torch
     from safetensors.torch import load_file
 
+    hf_cache, family = family_cache, family_cache["family"]
+    repo_id = model_id(family)
     out = tmp_path / "found.json"
-    result = subprocess.run([sys.executable, "-c", LOADING, MODEL_ID, MODEL_REV, DATA_REV, OTHER_REV, str(out)],
+    result = subprocess.run([sys.executable, "-c", LOADING, repo_id, MODEL_REV, DATA_REV, OTHER_REV, str(out)],
                             cwd=ROOT / "scripts", env=hf_cache["env"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(out.read_text())
@@ -108,22 +119,23 @@ def test_real_loading_code_reads_the_offline_cache(hf_cache, tmp_path):
         "HubUnavailableError: Could not load dataset wikitext/wikitext-103-raw-v1 from the Hugging Face hub: "
         "HF_HUB_OFFLINE=1 is set, so nothing is downloaded (the loader said: ValueError: Couldn't find cache for "
         "wikitext for config 'wikitext-103-raw-v1' Available configs in the cache: [")
-    assert errors["model_not_cached"].startswith(f"HubUnavailableError: Could not load model {MODEL_ID} from the "
+    assert errors["model_not_cached"].startswith(f"HubUnavailableError: Could not load model {repo_id} from the "
                                                  "Hugging Face hub: HF_HUB_OFFLINE=1 is set")
 
-    # tokenizer: the cached one, paper settings, the commit it came from
-    # transformers 5 reads a Qwen2 model's tokenizer files with its Qwen2Tokenizer, whose own pre-tokenizer (digits
-    # one by one) replaces the one in tokenizer.json: the cached files through that class, built here apart from the
-    # library's hub lookup, are what the model's tokenizer is
-    from transformers import Qwen2Tokenizer
+    # tokenizer: the cached one, paper settings, the commit it came from. A LLaMA repo's files tokenize as they are;
+    # transformers 5 reads a Qwen2 repo's with its Qwen2Tokenizer, whose own pre-tokenizer (digits one by one)
+    # replaces the one in tokenizer.json (here the files alone would keep "1923" in fewer pieces)
     text = " The Kōzuki Line ( 上月線 ) opened in 1923 . \n"
-    expected = Qwen2Tokenizer.from_pretrained(hf_cache["stage"])(text)["input_ids"]
-    assert expected != hf_cache["tokenizer"](text)["input_ids"]  # the files alone split "1923" otherwise
+    if family == "qwen2":
+        from transformers import Qwen2Tokenizer
+        expected = Qwen2Tokenizer.from_pretrained(hf_cache["stage"])(text)["input_ids"]
+    else:
+        expected = hf_cache["tokenizer"](text)["input_ids"]
     assert found["tokens_None"] == found[f"tokens_{MODEL_REV}"] == expected
     assert found["tokenizer"] == ["</s>", "</s>", "right", MODEL_REV]
 
     # model: the architecture and the very weights in the snapshot, loaded as float16
-    assert found["model"] == {"dtype": "torch.float16", "vocab_size": 512, **TINY_WITHOUT_POSITIONS}
+    assert found["model"] == {"dtype": "torch.float16", "vocab_size": 512, **shape(family)}
     loaded, original = load_file(str(out) + ".model/model.safetensors"), _hub_weights_fp16(hf_cache)
     assert loaded.keys() == original.keys()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
@@ -172,7 +184,7 @@ def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path,
     (workdir / "hub.yaml").write_text(yaml.safe_dump(overlay))
     for key in ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE"):
         monkeypatch.setenv(key, hf_cache["env"][key])
-    snakemake(workdir, "html", "--configfile", "configs/paper.yaml", "hub.yaml", "--cores", "2", timeout=1200)
+    snakemake(workdir, "report", "--configfile", "configs/paper.yaml", "hub.yaml", "--cores", "2", timeout=1200)
 
     card = "results/metrics/data_card"
     value = lambda path: read_metric(workdir / path)["value"]  # noqa: E731
@@ -240,7 +252,11 @@ def _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html):
         executed = read_metric(workdir / f"results/metrics/{variant}/flops_per_step_executed.json")
         assert executed["details"]["formula_caveats"] == []
         assert m(variant, "flops_per_step_counted") == pytest.approx(executed["value"], rel=1e-3)
-    # the report names the family that ran, not the paper's LLaMA: on page one and in Table 2
-    page_one = " ".join(re.sub(r"<[^>]+>", "", html).split())
-    assert f"{MODEL_ID} @ {MODEL_REV} (Qwen2ForCausalLM, {total:,} parameters)" in page_one
+    # the report names the family that ran, not the paper's LLaMA: on the PDF's page one, in the HTML, in Table 2
+    said = f"{MODEL_ID} @ {MODEL_REV} (Qwen2ForCausalLM, {total:,} parameters)"
+    page_one = subprocess.run(["pdftotext", "-l", "1", str(workdir / "report/report.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+    page_one = " ".join(page_one.split())
+    assert MODEL_ID in page_one and f"(Qwen2ForCausalLM, {total:,} parameters)" in page_one
+    assert said in " ".join(re.sub(r"<[^>]+>", "", html).split())
     assert "Qwen2ForCausalLM" in (workdir / "results/tables/table02.csv").read_text()

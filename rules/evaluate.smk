@@ -315,7 +315,7 @@ rule compression_across_models:
         architectures=expand("configs/architectures/{published}.yaml", published=PUBLISHED_MODELS),
         recipe="configs/paper.yaml",  # the paper's recipe (over config.yaml), named in every file's inputs
     params:
-        scopes=[f"published_{published}" for published in PUBLISHED_MODELS],  # in the order of the architectures
+        scopes=CATALOGUE.scopes("compression_across_models"),  # in the order of the architectures
         lora={key: value for key, value in PAPER_PROFILE["training"]["qlora"]["lora"].items()
               if key != "target_modules"},
         # the paper's seven names: their trainable share (null where they match no module, e.g. Phi-3's fused layers)

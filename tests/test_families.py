@@ -177,8 +177,8 @@ def test_pretraining_from_scratch_trains_a_qwen2_and_keeps_its_layout(tmp_path):
 
     rows = [f"row {i} of the city {i % 7} and the river {i % 5} ." for i in range(64)]
     tokenizer = train_bpe(rows, 300)
-    ids = [tokenizer(row)["input_ids"][:16] + [tokenizer.eos_token_id] * (16 - len(tokenizer(row)["input_ids"][:16]))
-           for row in rows]
+    ids = [tokenizer(row)["input_ids"][:16] for row in rows]
+    ids = [row + [tokenizer.eos_token_id] * (16 - len(row)) for row in ids]  # padded to one length
     DatasetDict({"train": Dataset.from_dict({"input_ids": ids})}).save_to_disk(tmp_path / "data")
     arch = TINY["qwen2"]
     settings = dict(max_steps=6, batch_size=8, learning_rate=3e-3, warmup_steps=1, save_steps=6, logging_steps=1)

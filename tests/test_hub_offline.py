@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT, copy_workflow, snakemake
 from hub_cache import (DATA_REV, MODEL_FAMILY, MODEL_ID, MODEL_REV, OTHER_REV, SPLITS, TINY, build_hf_cache, hf_rows,
                        model_id, shape)
+from qrepro.config_checks import merged_profile
 from qrepro.metrics_io import read_metric
 
 LOADING = r"""
@@ -224,10 +225,10 @@ def test_paper_profile_runs_whole_offline_from_the_hub_cache(hf_cache, tmp_path,
         assert 1 < value(f"results/metrics/{model}/perplexity_token.json") < 10 * 512
     html = (workdir / "report/report.html").read_text()
     assert "Paper profile: TinyLlama-1.1B-Chat-v1.0 on WikiText-2" in html and MODEL_ID in html
-    _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html)
+    _the_run_is_the_qwen2_it_loaded(workdir, html)
 
 
-def _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html):
+def _the_run_is_the_qwen2_it_loaded(workdir, html):
     """The family's facts in the run's files against computations apart from the code that wrote them."""
     import re
 
@@ -242,7 +243,7 @@ def _the_run_is_the_qwen2_it_loaded(workdir, paper, base, html):
     assert m("architecture", "total_params") == m("full", "total_params") == m("qlora", "total_params") == total
     assert m("architecture", "tie_word_embeddings") is True
     # LoRA by hand: r x (in + out) of the paper's seven projections, from the cached model's shapes
-    lora = {**base["qlora"]["lora"], **paper["training"].get("qlora", {}).get("lora", {})}
+    lora = merged_profile(ROOT / "config.yaml", ROOT / "configs/paper.yaml")["training"]["qlora"]["lora"]
     h, inter, layers = TINY["hidden_size"], TINY["intermediate_size"], TINY["num_hidden_layers"]
     kv = TINY["num_key_value_heads"] * h // TINY["num_attention_heads"]
     per_layer = 2 * (h + h) + 2 * (h + kv) + 2 * (h + inter) + (inter + h)  # q, o; k, v; gate, up; down
